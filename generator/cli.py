@@ -1,0 +1,166 @@
+"""The generator's commands: ``generate``, ``check`` and ``schema``.
+
+Owns argument parsing and exit codes (2 for a bad config, never a traceback). The supervisor
+adds ``serve`` to this same group; this module imports nothing from it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from corral.generator import dump, loader
+from corral.generator.problems import ConfigError
+from corral.generator.settings import Config, ModelConfig
+from corral.generator.units import ServiceSettings, render_units
+
+#: Exit code for a config that failed validation (click uses 2 for usage errors too).
+EXIT_INVALID = 2
+
+
+def fail(exc: ConfigError) -> NoReturn:
+    """Print every problem, then exit 2: a person reads this, not a stack trace."""
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(EXIT_INVALID)
+
+
+@click.group()
+@click.version_option(package_name="corral")
+def cli() -> None:
+    """corral: local GGUF models, loaded on demand, behind one OpenAI/Ollama endpoint."""
+
+
+@cli.command()
+@click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="JSON (or YAML) settings: the NixOS module's camelCase or config.yaml's snake_case.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory to write config.yaml and the unit file(s) into.",
+)
+@click.option("--unit-name", help="systemd unit name, without .service (default corral).")
+@click.option("--exec-start", help="ExecStart command line (default: corral serve --config …).")
+@click.option("--user", help="Run as this user instead of a DynamicUser.")
+@click.option(
+    "--acceleration",
+    type=click.Choice(["cpu", "cuda", "rocm", "vulkan"]),
+    help="GPU kind; decides which devices the unit may open.",
+)
+@click.option(
+    "--config-path",
+    type=click.Path(path_type=Path),
+    help="Where config.yaml will live at run time (default: OUT/config.yaml).",
+)
+def generate(
+    settings_file: Path,
+    out: Path,
+    unit_name: str | None,
+    exec_start: str | None,
+    user: str | None,
+    acceleration: str | None,
+    config_path: Path | None,
+) -> None:
+    """Validate settings and write config.yaml plus hardened systemd unit(s)."""
+    source = str(settings_file)
+    try:
+        raw = loader.read_file(settings_file)
+    except ConfigError as exc:
+        fail(exc)
+    # normalize() only for its null rule here: validate() needs the raw shape to word its
+    # locations the way the NixOS module's attribute set reads.
+    service_raw: Any = loader.normalize(raw).get("service") or {}
+    raw.pop("service", None)
+    # Validate both halves before failing, so that one run reports every problem.
+    problems: list[str] = []
+    try:
+        config = loader.validate(raw, source)
+    except ConfigError as exc:
+        problems += exc.problems
+    if isinstance(service_raw, dict):
+        flags = {
+            "name": unit_name,
+            "exec_start": exec_start,
+            "user": user,
+            "acceleration": acceleration,
+        }
+        service_raw.update({k: v for k, v in flags.items() if v is not None})
+        runtime_config = config_path or out / "config.yaml"
+        service_raw.setdefault("config_path", str(runtime_config.absolute()))
+        try:
+            service = ServiceSettings.from_raw(service_raw, source)
+        except ConfigError as exc:
+            problems += exc.problems
+    else:
+        problems.append(f"service: must be a mapping, got {service_raw!r}")
+    if problems:
+        fail(ConfigError(problems, source))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump.to_yaml(config, settings_file.name), encoding="utf-8")
+    written = ["config.yaml"]
+    for filename, text in render_units(service, config).items():
+        (out / filename).write_text(text, encoding="utf-8")
+        written.append(filename)
+    click.echo(f"wrote {', '.join(written)} to {out}")
+
+
+@cli.command()
+@click.argument("config_file", type=click.Path(dir_okay=False, path_type=Path))
+def check(config_file: Path) -> None:
+    """Validate CONFIG_FILE (with the environment's overrides) and summarise each model."""
+    try:
+        config = loader.load(config_file)
+    except ConfigError as exc:
+        fail(exc)
+    click.echo(
+        f"{config_file}: ok, {len(config.models)} model(s), listening on "
+        f"{config.host}:{config.port}"
+    )
+    for model in config.models:
+        click.echo(summary(model, config))
+        if model.path is not None and not model.path.exists():
+            click.echo(
+                f"warning: {model.name}: {model.path} does not exist (yet); "
+                "requests for it will fail until it is downloaded",
+                err=True,
+            )
+
+
+def summary(model: ModelConfig, config: Config) -> str:
+    """One line per model: name, what it runs, and the settings that decide its cost."""
+    runs = str(model.path) if model.path is not None else " ".join(model.cmd or [])
+    ttl = model.ttl if model.ttl is not None else config.default_ttl
+    parts = [f"ctx={model.context_size}", f"ttl={ttl}s"]
+    if model.gpu_layers is not None:
+        parts.append(f"ngl={model.gpu_layers}")
+    if model.aliases:
+        parts.append(f"aliases={','.join(model.aliases)}")
+    if model.group:
+        parts.append(f"group={model.group}")
+    return f"  {model.name}: {runs} ({' '.join(parts)})"
+
+
+@cli.command()
+def schema() -> None:
+    """Print config.yaml's JSON Schema."""
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of config.yaml, as committed in generator/config.schema.json."""
+    schema = Config.model_json_schema()
+    # Editors and validators pick the draft from $schema; pydantic writes 2020-12.
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "corral config.yaml",
+    }

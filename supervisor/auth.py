@@ -1,0 +1,88 @@
+"""API keys: who may use the service.
+
+Owns reading the keys (config.yaml's ``api_keys`` and the lines of ``api_key_file``, so no
+secret needs to sit in the Nix store), taking a key from a request (``Authorization:
+Bearer``, ``x-api-key``, or Basic auth's password) and comparing it in constant time. A
+request without a valid key gets a 401 in the OpenAI shape and learns nothing else; /health
+stays open. Keys are never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from corral.generator.settings import Config
+from corral.supervisor.errors import Unauthorized
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+#: Paths anyone may call: a load balancer's or systemd's liveness probe.
+OPEN_PATHS = frozenset({"/health"})
+
+
+@dataclass(frozen=True)
+class Keys:
+    keys: tuple[bytes, ...]
+
+    @classmethod
+    def from_config(cls, config: Config) -> Keys:
+        keys = list(config.api_keys)
+        if config.api_key_file is not None:
+            text = config.api_key_file.read_text(encoding="utf-8")
+            keys += [line.strip() for line in text.splitlines() if line.strip()]
+        return cls(tuple(k.encode() for k in keys))
+
+    @property
+    def required(self) -> bool:
+        return bool(self.keys)
+
+    def accepts(self, presented: bytes | None) -> bool:
+        if presented is None:
+            return False
+        # Compare against every key, so the time taken says nothing about which one matched.
+        matched = False
+        for key in self.keys:
+            matched |= hmac.compare_digest(key, presented)
+        return matched
+
+
+def presented_key(headers: dict[bytes, bytes]) -> bytes | None:
+    """The key a request carries, from whichever of the three places it uses."""
+    if b"x-api-key" in headers:
+        return headers[b"x-api-key"].strip()
+    auth = headers.get(b"authorization", b"")
+    scheme, _, value = auth.partition(b" ")
+    if scheme.lower() == b"bearer":
+        return value.strip()
+    if scheme.lower() == b"basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        return decoded.partition(b":")[2]
+    return None
+
+
+class RequireKey:
+    """ASGI middleware: every request but OPEN_PATHS needs a key when keys are configured."""
+
+    def __init__(self, app: ASGIApp, keys: Callable[[], Keys]) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        keys = self.keys()
+        if scope["type"] != "http" or not keys.required or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if keys.accepts(presented_key(headers)):
+            await self.app(scope, receive, send)
+            return
+        response = Unauthorized(
+            "a valid API key is required: send it as `Authorization: Bearer <key>`"
+        ).response()
+        await response(scope, receive, send)

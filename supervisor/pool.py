@@ -1,0 +1,353 @@
+"""The running set of models: carrying out the scheduler's decisions on one event loop.
+
+Owns each model's slot (its child, in-flight count, queue, last use), admission (concurrency
+limit and bounded queue), starting on demand with one start per model however many wait,
+swapping (drain the running model's requests, then stop it), TTL unloading, explicit unloads,
+reload and shutdown. It does not decide who may run (``scheduler``), run processes itself
+(``process``) or speak HTTP (``routes_*``).
+
+Everything here runs on one asyncio loop, so slots need no locks of their own; one pool-wide
+lock orders starts and swaps so that two loads never race to evict each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral.generator.settings import Config, ModelConfig
+from corral.supervisor import command, scheduler
+from corral.supervisor.errors import Overloaded, StartFailed, UnknownModel
+from corral.supervisor.process import ChildProcess
+from corral.supervisor.states import ProcessState, StartError
+
+log = logging.getLogger("corral")
+
+
+@dataclass
+class Slot:
+    """One configured model and, while loaded, its child."""
+
+    config: ModelConfig
+    child: ChildProcess | None = None
+    in_flight: int = 0
+    waiting: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    draining: bool = False
+    start_task: asyncio.Task[None] | None = None
+    failed_at: float = -math.inf
+    keep_alive: float | None = None  # a client's keep_alive, overriding the ttl until unload
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    gate: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+        self.gate = asyncio.Semaphore(self.config.concurrency)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def state(self) -> ProcessState:
+        return self.child.state if self.child is not None else ProcessState.STOPPED
+
+    def admitting(self) -> bool:
+        """Ready and not being drained for a swap: a request may go straight through."""
+        return self.state is ProcessState.READY and not self.draining
+
+    def running(self) -> bool:
+        return self.child is not None and self.state in (
+            ProcessState.STARTING,
+            ProcessState.READY,
+        )
+
+
+@dataclass(frozen=True)
+class Lease:
+    """What a request holds while it talks to a model's child."""
+
+    model: ModelConfig
+    base_url: str
+
+
+class Pool:
+    """Every configured model's slot, and the effects of the scheduler's decisions."""
+
+    def __init__(self, config: Config, owner: str) -> None:
+        self.owner = owner
+        self.config = config
+        self.slots: dict[str, Slot] = {m.name: Slot(m) for m in config.models}
+        self.placement = scheduler.Placement.from_config(config)
+        self.llama_server: str | None = None
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._ttl_task: asyncio.Task[None] | None = None
+        self._preloads: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def resolve(self, name: object) -> Slot:
+        """The slot a request's ``model`` (a name or an alias) routes to, or a 404."""
+        if isinstance(name, str):
+            model = self.config.model(name)
+            if model is not None:
+                return self.slots[model.name]
+        listed = [m.name for m in self.config.models if not m.unlisted]
+        raise UnknownModel(name, listed)
+
+    def ttl(self, slot: Slot) -> float:
+        if slot.keep_alive is not None:
+            return slot.keep_alive
+        return float(slot.config.ttl if slot.config.ttl is not None else self.config.default_ttl)
+
+    # -- requests -------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lease(self, name: object) -> AsyncIterator[Lease]:
+        """Hold a place on a ready child for one request; start or swap it in if needed."""
+        slot = self.resolve(name)
+        if slot.waiting + slot.in_flight >= slot.config.concurrency + slot.config.max_queue:
+            raise Overloaded(slot.name, slot.waiting)
+        arrived = time.monotonic()
+        slot.waiting += 1
+        try:
+            while True:
+                await self._ensure_ready(slot, arrived)
+                await slot.gate.acquire()
+                if slot.admitting():
+                    break
+                # The child went away while we queued for the gate (crash, TTL): start again.
+                slot.gate.release()
+        finally:
+            slot.waiting -= 1
+        child = slot.child
+        assert child is not None
+        slot.in_flight += 1
+        slot.idle.clear()
+        try:
+            yield Lease(slot.config, child.base_url)
+        finally:
+            slot.gate.release()
+            slot.in_flight -= 1
+            slot.last_used = time.monotonic()
+            if slot.in_flight == 0:
+                slot.idle.set()
+                self._wake.set()
+
+    async def _ensure_ready(self, slot: Slot, arrived: float) -> None:
+        while not slot.admitting():
+            task = slot.start_task
+            if task is not None and not task.done():
+                await asyncio.shield(task)
+                continue
+            async with self._lock:
+                if slot.admitting():
+                    return
+                task = slot.start_task
+                if task is not None and task.done() and slot.failed_at >= arrived:
+                    # This request waited for the attempt that failed: it shares the failure
+                    # instead of starting another; the next request tries again.
+                    task.result()
+                if task is None or task.done():
+                    task = slot.start_task = asyncio.create_task(self._load(slot))
+                # Holding the lock through the load keeps another model from evicting it.
+                await asyncio.shield(task)
+
+    async def _load(self, slot: Slot) -> None:
+        for other in scheduler.to_evict(slot.name, self._running(), self.placement):
+            await self._drain_and_stop(self.slots[other], "swap")
+        if slot.child is None or slot.child.state in (ProcessState.FAILED, ProcessState.STOPPED):
+            slot.child = self._new_child(slot.config)
+        try:
+            await slot.child.start()
+        except StartError as exc:
+            slot.failed_at = time.monotonic()
+            raise StartFailed(str(exc)) from exc
+        slot.last_used = time.monotonic()
+        slot.keep_alive = None
+        self._wake.set()
+
+    def _new_child(self, model: ModelConfig) -> ChildProcess:
+        if model.cmd is None and self.llama_server is None:
+            self.llama_server = command.resolve_llama_server(self.config.llama_server)
+        binary = self.llama_server or ""
+        env = command.build_env(model, os.environ, self.owner)
+        return ChildProcess(
+            model.name,
+            lambda port: command.build_argv(model, binary, port),
+            env,
+            self.config.health_timeout,
+            on_exit=self._on_exit,
+            logger=log,
+        )
+
+    def _on_exit(self, child: ChildProcess, code: int) -> None:
+        # A crash: requests in flight see the broken connection; the next one restarts it.
+        for slot in self.slots.values():
+            if slot.child is child:
+                slot.failed_at = -math.inf
+                self._wake.set()
+
+    def _running(self) -> list[str]:
+        return [s.name for s in self.slots.values() if s.running()]
+
+    async def _drain_and_stop(self, slot: Slot, reason: str) -> None:
+        """Let the requests in flight finish (never cut a generation short), then stop."""
+        slot.draining = True
+        try:
+            await slot.idle.wait()
+            if slot.child is not None:
+                await slot.child.stop(reason)
+        finally:
+            slot.draining = False
+            slot.keep_alive = None
+
+    # -- unloading ------------------------------------------------------------------------
+
+    async def unload(self, name: str | None = None, reason: str = "unload") -> list[str]:
+        """Stop one model (or all) once its requests finish; returns what was stopped."""
+        slots = [self.resolve(name)] if name is not None else list(self.slots.values())
+        stopped = []
+        async with self._lock:
+            for slot in slots:
+                if slot.running():
+                    await self._drain_and_stop(slot, reason)
+                    stopped.append(slot.name)
+        return stopped
+
+    def set_keep_alive(self, slot: Slot, seconds: float) -> None:
+        """A client's keep_alive: 0 unloads once idle, negative never unloads."""
+        slot.keep_alive = math.inf if seconds < 0 else seconds
+        self._wake.set()
+
+    def expires_at(self, slot: Slot) -> float | None:
+        """Wall-clock time the model unloads if nothing else arrives; None: never or not loaded."""
+        ttl = self.ttl(slot)
+        if not slot.running() or ttl <= 0 or math.isinf(ttl):
+            return None
+        remaining = max(0.0, slot.last_used + ttl - time.monotonic())
+        return time.time() + (remaining if slot.in_flight == 0 else ttl)
+
+    def _idle_view(self) -> list[scheduler.Idle]:
+        return [
+            scheduler.Idle(s.name, s.in_flight + s.waiting, s.last_used, self._ttl_for_rule(s))
+            for s in self.slots.values()
+            if s.state is ProcessState.READY and not s.draining
+        ]
+
+    def _ttl_for_rule(self, slot: Slot) -> float:
+        ttl = self.ttl(slot)
+        if slot.keep_alive == 0:
+            return 1e-9  # keep_alive 0: unload as soon as the last request ends
+        return 0.0 if math.isinf(ttl) else ttl
+
+    async def _ttl_loop(self) -> None:
+        while not self._closing:
+            deadline = scheduler.next_deadline(self._idle_view())
+            timeout = None if math.isinf(deadline) else max(0.0, deadline - time.monotonic())
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            for name in scheduler.expired(self._idle_view(), time.monotonic()):
+                slot = self.slots[name]
+                async with self._lock:
+                    still = scheduler.expired(self._idle_view(), time.monotonic())
+                    if name in still and slot.child is not None:
+                        await slot.child.stop("ttl")
+                        slot.keep_alive = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start_background(self) -> None:
+        self._ttl_task = asyncio.create_task(self._ttl_loop())
+        self._preload_all()
+
+    def _preload_all(self) -> None:
+        for slot in self.slots.values():
+            if slot.config.preload and not slot.running():
+                task = asyncio.create_task(self._preload(slot))
+                self._preloads.add(task)
+                task.add_done_callback(self._preloads.discard)
+
+    async def _preload(self, slot: Slot) -> None:
+        try:
+            await self._ensure_ready(slot, time.monotonic())
+        except StartFailed as exc:
+            log.error("preload %s failed: %s", slot.name, exc.message)
+
+    async def reload(self, config: Config) -> None:
+        """Apply a new config; models whose settings did not change keep running."""
+        async with self._lock:
+            old = self.slots
+            new: dict[str, Slot] = {}
+            for model in config.models:
+                slot = old.get(model.name)
+                if (
+                    slot is not None
+                    and slot.config == model
+                    and config_runs_same(self.config, config)
+                ):
+                    new[model.name] = slot
+                else:
+                    new[model.name] = Slot(model)
+            for name, slot in old.items():
+                if new.get(name) is not slot and slot.running():
+                    await self._drain_and_stop(slot, "reload")
+            self.slots = new
+            self.config = config
+            self.placement = scheduler.Placement.from_config(config)
+            self.llama_server = None
+        kept = [n for n in new if old.get(n) is new[n] and new[n].running()]
+        log.info("reloaded config: %d models, kept running: %s", len(new), kept or "none")
+        self._preload_all()
+        self._wake.set()
+
+    async def shutdown(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._ttl_task is not None:
+            self._ttl_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ttl_task
+        await asyncio.gather(
+            *(s.child.stop("shutdown") for s in self.slots.values() if s.child is not None)
+        )
+
+    def kill_all_now(self) -> None:
+        """Last resort on the way out: SIGKILL every child's group without waiting."""
+        for slot in self.slots.values():
+            if slot.child is not None:
+                slot.child.kill_group_now()
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def describe(self, slot: Slot) -> dict[str, Any]:
+        child = slot.child
+        return {
+            "model": slot.name,
+            "state": slot.state.public,
+            "pid": child.pid if child is not None and slot.running() else None,
+            "port": child.port if child is not None and slot.running() else None,
+            "in_flight": slot.in_flight,
+            "queued": slot.waiting,
+            "ttl": self.ttl(slot),
+            "expires_at": self.expires_at(slot),
+        }
+
+    def running_status(self) -> list[dict[str, Any]]:
+        return [self.describe(s) for s in self.slots.values() if s.running()]
+
+
+def config_runs_same(old: Config, new: Config) -> bool:
+    """Whether global settings that shape every child (binary, timeouts) are unchanged."""
+    keys: Mapping[str, Any] = {"llama_server": None, "health_timeout": None}
+    return all(getattr(old, k) == getattr(new, k) for k in keys)

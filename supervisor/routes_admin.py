@@ -1,0 +1,47 @@
+"""The operator's routes: what runs, unloading, a child's log, and liveness.
+
+Owns /running, /unload, /unload/<model>, /logs/<model> and /health. It reads the pool and asks
+it to unload; it decides nothing.
+"""
+
+from __future__ import annotations
+
+from corral.supervisor.errors import BadRequest
+from corral.supervisor.service import Service
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import BaseRoute, Route
+
+
+async def running(request: Request) -> JSONResponse:
+    return JSONResponse({"running": Service.of(request).pool.running_status()})
+
+
+async def unload(request: Request) -> JSONResponse:
+    name = request.path_params.get("model")
+    stopped = await Service.of(request).pool.unload(name)
+    return JSONResponse({"unloaded": stopped})
+
+
+async def logs(request: Request) -> PlainTextResponse:
+    """The model's last llama-server log lines (its stderr ring buffer)."""
+    slot = Service.of(request).pool.resolve(request.path_params["model"])
+    count = request.query_params.get("lines", "200")
+    if not count.isdigit():
+        raise BadRequest(f"`lines` must be a whole number, got {count!r}")
+    lines = slot.child.stderr_tail(int(count)) if slot.child else []
+    return PlainTextResponse("\n".join(lines) + ("\n" if lines else ""))
+
+
+async def health(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/running", running, methods=["GET"]),
+        Route("/unload", unload, methods=["POST"]),
+        Route("/unload/{model:path}", unload, methods=["POST"]),
+        Route("/logs/{model:path}", logs, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+    ]

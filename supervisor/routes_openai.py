@@ -1,0 +1,110 @@
+"""The OpenAI-compatible routes: requests routed by their ``model``, the model list, and
+``/upstream/<model>/<path>`` passthrough.
+
+Owns reading a request's JSON (400 when it is not an object with a ``model``), applying the
+model's defaults, and handing the exchange to the proxy while the request holds a lease on
+the model. It does not start or stop anything itself (``pool``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+from corral.supervisor.defaults import apply_defaults
+from corral.supervisor.errors import BadRequest, UnknownModel
+from corral.supervisor.service import Service
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+#: POST endpoints routed by the body's ``model`` field (llama-server's own paths included).
+MODEL_ROUTED = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/rerank",
+    "/v1/responses",
+    "/completion",
+    "/infill",
+    "/rerank",
+    "/embeddings",
+)
+
+
+def read_json(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise BadRequest(f"request body must be a JSON object, got {type(payload).__name__}")
+    return payload
+
+
+async def routed(request: Request) -> Response:
+    svc = Service.of(request)
+    body = await request.body()
+    payload = read_json(body)
+    if "model" not in payload:
+        raise BadRequest("missing `model`: name one of GET /v1/models")
+    slot = svc.pool.resolve(payload["model"])
+    if apply_defaults(payload, slot.config, request.url.path):
+        body = json.dumps(payload).encode()
+    return await svc.exchange(
+        request, slot.name, request.url.path, body, stream=payload.get("stream") is True
+    )
+
+
+async def list_models(request: Request) -> JSONResponse:
+    svc = Service.of(request)
+    created = int(svc.started_at)
+    data = []
+    for slot in svc.pool.slots.values():
+        if slot.config.unlisted:
+            continue
+        data.append(
+            {
+                "id": slot.name,
+                "object": "model",
+                "created": created,
+                "owned_by": "corral",
+                "aliases": slot.config.aliases,
+                "state": slot.state.public,
+                "expires_at": svc.pool.expires_at(slot),
+            }
+        )
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def passthrough(request: Request) -> Response:
+    """Any method to ``/upstream/<model>/<path>``: the longest known model name wins, since
+    names may contain slashes."""
+    svc = Service.of(request)
+    rest: str = request.path_params["rest"]
+    parts = rest.split("/")
+    for cut in range(len(parts), 0, -1):
+        name = "/".join(parts[:cut])
+        with contextlib.suppress(UnknownModel):
+            slot = svc.pool.resolve(name)
+            path = "/" + "/".join(parts[cut:])
+            if request.url.query:
+                path += "?" + request.url.query
+            body = await request.body()
+            return await svc.exchange(request, slot.name, path, body, stream=True)
+    svc.pool.resolve(parts[0])  # raises the 404 that lists the known names
+    raise AssertionError("unreachable")
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        *(Route(path, routed, methods=["POST"]) for path in MODEL_ROUTED),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route(
+            "/upstream/{rest:path}",
+            passthrough,
+            methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+        ),
+    ]

@@ -1,0 +1,74 @@
+"""Running the service: logging, the uvicorn server, and the last line of defence on exit.
+
+Owns process-level concerns of ``corral serve``: one log line per event on stderr (journald
+adds the time), a loud warning when an open address has no API keys, the instance's owner
+id (so a restarted corral recognises the strays of a crashed one), and killing every child
+if the process leaves by any path the lifespan did not cover.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import ipaddress
+import logging
+import sys
+from collections.abc import Callable
+
+import uvicorn
+from corral.generator.settings import Config
+from corral.supervisor.app import build_app
+from corral.supervisor.service import Service
+
+log = logging.getLogger("corral")
+
+
+def setup_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(levelname)s %(message)s", stream=sys.stderr, force=True
+    )
+
+
+def owner_id(identity: str, port: int) -> str:
+    """Stable across restarts of the same instance, distinct between instances."""
+    return hashlib.sha256(f"{identity}:{port}".encode()).hexdigest()[:16]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(config: Config, reload_config: Callable[[], Config], identity: str) -> None:
+    """Serve until SIGINT/SIGTERM; every child is stopped before this returns."""
+    service = Service(config, reload_config, owner_id(identity, config.port))
+    if not is_loopback(config.host) and not service.keys.required:
+        log.warning(
+            "LISTENING ON %s:%d WITH NO API KEYS: anyone who can reach this address can use "
+            "your models. Set api_keys or api_key_file.",
+            config.host,
+            config.port,
+        )
+    atexit.register(service.pool.kill_all_now)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_app(service),
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+    )
+    log.info(
+        "corral listening on http://%s:%d with %d model(s)",
+        config.host,
+        config.port,
+        len(config.models),
+    )
+    server.run()

@@ -1,0 +1,70 @@
+"""The running service's shared parts, and the one way a request reaches a child.
+
+Owns what every route needs: the pool, the upstream client, the config (and how to load it
+again on SIGHUP), and ``exchange``: lease the model, forward, give the lease back when the
+answer has been sent or the client has gone. Routes look it up with ``Service.of(request)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from corral.generator.problems import ConfigError
+from corral.generator.settings import Config
+from corral.supervisor.auth import Keys
+from corral.supervisor.pool import Pool
+from corral.supervisor.proxy import Upstream
+from starlette.requests import Request
+from starlette.responses import Response
+
+log = logging.getLogger("corral")
+
+
+class Service:
+    def __init__(self, config: Config, reload_config: Callable[[], Config], owner: str) -> None:
+        self.config = config
+        self.reload_config = reload_config
+        self.pool = Pool(config, owner)
+        self.upstream = Upstream()
+        self.keys = Keys.from_config(config)
+        self.started_at = time.time()
+
+    @staticmethod
+    def of(request: Request) -> Service:
+        service: Service = request.app.state.service
+        return service
+
+    async def exchange(
+        self, request: Request, model: str, path: str, body: bytes, *, stream: bool
+    ) -> Response:
+        """Send one request to ``model``'s child (starting it if needed) and relay the answer."""
+        stack = contextlib.AsyncExitStack()
+        lease = await stack.enter_async_context(self.pool.lease(model))
+        url = lease.base_url + path
+        if not stream:
+            async with stack:
+                return await self.upstream.fetch(
+                    request.method, url, request.headers, body, model=model
+                )
+        try:
+            # The lease is given back by the relay, once the last chunk is sent.
+            return await self.upstream.stream(
+                request.method, url, request.headers, body, model=model, on_done=stack.aclose
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+
+    async def reload(self) -> None:
+        """Load the config again and apply it; a bad config is logged and the old one kept."""
+        try:
+            config = self.reload_config()
+        except ConfigError as exc:
+            log.error("reload failed, keeping the running config: %s", exc)
+            return
+        self.keys = Keys.from_config(config)
+        await self.pool.reload(config)
+        self.config = config
