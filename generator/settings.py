@@ -61,8 +61,8 @@ class _Strict(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        # The aliases include the field's own name, so no populate_by_name is needed.
         alias_generator=AliasGenerator(validation_alias=_validation_alias),
-        populate_by_name=True,
         frozen=True,
         # YAML reads `CUDA_VISIBLE_DEVICES: 0` or `args: [--threads, 8]` as numbers; both
         # are meant as text, and rejecting them would only teach people to add quotes.

@@ -12,15 +12,16 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 
-from corral.supervisor import routes_admin, routes_openai, strays
-from corral.supervisor.auth import RequireKey
-from corral.supervisor.errors import ServeError, error_response
-from corral.supervisor.service import Service
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+
+from corral.supervisor import routes_admin, routes_openai, strays
+from corral.supervisor.auth import RequireKey
+from corral.supervisor.errors import ServeError, error_response
+from corral.supervisor.service import Service
 
 log = logging.getLogger("corral")
 

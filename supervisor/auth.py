@@ -15,9 +15,10 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from corral.generator.settings import Config
 from corral.supervisor.errors import Unauthorized
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 #: Paths anyone may call: a load balancer's or systemd's liveness probe.
 OPEN_PATHS = frozenset({"/health"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from corral.generator import loader
 from corral.generator.cli import cli, fail
 from corral.generator.problems import ConfigError

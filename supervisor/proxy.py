@@ -15,9 +15,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
-from corral.supervisor.errors import UpstreamFailed
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
+
+from corral.supervisor.errors import UpstreamFailed
 
 log = logging.getLogger("corral")
 
@@ -72,6 +73,11 @@ class Upstream:
             return await self.session().request(
                 method, url, headers=sent, data=body or None, allow_redirects=False
             )
+        except aiohttp.ServerDisconnectedError as exc:
+            raise UpstreamFailed(
+                f"model {model!r}: its server closed the connection before answering "
+                "(it may have crashed)"
+            ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamFailed(f"model {model!r}: cannot reach its server: {exc}") from exc
 

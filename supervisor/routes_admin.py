@@ -6,11 +6,12 @@ it to unload; it decides nothing.
 
 from __future__ import annotations
 
-from corral.supervisor.errors import BadRequest
-from corral.supervisor.service import Service
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import BaseRoute, Route
+
+from corral.supervisor.errors import BadRequest
+from corral.supervisor.service import Service
 
 
 async def running(request: Request) -> JSONResponse:

@@ -12,12 +12,13 @@ import contextlib
 import json
 from typing import Any
 
-from corral.supervisor.defaults import apply_defaults
-from corral.supervisor.errors import BadRequest, UnknownModel
-from corral.supervisor.service import Service
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+
+from corral.supervisor.defaults import apply_defaults
+from corral.supervisor.errors import BadRequest, UnknownModel
+from corral.supervisor.service import Service
 
 #: POST endpoints routed by the body's ``model`` field (llama-server's own paths included).
 MODEL_ROUTED = (

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 
 import uvicorn
+
 from corral.generator.settings import Config
 from corral.supervisor.app import build_app
 from corral.supervisor.service import Service

@@ -12,13 +12,14 @@ import logging
 import time
 from collections.abc import Callable
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
 from corral.supervisor.auth import Keys
 from corral.supervisor.pool import Pool
 from corral.supervisor.proxy import Upstream
-from starlette.requests import Request
-from starlette.responses import Response
 
 log = logging.getLogger("corral")
 

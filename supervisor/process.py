@@ -1,0 +1,359 @@
+"""One child process's life: spawn on a free port, see it become ready, stop it, notice a crash.
+
+Owns a single child (llama-server or a model's ``cmd``) and its process group: the port it
+listens on, its output (a ring buffer of recent lines), its state (see ``states``) and the
+signals sent to it. It does not decide when a model should run or stop (the scheduler
+does), and it does not proxy requests to it.
+
+Callers ``await start()`` and ``await stop()``; both are safe to call concurrently and
+repeatedly. A crash while READY is reported through ``on_exit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+
+from corral.supervisor.states import ProcessState, StartError, transition
+from corral.supervisor.strays import parent_death_hook
+
+__all__ = ["ChildProcess", "StartError", "free_port", "probe_health"]
+
+POLL_INTERVAL = 0.01  # readiness is seen within ~10 ms of /health turning 200
+PROBE_TIMEOUT = 1.0
+BIND_ATTEMPTS = 3
+MAX_LINE = 8192
+_BIND_FAILURE = re.compile(r"address already in use|couldn't bind|bind failed|EADDRINUSE", re.I)
+_log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on right now (the child may still lose a race)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def probe_health(port: int, limit: float) -> int | None:
+    """The status code of ``GET /health`` on the child, or None while nothing answers.
+
+    A raw request on purpose: it runs every 10 ms during a load, and a client library's
+    setup per probe would cost more than the probe.
+    """
+    request = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    try:
+        async with asyncio.timeout(limit):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                writer.write(request.encode())
+                status_line = await reader.readline()
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+    except (OSError, TimeoutError):
+        return None
+    parts = status_line.split()
+    return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+
+
+class ChildProcess:
+    """One child and its process group. See the module docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        argv_for_port: Callable[[int], list[str]],
+        env: Mapping[str, str],
+        health_timeout: float,
+        *,
+        log_lines: int = 200,
+        on_exit: Callable[[ChildProcess, int], None] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.name = name
+        self._argv_for_port = argv_for_port
+        self._env = dict(env)
+        self._health_timeout = health_timeout
+        self._on_exit = on_exit
+        self._logger = logger or _log
+        self._lines: deque[str] = deque(maxlen=log_lines)
+        self._lines_total = 0
+        self._state = ProcessState.STOPPED
+        self._proc: asyncio.subprocess.Process | None = None
+        self._exited: asyncio.Future[int] | None = None  # the leader's exit code
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._start_task: asyncio.Task[None] | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+        self._port: int | None = None
+        self._spawned = 0.0
+        self.started_at: float | None = None  # wall clock of the last spawn
+        self.ready_ms: int | None = None  # spawn to ready, last successful start
+
+    @property
+    def state(self) -> ProcessState:
+        return self._state
+
+    @property
+    def port(self) -> int | None:
+        return self._port
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    def stderr_tail(self, n: int = 20) -> list[str]:
+        """The child's last ``n`` output lines (stdout and stderr, interleaved as written)."""
+        return list(self._lines)[-n:] if n > 0 else []
+
+    async def start(self) -> None:
+        """Run the child until it is ready; join a start in progress; return at once if READY.
+
+        Raises StartError (state FAILED) when it exits or times out first; the next call
+        starts from scratch. Cancelling one caller does not cancel the load for the others.
+        """
+        if self._state is ProcessState.READY:
+            return
+        if self._state is ProcessState.STOPPING and self._stop_task is not None:
+            await asyncio.shield(self._stop_task)
+        if self._state is not ProcessState.STARTING:
+            self._move(ProcessState.STARTING)
+            self._start_task = asyncio.create_task(self._run_start())
+            self._start_task.add_done_callback(_retrieve)
+        assert self._start_task is not None
+        await asyncio.shield(self._start_task)
+
+    async def wait_ready(self) -> None:
+        """Wait for a start in progress; raise StartError unless the child ends up READY."""
+        if self._state is ProcessState.STARTING and self._start_task is not None:
+            await asyncio.shield(self._start_task)
+        if self._state is not ProcessState.READY:
+            reason = f"not running (state {self._state.value})"
+            raise StartError(self.name, reason, self.stderr_tail())
+
+    async def stop(self, reason: str, grace: float = 10.0) -> None:
+        """SIGTERM the group, SIGKILL it after ``grace`` seconds; a no-op when not running."""
+        if self._state is ProcessState.STOPPED:
+            return
+        if self._state is ProcessState.FAILED:
+            self._move(ProcessState.STOPPED)  # already dead and reaped: nothing to signal
+            return
+        if self._state is not ProcessState.STOPPING:
+            self._move(ProcessState.STOPPING)
+            self._stop_task = asyncio.create_task(self._run_stop(reason, grace))
+            self._stop_task.add_done_callback(_retrieve)
+        assert self._stop_task is not None
+        await asyncio.shield(self._stop_task)
+
+    def kill_group_now(self) -> None:
+        """SIGKILL the whole group at once; for atexit and signal handlers, which cannot await."""
+        # Not once STOPPED or FAILED: the group is dead then, and its id may be reused.
+        if self._state in (ProcessState.STARTING, ProcessState.READY, ProcessState.STOPPING):
+            self._signal(signal.SIGKILL)
+
+    async def _run_start(self) -> None:
+        try:
+            await self._attempts()
+        except StartError:
+            raise
+        except BaseException:
+            # argv_for_port raised, or the loop is closing: never stay STARTING.
+            if self._state is ProcessState.STARTING:
+                self._signal(signal.SIGKILL)
+                self._move(ProcessState.FAILED)
+            raise
+
+    async def _attempts(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._health_timeout
+        for attempt in range(1, BIND_ATTEMPTS + 1):
+            port = free_port()
+            argv = self._argv_for_port(port)
+            mark = self._lines_total
+            await self._spawn(argv, port)
+            outcome = await self._until_ready(port, deadline)
+            if outcome == "ready":
+                self.ready_ms = round((loop.time() - self._spawned) * 1000)
+                self._move(ProcessState.READY)
+                self._logger.info("ready %s in %d ms", self.name, self.ready_ms)
+                return
+            if outcome == "stopping":  # stop() owns the process from here
+                raise StartError(self.name, "stopped while loading", self.stderr_tail())
+            await self._kill_and_reap()
+            since = self.stderr_tail(min(self._lines_total - mark, 20))
+            if outcome == "exited":
+                if attempt < BIND_ATTEMPTS and any(_BIND_FAILURE.search(x) for x in since):
+                    # Another program took the port between free_port() and the child's bind.
+                    self._logger.warning("retry %s: port %d was taken", self.name, port)
+                    continue
+                reason = f"exited with code {self._code()} during load"
+            else:
+                reason = f"not ready after {self._health_timeout:g} s"
+            raise self._failed(reason, since)
+
+    async def _spawn(self, argv: list[str], port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._spawned = loop.time()
+        self.started_at = time.time()
+        exited: asyncio.Future[int] = loop.create_future()
+        try:
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _Protocol(loop, lambda code: self._on_leader_exit(exited, code)),
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self._env,
+                # Its own group, so a stop reaches grandchildren (a cmd wrapper's server) too.
+                start_new_session=True,
+                preexec_fn=parent_death_hook(),
+            )
+        except OSError as exc:
+            raise self._failed(f"cannot run {argv[0]!r}: {exc.strerror}", []) from None
+        proc = asyncio.subprocess.Process(transport, protocol, loop)
+        self._proc, self._port, self._exited = proc, port, exited
+        self._transport = transport
+        assert proc.stdout is not None
+        # Drained without pause: a child blocked on a full pipe would look hung.
+        self._reader_task = asyncio.create_task(self._drain(proc.stdout))
+        self._logger.info("start %s pid=%d port=%d", self.name, proc.pid, port)
+
+    async def _until_ready(self, port: int, deadline: float) -> str:
+        loop = asyncio.get_running_loop()
+        exited = self._exited
+        assert exited is not None
+        while True:
+            if self._state is ProcessState.STOPPING:
+                return "stopping"
+            if exited.done():
+                return "exited"
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return "timeout"
+            status = await probe_health(port, min(PROBE_TIMEOUT, remaining))
+            if status is not None and 200 <= status < 300 and not exited.done():
+                return "ready"
+            # Sleeps one poll interval, but wakes at once if the child exits meanwhile.
+            await asyncio.wait({exited}, timeout=POLL_INTERVAL)
+
+    async def _run_stop(self, reason: str, grace: float) -> None:
+        began = time.monotonic()
+        if self._start_task is not None and not self._start_task.done():
+            await asyncio.wait({self._start_task})  # it sees STOPPING within one poll
+        exited = self._exited
+        if exited is not None and not exited.done():
+            self._signal(signal.SIGTERM)
+            await asyncio.wait({exited}, timeout=grace)
+            if not exited.done():
+                self._logger.warning("kill %s: still running %g s after SIGTERM", self.name, grace)
+        await self._kill_and_reap()
+        code = self._code()
+        took = round((time.monotonic() - began) * 1000)
+        self._logger.info(
+            "stop %s reason=%s pid=%s code=%s in %d ms", self.name, reason, self.pid, code, took
+        )
+        self._move(ProcessState.STOPPED)
+
+    async def _kill_and_reap(self) -> None:
+        # SIGKILL even after the leader exited: a grandchild may outlive it and hold the
+        # port, the GPU memory or the pipe (which would keep the reader waiting forever).
+        self._signal(signal.SIGKILL)
+        if self._exited is not None:
+            await self._exited
+        if self._reader_task is not None:
+            await asyncio.wait({self._reader_task}, timeout=1.0)
+        if self._transport is not None and not self._transport.is_closing():
+            # A grandchild that left the group still holds the pipe: stop reading it.
+            self._transport.close()
+
+    def _on_leader_exit(self, exited: asyncio.Future[int], code: int) -> None:
+        exited.set_result(code)
+        if exited is not self._exited or self._state is not ProcessState.READY:
+            return  # expected: a stop, or a failed start that _run_start reports itself
+        # The leader is gone, but a grandchild could still hold the port and the pipe.
+        self._signal(signal.SIGKILL)
+        self._logger.warning("stop %s reason=crash pid=%s code=%d", self.name, self.pid, code)
+        self._move(ProcessState.FAILED)
+        if self._on_exit is not None:
+            self._on_exit(self, code)
+
+    def _code(self) -> int | None:
+        return self._exited.result() if self._exited and self._exited.done() else None
+
+    def _failed(self, reason: str, tail: list[str]) -> StartError:
+        if self._state is ProcessState.STARTING:  # not when a stop() took over meanwhile
+            self._move(ProcessState.FAILED)
+        self._logger.warning("fail %s: %s", self.name, reason)
+        return StartError(self.name, reason, tail)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self._proc is None:
+            return
+        # start_new_session made the child a group leader: its pid is the group id.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
+
+    async def _drain(self, stream: asyncio.StreamReader) -> None:
+        pending = b""
+        while chunk := await stream.read(65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            if len(pending) > MAX_LINE:  # a line without end must not grow without bound
+                lines.append(pending[:MAX_LINE])
+                pending = b""
+            for line in lines:
+                self._keep(line)
+        if pending:
+            self._keep(pending)
+
+    def _keep(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        self._lines.append(line)
+        self._lines_total += 1
+        self._logger.debug("%s| %s", self.name, line)
+
+    def _move(self, target: ProcessState) -> None:
+        self._state = transition(self.name, self._state, target)
+
+
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's own protocol, plus a call the moment the leader exits.
+
+    ``Process.wait()`` returns only once the pipe is closed as well, which a grandchild
+    holding it can delay forever; a crash must be seen when it happens.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[int], None]) -> None:
+        super().__init__(limit=2**16, loop=loop)
+        self._report = on_exit
+        self._process: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self._process = transport
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        code = self._process.get_returncode() if self._process is not None else None
+        self._report(code if code is not None else -1)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    # The error reaches every awaiting caller; if none is left, it must not be logged
+    # as "never retrieved" on top of the "fail" line already written.
+    if not task.cancelled():
+        task.exception()

@@ -1,0 +1,90 @@
+"""The vocabulary of one child's lifecycle: its states, the moves between them, its errors.
+
+Owns the closed set of states a child process can be in, the transitions allowed between
+them (as data, so a test or a reader can see the whole machine at once) and the exceptions
+that a lifecycle raises. It does not run processes (see ``process``) or decide which model
+should run (the scheduler does).
+
+The machine::
+
+    STOPPED -> STARTING -> READY -> STOPPING -> STOPPED
+                  |  \\------------^    |
+                  v                    v
+                FAILED <------------ (crash while READY)
+                  |
+                  +--> STARTING (try again) or STOPPED (unloaded by hand)
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+
+
+class ProcessState(enum.Enum):
+    """Where one child is in its life. ``public`` is the word the HTTP API shows."""
+
+    STOPPED = "stopped"
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+    @property
+    def public(self) -> str:
+        """The state as clients see it: unloaded, loading, ready, unloading or failed."""
+        return _PUBLIC[self]
+
+
+_PUBLIC: Mapping[ProcessState, str] = {
+    ProcessState.STOPPED: "unloaded",
+    ProcessState.STARTING: "loading",
+    ProcessState.READY: "ready",
+    ProcessState.STOPPING: "unloading",
+    ProcessState.FAILED: "failed",
+}
+
+#: Every legal move. STARTING -> STOPPING is a load cancelled by a stop (swap, client gone);
+#: FAILED -> STOPPED is an explicit unload of a child that already died.
+TRANSITIONS: Mapping[ProcessState, frozenset[ProcessState]] = {
+    ProcessState.STOPPED: frozenset({ProcessState.STARTING}),
+    ProcessState.STARTING: frozenset(
+        {ProcessState.READY, ProcessState.FAILED, ProcessState.STOPPING}
+    ),
+    ProcessState.READY: frozenset({ProcessState.STOPPING, ProcessState.FAILED}),
+    ProcessState.STOPPING: frozenset({ProcessState.STOPPED}),
+    ProcessState.FAILED: frozenset({ProcessState.STARTING, ProcessState.STOPPED}),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A move the state machine does not allow: always a bug in the caller, never user input."""
+
+
+def transition(name: str, current: ProcessState, target: ProcessState) -> ProcessState:
+    """Return ``target`` if ``current -> target`` is allowed, else raise IllegalTransition."""
+    allowed = TRANSITIONS[current]
+    if target not in allowed:
+        shown = ", ".join(sorted(s.value for s in allowed))
+        raise IllegalTransition(
+            f"model {name!r}: cannot go from {current.value} to {target.value}; "
+            f"allowed from {current.value}: {shown}"
+        )
+    return target
+
+
+class StartError(Exception):
+    """A child that did not become ready: it exited, timed out, or could not be run.
+
+    ``stderr_tail`` holds the child's last output lines, which usually name the cause
+    (a missing file, an unknown flag, not enough memory).
+    """
+
+    def __init__(self, model_name: str, reason: str, stderr_tail: Sequence[str]) -> None:
+        self.model_name = model_name
+        self.reason = reason
+        self.stderr_tail = list(stderr_tail)
+        message = f"model {model_name!r} failed to start: {reason}"
+        if self.stderr_tail:
+            message += "; last lines: " + " | ".join(self.stderr_tail[-5:])
+        super().__init__(message)

@@ -1,0 +1,107 @@
+"""No child outlives its corral: the kernel's parent-death signal, and a reaper for what escapes it.
+
+Owns both defences against a llama-server left holding GPU memory after corral died:
+``parent_death_hook`` (runs in each child before exec: PR_SET_PDEATHSIG=SIGKILL, Linux) and
+``reap_strays`` (run at start: kills marked processes whose corral is gone). The hook cannot
+cover a grandchild, since the kernel clears the setting on fork (a model's ``cmd`` wrapper
+may start the real server), nor other systems; the reaper catches those on the next start.
+
+It does not spawn or stop live children (see ``process``); the markers themselves are set by
+``command.build_env``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+import psutil
+
+from corral.supervisor.command import MARKER, PARENT_MARKER
+
+_PR_SET_PDEATHSIG = 1
+_log = logging.getLogger(__name__)
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+# Looked up once here: the hook runs between fork and exec, where loading a library is unsafe.
+_PRCTL = _load_prctl()
+
+
+def parent_death_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child receive SIGKILL when its parent dies.
+
+    Why: a SIGKILLed or OOM-killed corral runs no cleanup, and its llama-server would keep
+    the model in (GPU) memory with no one to stop it. Note the kernel sends the signal
+    when the *thread* that forked exits; asyncio forks from the event loop's thread, which
+    lives as long as corral serves. None where prctl is unavailable.
+    """
+    prctl = _PRCTL
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:
+            # The parent died before the setting took effect: it will never fire.
+            os._exit(1)
+
+    return hook
+
+
+def reap_strays(owner: str, grace: float = 3.0) -> list[int]:
+    """Kill processes marked ``CORRAL_CHILD=<owner>`` whose corral is gone; return their pids.
+
+    A marked process is kept while the corral recorded in its ``CORRAL_PARENT`` is among its
+    ancestors (that corral is alive and still owns it, grandchildren included); without that
+    record, while its parent is anything but init. The owner id (``server.owner_id``: a hash
+    of the config's identity and port) is stable across restarts of one instance and differs
+    between instances, so one corral never reaps another's children. Processes that cannot
+    be inspected (another user's, or gone meanwhile) are skipped quietly.
+    """
+    found = [p for p in psutil.process_iter() if _is_stray(p, owner)]
+    for proc in found:
+        _send(proc, signal.SIGTERM)
+    _, alive = psutil.wait_procs(found, timeout=grace)
+    for proc in alive:
+        _send(proc, signal.SIGKILL)
+    psutil.wait_procs(alive, timeout=grace)
+    pids = sorted(p.pid for p in found)
+    if pids:
+        _log.warning("reaped %d stray process(es) of owner %s: %s", len(pids), owner, pids)
+    return pids
+
+
+def _is_stray(proc: psutil.Process, owner: str) -> bool:
+    if proc.pid == os.getpid():
+        return False
+    try:
+        env = proc.environ()
+        if env.get(MARKER) != owner:
+            return False
+        recorded = env.get(PARENT_MARKER, "")
+        if recorded.isdigit():
+            return int(recorded) not in {p.pid for p in proc.parents()}
+        return proc.ppid() == 1
+    except (psutil.AccessDenied, psutil.NoSuchProcess):
+        return False
+
+
+def _send(proc: psutil.Process, sig: signal.Signals) -> None:
+    with contextlib.suppress(psutil.AccessDenied, psutil.NoSuchProcess):
+        proc.send_signal(sig)

