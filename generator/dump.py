@@ -26,7 +26,7 @@ _Dumper.add_representer(str, _str)
 
 def as_data(config: Config) -> dict[str, Any]:
     """The config as plain data in field order; unset optional keys are left out."""
-    return config.model_dump(mode="json", exclude_none=True)
+    return config.model_dump(mode="json", exclude_none=True, by_alias=True)
 
 
 def to_yaml(config: Config, source: str) -> str:

@@ -19,8 +19,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from corral.generator.keys import spellings
 from corral.generator.problems import ConfigError, from_validation_error
-from corral.generator.settings import NAME_PATTERN, Config, ModelConfig, conflicts, spellings
+from corral.generator.rules import conflicts
+from corral.generator.settings import NAME_PATTERN, Config, ModelConfig
 
 #: The seed's systemd service sets exactly these; each overrides the matching key.
 ENV_OVERRIDES: dict[str, str] = {

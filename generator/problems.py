@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from corral.generator.settings import spellings
+from corral.generator.keys import spellings
 
 
 class ConfigError(Exception):

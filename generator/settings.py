@@ -26,15 +26,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-# Keys whose camelCase spelling is not the mechanical one (Nix option names).
-_EXTRA_ALIASES: dict[str, tuple[str, ...]] = {
-    "default_ttl": ("defaultTTL",),
-    "args": ("extraArgs", "extra_args"),
-    "ttl": ("TTL",),
-}
+from corral.generator import presets
+from corral.generator.keys import spellings
+from corral.generator.rules import conflicts
 
 #: Arguments that corral passes to every child itself; a model's ``args`` may not set them.
 OWNED_ARGS = ("--port", "--host")
@@ -44,12 +40,6 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/+-]*$"
 
 #: A model name or alias; the pattern also lands in the JSON Schema.
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-
-
-def spellings(field_name: str) -> tuple[str, ...]:
-    """Every accepted spelling of a key: snake_case, camelCase and Nix's own names."""
-    names = [field_name, to_camel(field_name), *_EXTRA_ALIASES.get(field_name, ())]
-    return tuple(dict.fromkeys(names))
 
 
 def _validation_alias(field_name: str) -> AliasChoices:
@@ -89,7 +79,9 @@ class ModelConfig(_Strict):
 
     # Editors that read the JSON Schema then flag an entry with neither, as validation does.
     model_config = ConfigDict(
-        json_schema_extra={"anyOf": [{"required": ["path"]}, {"required": ["cmd"]}]}
+        json_schema_extra={
+            "anyOf": [{"required": ["path"]}, {"required": ["cmd"]}, {"required": ["from"]}]
+        }
     )
 
     name: Name = Field(
@@ -138,6 +130,12 @@ class ModelConfig(_Strict):
     max_queue: int = Field(
         default=512, ge=0, description="Requests that may wait for this model before 503."
     )
+    from_: str | None = Field(
+        default=None,
+        validation_alias="from",
+        serialization_alias="from",
+        description="Preset: reuse this model's file and settings, overriding what is set here.",
+    )
 
     @field_validator("cmd", mode="before")
     @classmethod
@@ -173,7 +171,8 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _path_or_cmd(self) -> ModelConfig:
-        if self.path is None and self.cmd is None:
+        # A preset whose base is missing is reported by rules, naming the bad `from`.
+        if self.path is None and self.cmd is None and self.from_ is None:
             raise PydanticCustomError(
                 "no_path",
                 "needs `path` (a GGUF file) or `cmd` (a command with {placeholder})",
@@ -221,9 +220,16 @@ class Config(_Strict):
     )
     models: list[ModelConfig] = Field(default_factory=list, description="The models to serve.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_presets(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return presets.expand(data, ModelConfig.model_fields)
+        return data
+
     @model_validator(mode="after")
     def _no_conflicts(self) -> Config:
-        found = conflicts(self.model_dump(mode="json"))
+        found = conflicts(self.model_dump(mode="json", by_alias=True))
         if found:
             # loader.py reports these from the raw input with their own locations.
             raise PydanticCustomError(
@@ -247,124 +253,3 @@ class Config(_Strict):
             if model.name == model_name:
                 return model.group
         return None
-
-
-def conflicts(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Rules that span models, checked on raw (possibly invalid) input.
-
-    Lenient on purpose: it runs even when field validation failed, so that every problem is
-    reported at once. Entries and values of the wrong type are left to field validation.
-    """
-    models = raw.get("models")
-    # Keep each entry's own index, so that locations match field validation's.
-    entries = (
-        [(i, m) for i, m in enumerate(models) if isinstance(m, Mapping)]
-        if isinstance(models, list)
-        else []
-    )
-    groups = raw.get("groups")
-    groups = groups if isinstance(groups, Mapping) else {}
-    found = _name_clashes(entries)
-    names = {e["name"] for _, e in entries if isinstance(e.get("name"), str)}
-    member_of, membership = _group_members(groups, names)
-    found += membership
-    for index, entry in entries:
-        group, name = entry.get("group"), _text(entry.get("name"))
-        if not isinstance(group, str):
-            continue
-        if group not in groups:
-            found.append(
-                (
-                    f"models[{index}].group",
-                    f"unknown group {group!r}; groups are {_listing({str(g) for g in groups})}",
-                )
-            )
-        elif name in member_of and member_of[name] != group:
-            found.append(
-                (
-                    f"models[{index}].group",
-                    f"is {group!r}, but groups.{member_of[name]}.members lists this model too",
-                )
-            )
-    return found
-
-
-def _name_clashes(entries: list[tuple[int, Mapping[str, Any]]]) -> list[tuple[str, str]]:
-    """Duplicate names, and aliases that are already another model's name or alias."""
-    found: list[tuple[str, str]] = []
-    owner: dict[str, str] = {}
-    for index, entry in entries:
-        name = entry.get("name")
-        if not isinstance(name, str):
-            continue
-        if name in owner:
-            found.append((f"models[{index}].name", f"duplicate name {name!r}"))
-        else:
-            owner[name] = name
-    for index, entry in entries:
-        aliases = _first(entry, "aliases")
-        if not isinstance(aliases, list):
-            continue
-        name = _text(entry.get("name"))
-        for alias in aliases:
-            if not isinstance(alias, str):
-                continue
-            if alias in owner and owner[alias] != name:
-                found.append(
-                    (
-                        f"models[{index}].aliases",
-                        f"alias {alias!r} is already the name or an alias of {owner[alias]!r}",
-                    )
-                )
-            else:
-                owner[alias] = name
-    return found
-
-
-def _group_members(
-    groups: Mapping[str, Any], names: set[str]
-) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """Which group each model is a member of, and members that are not (only) models."""
-    found: list[tuple[str, str]] = []
-    member_of: dict[str, str] = {}
-    for group_name, group in groups.items():
-        members = _first(group, "members") if isinstance(group, Mapping) else None
-        if not isinstance(members, list):
-            continue
-        for member in members:
-            if not isinstance(member, str):
-                continue
-            if member not in names:
-                found.append(
-                    (
-                        f"groups.{group_name}.members",
-                        f"{member!r} is not a model; models are {_listing(names)}",
-                    )
-                )
-            elif member in member_of:
-                found.append(
-                    (
-                        f"groups.{group_name}.members",
-                        f"{member!r} is already a member of group {member_of[member]!r}",
-                    )
-                )
-            else:
-                member_of[member] = str(group_name)
-    return member_of, found
-
-
-def _text(value: Any) -> str:
-    # A name of the wrong type is field validation's to report; here it only must not crash.
-    return value if isinstance(value, str) else repr(value)
-
-
-def _first(entry: Mapping[str, Any], field_name: str) -> Any:
-    for key in spellings(field_name):
-        if key in entry:
-            return entry[key]
-    return None
-
-
-def _listing(names: set[str]) -> str:
-    shown = sorted(names)
-    return ", ".join(shown) if shown else "(none)"

@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from corral.generator.settings import Config, GroupConfig, ModelConfig, conflicts, spellings
+from corral.generator.keys import spellings
+from corral.generator.rules import conflicts
+from corral.generator.settings import Config, GroupConfig, ModelConfig
 
 
 def model(**fields: Any) -> ModelConfig:
