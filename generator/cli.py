@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from corral.generator import dump, loader
+from corral.generator.keys import spellings
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config, ModelConfig
 from corral.generator.units import ServiceSettings, render_units
@@ -93,9 +94,15 @@ def generate(
             "user": user,
             "acceleration": acceleration,
         }
-        service_raw.update({k: v for k, v in flags.items() if v is not None})
         runtime_config = config_path or out / "config.yaml"
-        service_raw.setdefault("config_path", str(runtime_config.absolute()))
+        if config_path is not None or not any(k in service_raw for k in spellings("config_path")):
+            flags["config_path"] = str(runtime_config.absolute())
+        for key, value in flags.items():
+            if value is not None:
+                # A flag replaces the setting under whichever spelling the file used.
+                for spelling in spellings(key):
+                    service_raw.pop(spelling, None)
+                service_raw[key] = value
         try:
             service = ServiceSettings.from_raw(service_raw, source)
         except ConfigError as exc:

@@ -92,6 +92,30 @@ def build_argv(model: ModelConfig, llama_server: str, port: int) -> list[str]:
     return [*argv, *model.args]
 
 
+#: What makes two model entries run the same child: equal keys, one llama-server.
+LaunchKey = tuple[object, ...]
+
+
+def launch_key(model: ModelConfig) -> LaunchKey:
+    """Everything that shapes the child's command line and environment, but not its name.
+
+    Presets that differ only in request defaults (parameters, system prompt, ttl) get equal
+    keys, so switching between them costs no reload.
+    """
+    env = tuple(sorted(model.env.items()))
+    if model.cmd is not None:
+        return ("cmd", tuple(model.cmd), env)
+    return (
+        "llama-server",
+        str(model.path),
+        model.context_size,
+        model.gpu_layers,
+        model.chat_template,
+        tuple(model.args),
+        env,
+    )
+
+
 def build_env(
     model: ModelConfig, base: Mapping[str, str], owner: str = DEFAULT_OWNER
 ) -> dict[str, str]:

@@ -19,63 +19,16 @@ import math
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from corral.generator.settings import Config, ModelConfig
 from corral.supervisor import command, scheduler
 from corral.supervisor.errors import Overloaded, StartFailed, UnknownModel
 from corral.supervisor.process import ChildProcess
+from corral.supervisor.slots import Lease, Slot
 from corral.supervisor.states import ProcessState, StartError
 
 log = logging.getLogger("corral")
-
-
-@dataclass
-class Slot:
-    """One configured model and, while loaded, its child."""
-
-    config: ModelConfig
-    child: ChildProcess | None = None
-    in_flight: int = 0
-    waiting: int = 0
-    last_used: float = field(default_factory=time.monotonic)
-    draining: bool = False
-    start_task: asyncio.Task[None] | None = None
-    failed_at: float = -math.inf
-    keep_alive: float | None = None  # a client's keep_alive, overriding the ttl until unload
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
-    gate: asyncio.Semaphore = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.idle.set()
-        self.gate = asyncio.Semaphore(self.config.concurrency)
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def state(self) -> ProcessState:
-        return self.child.state if self.child is not None else ProcessState.STOPPED
-
-    def admitting(self) -> bool:
-        """Ready and not being drained for a swap: a request may go straight through."""
-        return self.state is ProcessState.READY and not self.draining
-
-    def running(self) -> bool:
-        return self.child is not None and self.state in (
-            ProcessState.STARTING,
-            ProcessState.READY,
-        )
-
-
-@dataclass(frozen=True)
-class Lease:
-    """What a request holds while it talks to a model's child."""
-
-    model: ModelConfig
-    base_url: str
 
 
 class Pool:
@@ -163,10 +116,15 @@ class Pool:
                 await asyncio.shield(task)
 
     async def _load(self, slot: Slot) -> None:
-        for other in scheduler.to_evict(slot.name, self._running(), self.placement):
+        # Presets of the same file run on this slot's child: never evict them for it.
+        others = [s.name for s in self.slots.values() if s.running() and s.key != slot.key]
+        for other in scheduler.to_evict(slot.name, others, self.placement):
             await self._drain_and_stop(self.slots[other], "swap")
         if slot.child is None or slot.child.state in (ProcessState.FAILED, ProcessState.STOPPED):
-            slot.child = self._new_child(slot.config)
+            child = self._new_child(slot.config)
+            for sibling in self._siblings(slot):
+                sibling.child = child
+        assert slot.child is not None
         try:
             await slot.child.start()
         except StartError as exc:
@@ -197,19 +155,34 @@ class Pool:
                 slot.failed_at = -math.inf
                 self._wake.set()
 
-    def _running(self) -> list[str]:
-        return [s.name for s in self.slots.values() if s.running()]
+    def _siblings(self, slot: Slot) -> list[Slot]:
+        """Every slot that runs the same command as ``slot`` (itself included)."""
+        return [s for s in self.slots.values() if s.key == slot.key]
+
+    def _sharing(self, slot: Slot) -> list[Slot]:
+        """The slots whose requests go to ``slot``'s child right now."""
+        if slot.child is None:
+            return [slot]
+        return [s for s in self.slots.values() if s.child is slot.child]
+
+    def _latest(self, slot: Slot) -> Slot:
+        """Of the slots sharing a child, the one used last: its ttl/keep_alive governs."""
+        return max(self._sharing(slot), key=lambda s: s.last_used)
 
     async def _drain_and_stop(self, slot: Slot, reason: str) -> None:
         """Let the requests in flight finish (never cut a generation short), then stop."""
-        slot.draining = True
+        sharing = self._sharing(slot)
+        for s in sharing:
+            s.draining = True
         try:
-            await slot.idle.wait()
+            for s in sharing:
+                await s.idle.wait()
             if slot.child is not None:
                 await slot.child.stop(reason)
         finally:
-            slot.draining = False
-            slot.keep_alive = None
+            for s in sharing:
+                s.draining = False
+                s.keep_alive = None
 
     # -- unloading ------------------------------------------------------------------------
 
@@ -231,18 +204,27 @@ class Pool:
 
     def expires_at(self, slot: Slot) -> float | None:
         """Wall-clock time the model unloads if nothing else arrives; None: never or not loaded."""
-        ttl = self.ttl(slot)
+        latest = self._latest(slot)
+        ttl = self.ttl(latest)
         if not slot.running() or ttl <= 0 or math.isinf(ttl):
             return None
-        remaining = max(0.0, slot.last_used + ttl - time.monotonic())
-        return time.time() + (remaining if slot.in_flight == 0 else ttl)
+        busy = any(s.in_flight for s in self._sharing(slot))
+        remaining = max(0.0, latest.last_used + ttl - time.monotonic())
+        return time.time() + (ttl if busy else remaining)
 
     def _idle_view(self) -> list[scheduler.Idle]:
-        return [
-            scheduler.Idle(s.name, s.in_flight + s.waiting, s.last_used, self._ttl_for_rule(s))
-            for s in self.slots.values()
-            if s.state is ProcessState.READY and not s.draining
-        ]
+        """One entry per running child, named after the slot that used it last."""
+        view = {}
+        for slot in self.slots.values():
+            if slot.child is None or slot.state is not ProcessState.READY or slot.draining:
+                continue
+            sharing = self._sharing(slot)
+            latest = max(sharing, key=lambda s: s.last_used)
+            busy = sum(s.in_flight + s.waiting for s in sharing)
+            view[id(slot.child)] = scheduler.Idle(
+                latest.name, busy, latest.last_used, self._ttl_for_rule(latest)
+            )
+        return list(view.values())
 
     def _ttl_for_rule(self, slot: Slot) -> float:
         ttl = self.ttl(slot)
@@ -299,9 +281,17 @@ class Pool:
                     new[model.name] = slot
                 else:
                     new[model.name] = Slot(model)
+            in_use = {id(s.child) for s in new.values() if s.child is not None}
             for name, slot in old.items():
-                if new.get(name) is not slot and slot.running():
+                # A child still used by a kept preset stays; the changed entry lets go of it.
+                if new.get(name) is not slot and slot.running() and id(slot.child) not in in_use:
                     await self._drain_and_stop(slot, "reload")
+            for slot in new.values():
+                if slot.child is None:
+                    slot.child = next(
+                        (s.child for s in new.values() if s.key == slot.key and s.running()),
+                        None,
+                    )
             self.slots = new
             self.config = config
             self.placement = scheduler.Placement.from_config(config)
@@ -318,15 +308,16 @@ class Pool:
             self._ttl_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ttl_task
-        await asyncio.gather(
-            *(s.child.stop("shutdown") for s in self.slots.values() if s.child is not None)
-        )
+        await asyncio.gather(*(child.stop("shutdown") for child in self._children()))
 
     def kill_all_now(self) -> None:
         """Last resort on the way out: SIGKILL every child's group without waiting."""
-        for slot in self.slots.values():
-            if slot.child is not None:
-                slot.child.kill_group_now()
+        for child in self._children():
+            child.kill_group_now()
+
+    def _children(self) -> list[ChildProcess]:
+        unique = {id(s.child): s.child for s in self.slots.values() if s.child is not None}
+        return list(unique.values())
 
     # -- reporting ------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -40,7 +41,9 @@ def free_port() -> int:
 
 
 def corral_bin() -> str:
-    return str(Path(sys.executable).with_name("corral"))
+    """The corral beside this interpreter (a venv), else the one on PATH (a Nix build)."""
+    beside = Path(sys.executable).with_name("corral")
+    return str(beside) if beside.exists() else shutil.which("corral") or str(beside)
 
 
 def fake_cmd(name: str, *flags: str) -> list[str]:

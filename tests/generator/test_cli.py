@@ -209,3 +209,38 @@ def test_generate_reports_config_and_service_problems_together(tmp_path: Path) -
     ]
     assert lines[3].startswith("  service.user: ")
     assert not (tmp_path / "out").exists()
+
+
+def test_generate_takes_the_config_path_from_the_service_section_in_camel_case(
+    tmp_path: Path,
+) -> None:
+    settings = tmp_path / "s.json"
+    settings.write_text(
+        json.dumps(
+            {
+                "models": {"m": {"path": "/m.gguf"}},
+                "service": {"configPath": "/etc/corral/config.yaml", "execStart": "/bin/true"},
+            }
+        ),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(
+        cli, ["generate", "--settings", str(settings), "--out", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 0, result.output
+    unit = (tmp_path / "out" / "corral.service").read_text(encoding="utf-8")
+    assert "ExecStart=/bin/true" in unit
+    result = CliRunner().invoke(
+        cli,
+        [
+            "generate",
+            "--settings",
+            str(settings),
+            "--out",
+            str(tmp_path / "o2"),
+            "--exec-start",
+            "/bin/false",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "ExecStart=/bin/false" in (tmp_path / "o2" / "corral.service").read_text()

@@ -1,0 +1,189 @@
+{
+  description = "corral: local GGUF models declared in Nix, loaded on demand, served behind one OpenAI- and Ollama-compatible endpoint";
+
+  inputs = {
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
+    systems.url = "github:nix-systems/default";
+  };
+
+  outputs =
+    {
+      self,
+      nixpkgs,
+      systems,
+    }:
+    let
+      inherit (nixpkgs) lib;
+      eachSystem = f: lib.genAttrs (import systems) (system: f nixpkgs.legacyPackages.${system});
+
+      pyproject = lib.importTOML ./pyproject.toml;
+
+      corralFor =
+        pkgs:
+        pkgs.python3Packages.buildPythonApplication {
+          pname = "corral";
+          inherit (pyproject.project) version;
+          pyproject = true;
+          # Only what the build and its tests read: a changed README or flake does not rebuild.
+          src = lib.cleanSourceWith {
+            src = ./.;
+            filter =
+              path: _type:
+              let
+                relative = lib.removePrefix (toString ./. + "/") (toString path);
+                top = builtins.head (lib.splitString "/" relative);
+              in
+              builtins.elem top [
+                "pyproject.toml"
+                "README.md"
+                "generator"
+                "supervisor"
+                "tests"
+              ];
+          };
+          build-system = with pkgs.python3Packages; [
+            setuptools
+            wheel
+          ];
+          dependencies = with pkgs.python3Packages; [
+            pydantic
+            jinja2
+            pyyaml
+            click
+            httpx
+            psutil
+            starlette
+            uvicorn
+            aiohttp
+          ];
+          nativeCheckInputs = with pkgs.python3Packages; [
+            pytestCheckHook
+            pytest-asyncio
+          ];
+          # The tests that need nothing from outside: no llama-server, no model, no nix.
+          enabledTestPaths = [
+            "tests/generator"
+            "tests/supervisor"
+          ];
+          disabledTestMarks = [ "e2e" ];
+          # Tests that run `corral` as a program find it on PATH (the interpreter running
+          # pytest has no console script beside it here).
+          preCheck = ''
+            export PATH="$out/bin:$PATH"
+          '';
+          __darwinAllowLocalNetworking = true;
+          pythonImportsCheck = [
+            "corral.generator"
+            "corral.supervisor"
+          ];
+          meta = {
+            inherit (pyproject.project) description;
+            license = lib.licenses.mit;
+            mainProgram = "corral";
+          };
+        };
+
+      demoModelFor = pkgs: pkgs.callPackage ./nixos-module/demo-model.nix { inherit (pkgs.python3Packages) fetchPypi; };
+
+      # `nix run`: corral serving the demo model on 127.0.0.1:11434 with the chat template it
+      # needs. The config is generated (and so validated) when the app is built.
+      demoFor =
+        pkgs:
+        let
+          corral = self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+          settings = pkgs.writeText "corral-demo.json" (
+            builtins.toJSON {
+              host = "127.0.0.1";
+              port = 11434;
+              llamaServer = lib.getExe' pkgs.llama-cpp "llama-server";
+              models."gemma-3-270m" = {
+                path = "${self.packages.${pkgs.stdenv.hostPlatform.system}.demo-model}";
+                chatTemplate = "gemma";
+              };
+            }
+          );
+          generated = pkgs.runCommand "corral-demo-config" { nativeBuildInputs = [ corral ]; } ''
+            corral generate --settings ${settings} --out "$out"
+          '';
+        in
+        pkgs.writeShellApplication {
+          name = "corral-demo";
+          runtimeInputs = [ corral ];
+          text = ''
+            echo "corral: serving gemma-3-270m on http://127.0.0.1:11434 (HOST and PORT override)" >&2
+            exec corral serve --config ${generated}/config.yaml "$@"
+          '';
+        };
+    in
+    {
+      packages = eachSystem (pkgs: {
+        default = corralFor pkgs;
+        demo-model = demoModelFor pkgs;
+        demo = demoFor pkgs;
+      });
+
+      apps = eachSystem (pkgs: {
+        default = {
+          type = "app";
+          program = lib.getExe self.packages.${pkgs.stdenv.hostPlatform.system}.demo;
+          meta.description = "corral serving the Gemma 3 270M demo model on 127.0.0.1:11434";
+        };
+      });
+
+      nixosModules.default =
+        { pkgs, ... }:
+        {
+          imports = [ ./nixos-module ];
+          services.corral.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+        };
+
+      checks = eachSystem (
+        pkgs:
+        let
+          system = pkgs.stdenv.hostPlatform.system;
+        in
+        {
+          package = self.packages.${system}.default;
+        }
+        // lib.optionalAttrs pkgs.stdenv.hostPlatform.isLinux {
+          module-eval = import ./nixos-module/tests/module-eval.nix {
+            inherit pkgs lib;
+            module = self.nixosModules.default;
+          };
+          vm = import ./nixos-module/tests/vm.nix {
+            inherit pkgs;
+            module = self.nixosModules.default;
+            demoModel = self.packages.${system}.demo-model;
+          };
+        }
+      );
+
+      devShells = eachSystem (pkgs: {
+        default = pkgs.mkShell {
+          packages = [
+            (pkgs.python3.withPackages (
+              ps:
+              (corralFor pkgs).dependencies
+              ++ [
+                ps.pytest
+                ps.pytest-asyncio
+                ps.mypy
+                ps.types-pyyaml
+                ps.types-psutil
+                ps.openai
+                ps.ollama
+              ]
+            ))
+            pkgs.ruff
+            pkgs.llama-cpp
+            pkgs.nixfmt
+          ];
+          # The module tests evaluate with nixpkgs' lib alone (tests/nix).
+          NIXPKGS_LIB = "${nixpkgs}/lib";
+        };
+      });
+
+      # nixfmt is RFC 166's style since nixos-25.11 (the old one is nixfmt-classic).
+      formatter = eachSystem (pkgs: pkgs.nixfmt);
+    };
+}

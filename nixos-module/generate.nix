@@ -1,0 +1,31 @@
+# The build step: `corral generate` on `services.corral.generatorInput`, which is
+# `services.corral.generated`.
+#
+# Owns the derivation and the layout of its output: config.yaml at the top, unit files
+# under lib/systemd/system where `systemd.packages` looks for them. Validation and
+# rendering are the generator's; a bad setting fails this build with its message, so
+# `nixos-rebuild` stops before anything on the machine changes.
+{ pkgs, cfg }:
+let
+  inherit (import ./layout.nix) configPath;
+  # The name ends in .json: the generator picks its parser by the file's suffix.
+  settingsFile = pkgs.writeText "corral-settings.json" (builtins.toJSON cfg.generatorInput);
+in
+pkgs.runCommand "corral-generated"
+  {
+    nativeBuildInputs = [ cfg.package ];
+    inherit settingsFile;
+  }
+  ''
+    corral generate --settings "$settingsFile" --out "$out" --config-path ${configPath}
+    mkdir -p "$out/lib/systemd/system"
+    for unit in "$out"/*.service "$out"/*.socket "$out"/*.timer "$out"/*.path; do
+      if [ -e "$unit" ]; then
+        mv "$unit" "$out/lib/systemd/system/"
+      fi
+    done
+    if ! [ -e "$out/lib/systemd/system/${cfg.generatorInput.service.name}.service" ]; then
+      echo "corral generate wrote no ${cfg.generatorInput.service.name}.service" >&2
+      exit 1
+    fi
+  ''

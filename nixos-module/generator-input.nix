@@ -1,0 +1,82 @@
+# The attribute set handed to `corral generate --settings`: `services.corral.generatorInput`.
+#
+# Owns the mapping from options to the generator's camelCase keys (the contract is
+# generator/settings.py and generator/cli.py) and nothing else: no checks, no defaults of
+# the generator's own. Unset (null) options are dropped, so the generator sees only what
+# the user set and applies its own defaults to the rest.
+{
+  lib,
+  pkgs,
+  cfg,
+}:
+let
+  dropNulls = lib.filterAttrs (_: value: value != null);
+  # An empty list or set is the generator's default too; leaving it out matters for a
+  # preset (`from`), which would otherwise override its base's extraArgs or env with nothing.
+  dropEmpty = lib.filterAttrs (_: value: value != [ ] && value != { });
+  layout = import ./layout.nix;
+  # settings.service.name may rename the unit; the credential directory follows it.
+  unitName = cfg.settings.service.name or layout.unitName;
+
+  model =
+    m:
+    dropEmpty (dropNulls {
+      inherit (m)
+        from
+        path
+        contextSize
+        gpuLayers
+        ttl
+        aliases
+        extraArgs
+        env
+        chatTemplate
+        parameters
+        systemPrompt
+        group
+        preload
+        unlisted
+        ;
+    });
+
+  group = g: {
+    inherit (g)
+      members
+      swap
+      exclusive
+      persistent
+      ;
+  };
+
+  fromOptions = dropNulls {
+    inherit (cfg)
+      host
+      port
+      modelsPath
+      defaultTTL
+      healthTimeout
+      ;
+    llamaServer = lib.getExe' cfg.llamaCpp.finalPackage "llama-server";
+    # The file itself reaches the service as a systemd credential (see default.nix).
+    apiKeyFile =
+      if cfg.apiKeyFile == null then null else "/run/credentials/${unitName}.service/api-keys";
+    models = lib.mapAttrs (_: model) cfg.models;
+    groups = lib.mapAttrs (_: group) cfg.groups;
+    service = dropNulls {
+      name = unitName;
+      corralBin = lib.getExe cfg.package;
+      # No configPath: generate.nix passes --config-path, because `corral generate` fills
+      # in config_path itself and would then see the key twice (configPath, config_path).
+      killBin = "${pkgs.coreutils}/bin/kill";
+      inherit (cfg)
+        user
+        group
+        extraGroups
+        acceleration
+        environment
+        ;
+      stateDirectory = "corral";
+    };
+  };
+in
+lib.recursiveUpdate fromOptions cfg.settings

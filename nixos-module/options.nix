@@ -1,0 +1,263 @@
+# The options of `services.corral`: their names, types, defaults and documentation.
+#
+# Owns the user-facing surface and nothing else: what these options turn into (the
+# generator's input, the units, the users, the firewall) is in default.nix, and whether a
+# combination of values makes sense is for `corral generate` to say.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  inherit (lib)
+    mkOption
+    types
+    literalExpression
+    literalMD
+    ;
+  cfg = config.services.corral;
+  settingsFormat = pkgs.formats.json { };
+  entries = import ./model-options.nix {
+    inherit lib;
+    jsonValue = settingsFormat.type;
+  };
+  # Nothing is copied into the store: a path literal names a file on the machine.
+  pathString = p: if p == null then null else toString p;
+in
+{
+  options.services.corral = {
+    enable = lib.mkEnableOption "corral, which serves local GGUF models on demand behind one OpenAI- and Ollama-compatible endpoint";
+
+    package = lib.mkPackageOption pkgs "corral" {
+      example = "inputs.corral.packages.\${pkgs.stdenv.hostPlatform.system}.default";
+      extraDescription = "The flake's `nixosModules.default` sets this to its own `packages.default`.";
+    };
+
+    llamaCpp.package = lib.mkPackageOption pkgs "llama-cpp" {
+      example = "pkgs.llama-cpp.override { cudaPackages = pkgs.cudaPackages_12; }";
+      extraDescription = "{option}`services.corral.acceleration` is applied to it with `.override`.";
+    };
+
+    llamaCpp.finalPackage = mkOption {
+      type = types.package;
+      readOnly = true;
+      default =
+        if cfg.acceleration == null then
+          cfg.llamaCpp.package
+        else
+          cfg.llamaCpp.package.override {
+            cudaSupport = cfg.acceleration == "cuda";
+            rocmSupport = cfg.acceleration == "rocm";
+            vulkanSupport = cfg.acceleration == "vulkan";
+          };
+      defaultText = literalExpression ''
+        config.services.corral.llamaCpp.package.override {
+          cudaSupport = config.services.corral.acceleration == "cuda";
+          rocmSupport = config.services.corral.acceleration == "rocm";
+          vulkanSupport = config.services.corral.acceleration == "vulkan";
+        }
+      '';
+      example = literalExpression "pkgs.llama-cpp.override { cudaSupport = true; }";
+      description = "The llama.cpp that corral runs (read-only): the package with acceleration applied.";
+    };
+
+    acceleration = mkOption {
+      type = types.nullOr (
+        types.enum [
+          "cpu"
+          "cuda"
+          "rocm"
+          "vulkan"
+        ]
+      );
+      default = null;
+      example = "cuda";
+      description = ''
+        Which GPU llama.cpp is built for, and which devices the unit may open.
+
+        - `null`: {option}`services.corral.llamaCpp.package` as it is (it follows
+          `nixpkgs.config.cudaSupport` and `rocmSupport`);
+        - `"cpu"`: no GPU support and no GPU devices;
+        - `"cuda"`, `"rocm"`, `"vulkan"`: the package with `cudaSupport`, `rocmSupport` or
+          `vulkanSupport` set, the same override one would write by hand.
+      '';
+    };
+
+    host = mkOption {
+      type = types.str;
+      default = "127.0.0.1";
+      example = "0.0.0.0";
+      description = "Address corral listens on. Anything but loopback needs {option}`services.corral.apiKeyFile` too.";
+    };
+
+    port = mkOption {
+      type = types.port;
+      default = 11434;
+      example = 8080;
+      description = "Port corral listens on; 11434 is Ollama's, so Ollama clients keep working.";
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      example = true;
+      description = "Whether to open {option}`services.corral.port` in the firewall.";
+    };
+
+    modelsPath = mkOption {
+      type = types.nullOr (types.either types.path types.str);
+      default = null;
+      apply = pathString;
+      example = "/var/lib/corral/models";
+      description = ''
+        Directory of GGUF files. Relative model paths resolve against it, and every `*.gguf`
+        in it that no model names is served too, named after its file stem. The service may
+        only read it.
+      '';
+    };
+
+    defaultTTL = mkOption {
+      type = types.nullOr types.int;
+      default = null;
+      example = 3600;
+      description = "Seconds a model may stay idle before it is unloaded; `0` keeps models loaded. `null`: corral's default, 300.";
+    };
+
+    healthTimeout = mkOption {
+      type = types.nullOr types.number;
+      default = null;
+      example = 300;
+      description = "Seconds a model may take to load before the request fails. `null`: corral's default, 120.";
+    };
+
+    models = mkOption {
+      type = types.attrsOf (types.submodule entries.model);
+      default = { };
+      example = literalExpression ''
+        {
+          "qwen2.5-coder:3b" = {
+            path = pkgs.fetchurl {
+              url = "https://huggingface.co/Qwen/Qwen2.5-Coder-3B-Instruct-GGUF/resolve/main/qwen2.5-coder-3b-instruct-q8_0.gguf";
+              hash = lib.fakeHash; # the first build fails and prints the real hash
+            };
+            contextSize = 32768;
+          };
+          "qwen2.5-coder:32b" = {
+            path = "qwen2.5-coder-32b-instruct-q4_k_m.gguf"; # in modelsPath
+            contextSize = 32768;
+            gpuLayers = 35;
+          };
+        }
+      '';
+      description = "The models to serve, keyed by the name clients use (Ollama-style tags such as `qwen2.5-coder:3b` are fine).";
+    };
+
+    groups = mkOption {
+      type = types.attrsOf (types.submodule entries.group);
+      default = { };
+      example = literalExpression ''
+        { big = { members = [ "qwen2.5-coder:32b" "qwq:32b" ]; }; }
+      '';
+      description = "Named groups of models with llama-swap's swap, exclusive and persistent rules.";
+    };
+
+    apiKeyFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      apply = pathString;
+      example = "/run/secrets/corral-api-keys";
+      description = ''
+        File with one accepted API key per line; `null` accepts every request. It stays out
+        of the store: systemd hands it to the service as a credential (`LoadCredential`), so
+        it may be readable by root only.
+      '';
+    };
+
+    user = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "corral";
+      description = ''
+        User to run as. `null`: a [`DynamicUser`](https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html#DynamicUser=).
+        A user named `corral` is created; any other must already exist.
+      '';
+    };
+
+    group = mkOption {
+      type = types.nullOr types.str;
+      default = cfg.user;
+      defaultText = literalExpression "config.services.corral.user";
+      example = "corral";
+      description = "Group to run as, used only with {option}`services.corral.user`. A group named `corral` is created.";
+    };
+
+    extraGroups = mkOption {
+      type = types.nullOr (types.listOf types.str);
+      default = null;
+      example = [
+        "video"
+        "render"
+      ];
+      description = ''
+        Supplementary groups of the service, for the GPU device nodes that are not
+        world-readable. `null`: the groups {option}`services.corral.acceleration` needs
+        (`render` and `video` for ROCm and Vulkan, none for CUDA, whose nodes are 0666).
+      '';
+    };
+
+    environment = mkOption {
+      type = types.attrsOf types.str;
+      default = { };
+      example = {
+        CUDA_VISIBLE_DEVICES = "0";
+      };
+      description = "Environment variables of the service (and so of every llama-server it starts).";
+    };
+
+    settings = mkOption {
+      type = types.submodule { freeformType = settingsFormat.type; };
+      default = { };
+      example = literalExpression ''
+        { models."qwen2.5-coder:3b".concurrency = 4; service.execStart = "…"; }
+      '';
+      description = ''
+        Keys that have no option here, in corral's camelCase settings (see `corral schema`),
+        merged over the options (RFC 42). The generator checks them like any other key.
+      '';
+    };
+
+    generatorInput = mkOption {
+      type = types.attrsOf types.anything;
+      readOnly = true;
+      default = import ./generator-input.nix { inherit lib pkgs cfg; };
+      defaultText = literalMD "the options above, camelCase, without unset (`null`) ones, with {option}`services.corral.settings` merged over them";
+      example = {
+        host = "127.0.0.1";
+        port = 11434;
+        models."qwen2.5-coder:3b" = {
+          path = "qwen2.5-coder-3b-instruct-q8_0.gguf";
+          contextSize = 32768;
+        };
+        service.name = "corral";
+      };
+      description = ''
+        The exact attribute set handed to `corral generate --settings` as JSON (read-only).
+        Inspect it with `nix eval .#nixosConfigurations.HOST.config.services.corral.generatorInput --json`.
+      '';
+    };
+
+    generated = mkOption {
+      type = types.package;
+      readOnly = true;
+      default = import ./generate.nix { inherit pkgs cfg; };
+      defaultText = literalMD "the output of `corral generate` on {option}`services.corral.generatorInput`";
+      example = literalExpression ''"''${config.services.corral.generated}/config.yaml"'';
+      description = ''
+        The derivation that runs `corral generate` (read-only): `config.yaml` and, under
+        `lib/systemd/system`, the hardened unit(s). A wrong setting fails its build with the
+        generator's message.
+      '';
+    };
+  };
+}

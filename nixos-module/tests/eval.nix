@@ -1,0 +1,51 @@
+# Evaluates the module with nixpkgs' real `lib.evalModules`, the stand-ins for the NixOS
+# options it writes to, and the stub pkgs: the harness of tests/nix (nixpkgs' lib alone).
+#
+#   nix-instantiate --eval --strict --json nixos-module/tests/eval.nix \
+#     --arg configuration ./tests/nix/fixtures/seed.nix -A generatorInput
+#
+# Owns the wiring of one evaluation and the views the tests read. `lib` defaults to
+# $NIXPKGS_LIB, nixpkgs' lib directory (nix-community/nixpkgs.lib).
+{
+  lib ? import (builtins.getEnv "NIXPKGS_LIB"),
+  # A module: the user's side of the configuration.
+  configuration,
+  corralBin ? "/bin/false",
+}:
+let
+  pkgs = import ./stub-pkgs.nix { inherit lib corralBin; };
+  evaluated = lib.evalModules {
+    modules = [
+      ./stand-ins.nix
+      ../default.nix
+      { _module.args.pkgs = pkgs; }
+      configuration
+    ];
+  };
+  inherit (evaluated) config;
+  service = config.systemd.services.corral or { };
+in
+{
+  inherit config pkgs;
+  inherit (config.services.corral) generatorInput generated;
+  # Every option of services.corral as the manual would show it (forces each description,
+  # type, default and example to evaluate).
+  docs = map (o: {
+    inherit (o) name description type readOnly;
+    default = o.default or null;
+    example = o.example or null;
+  }) (lib.filter (o: lib.take 2 o.loc == [ "services" "corral" ] && o.visible && !o.internal) (lib.optionAttrSetToDocList evaluated.options));
+  failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+  # What the module installs, as plain data for the tests.
+  installed = {
+    units = map (p: p.name) config.systemd.packages;
+    wantedBy = service.wantedBy or [ ];
+    reloadTriggers = service.reloadTriggers or [ ];
+    loadCredential = service.serviceConfig.LoadCredential or [ ];
+    etc = lib.mapAttrs (_: e: e.source) config.environment.etc;
+    users = lib.mapAttrs (_: u: { inherit (u) isSystemUser group; }) config.users.users;
+    groups = lib.attrNames config.users.groups;
+    firewall = config.networking.firewall.allowedTCPPorts;
+    llamaServer = config.services.corral.generatorInput.llamaServer;
+  };
+}

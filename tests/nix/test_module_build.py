@@ -1,0 +1,61 @@
+"""The module's build step, built for real: `services.corral.generated` with nix-build.
+
+Owns the check that generate.nix's script runs the generator and lays out its output where
+`systemd.packages` and /etc expect it, and that a wrong but type-correct setting fails the
+build (which is what stops `nixos-rebuild`) with the generator's own message. The stub
+pkgs' runCommand stands in for stdenv's; the corral it runs is the real one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.nix
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture
+def build(nix: Any, module: Any, corral_bin: Path) -> Any:
+    """nix-build an attribute of the harness; returns the finished process."""
+    if not os.access("/nix/store", os.W_OK):
+        pytest.skip("building needs a writable /nix/store (root without a daemon, as in CI)")
+
+    def run(configuration: str | Path, attr: str = "generated") -> Any:
+        real = type(module)(module.lib, str(corral_bin))
+        # The stubs call the corral outside the store, so: no sandbox, and build as root
+        # (the dev venv's interpreter may sit in /root, which build users cannot enter).
+        return nix.run(
+            "nix-build", "--no-out-link",
+            "--option", "sandbox", "false",
+            "--option", "build-users-group", "",
+            "--option", "substituters", "",
+            *real.args(configuration, attr),
+        )  # fmt: skip
+
+    return run
+
+
+def test_the_generated_config_and_unit_are_laid_out_for_nixos(build: Any) -> None:
+    done = build(FIXTURES / "seed.nix")
+    assert done.returncode == 0, done.stderr
+    out = Path(done.stdout.strip())
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "lib"]
+    unit = (out / "lib" / "systemd" / "system" / "corral.service").read_text(encoding="utf-8")
+    assert "serve --config /etc/corral/config.yaml" in unit
+    assert "name: qwen2.5-coder:32b" in (out / "config.yaml").read_text(encoding="utf-8")
+
+
+def test_an_alias_clash_fails_the_build_with_the_generators_message(build: Any) -> None:
+    done = build(
+        "{ services.corral = { enable = true;"
+        ' models.a = { path = "/m/a.gguf"; aliases = [ "b" ]; };'
+        ' models.b.path = "/m/b.gguf"; }; }'
+    )
+    assert done.returncode != 0
+    assert "aliases: alias 'b' is already the name or an alias of" in done.stderr
+    assert "corral-generated.drv' failed" in done.stderr

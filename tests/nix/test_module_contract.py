@@ -1,0 +1,131 @@
+"""The contract between Nix and Python: `generatorInput`, fed to the real `corral generate`.
+
+Owns the check that every option reaches config.yaml (and the unit) under the generator's
+own key, with the value the user meant, and that the seed user's six models, written as
+services.corral.models, generate. The module's own behaviour is test_module_eval.py's.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.nix
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+#: What generate.nix passes; the unit must read config.yaml where the module installs it.
+CONFIG_PATH = "/etc/corral/config.yaml"
+
+
+def generate(module: Any, fixture: str, out: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """generatorInput of ``fixture``, and the config.yaml and unit `corral generate` makes."""
+    given = module.value(FIXTURES / fixture, "generatorInput")
+    settings = out / "settings.json"
+    settings.write_text(json.dumps(given), encoding="utf-8")
+    done = subprocess.run(
+        [str(module.corral_bin), "generate", "--settings", str(settings), "--out", str(out),
+         "--config-path", CONFIG_PATH],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"corral generate failed:\n{done.stderr}"
+    config = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+    unit = (out / f"{given['service']['name']}.service").read_text(encoding="utf-8")
+    return given, config, unit
+
+
+@pytest.fixture
+def real(module: Any, corral_bin: Path) -> Any:
+    """The harness, with the real corral (only its path ends up in the JSON)."""
+    return type(module)(module.lib, str(corral_bin))
+
+
+def test_every_option_reaches_config_yaml_under_its_own_key(real: Any, tmp_path: Path) -> None:
+    given, config, _ = generate(real, "every-option.nix", tmp_path)
+    tiny_path = given["models"]["tiny:270m"]["path"]
+    assert tiny_path.startswith("/nix/store/") and tiny_path.endswith("-tiny.gguf")
+    assert config == {
+        "host": "127.0.0.2",
+        "port": 8080,
+        "llama_server": given["llamaServer"],
+        "models_path": "/srv/models",
+        "default_ttl": 600,
+        "health_timeout": 90.5,
+        "groups": {
+            "big": {"members": ["coder"], "swap": False, "exclusive": False, "persistent": True}
+        },
+        "api_keys": ["inline-key"],
+        "api_key_file": "/run/credentials/corral.service/api-keys",
+        "models": [
+            {
+                "name": "coder",
+                "path": "coder.gguf",
+                "context_size": 16384,
+                "gpu_layers": -1,
+                "ttl": 0,
+                "aliases": ["code"],
+                "args": ["--flash-attn", "on"],
+                "env": {"GGML_LOG": "1"},
+                "chat_template": "chatml",
+                "parameters": {"temperature": 0.25, "top_k": 40},
+                "system_prompt": "Answer in code.",
+                "preload": True,
+                "unlisted": False,
+                "concurrency": 2,
+                "max_queue": 512,
+            },
+            {
+                "name": "tiny:270m",
+                "path": tiny_path,
+                "context_size": 4096,
+                "aliases": [],
+                "args": [],
+                "env": {},
+                "parameters": {},
+                "preload": False,
+                "unlisted": True,
+                "concurrency": 8,
+                "max_queue": 512,
+            },
+        ],
+    }
+    assert given["llamaServer"].endswith("-llama-cpp-rocm/bin/llama-server")
+
+
+def test_the_service_options_reach_the_unit(real: Any, tmp_path: Path) -> None:
+    given, _, unit = generate(real, "every-option.nix", tmp_path)
+    lines = unit.splitlines()
+    corral = given["service"]["corralBin"]
+    assert f"ExecStart={corral} serve --config {CONFIG_PATH}" in lines
+    assert f"ExecReload={given['service']['killBin']} -HUP $MAINPID" in lines
+    assert {"User=corral", "Group=corral", "SupplementaryGroups=render"} <= set(lines)
+    assert 'Environment="HIP_VISIBLE_DEVICES=0"' in lines
+    assert "DeviceAllow=/dev/kfd rw" in lines  # acceleration = "rocm"
+    assert "DynamicUser=yes" not in lines
+
+
+def test_the_seed_users_six_models_generate(real: Any, tmp_path: Path) -> None:
+    given, config, unit = generate(real, "seed.nix", tmp_path)
+    assert (config["host"], config["port"], config["default_ttl"]) == ("0.0.0.0", 11434, 3600)
+    assert config["models_path"] == "/var/lib/corral/models"
+    assert config["llama_server"].endswith("-llama-cpp-cuda/bin/llama-server")
+    models = {
+        m["name"]: (m["path"], m["context_size"], m.get("gpu_layers")) for m in config["models"]
+    }
+    assert models == {
+        "qwen2.5-coder:3b": ("qwen2.5-coder-3b-instruct-q8_0.gguf", 32768, None),
+        "llama3.2:3b": ("llama-3.2-3b-instruct-q8_0.gguf", 131072, None),
+        "qwen2.5-coder:14b": ("qwen2.5-coder-14b-instruct-q5_k_m.gguf", 32768, None),
+        "qwen2.5-coder:32b": ("qwen2.5-coder-32b-instruct-q4_k_m.gguf", 32768, 35),
+        "qwq:32b": ("qwq-32b-preview-q4_k_m.gguf", 32768, 30),
+        "gpt-oss:20b": ("gpt-oss-20b-q5_k_m.gguf", 8192, None),
+    }
+    lines = unit.splitlines()
+    assert "DynamicUser=yes" in lines
+    assert "SupplementaryGroups=video render" in lines
+    assert "DeviceAllow=/dev/nvidiactl rw" in lines  # acceleration = "cuda"
+    assert given["service"]["acceleration"] == "cuda"
