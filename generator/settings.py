@@ -218,6 +218,15 @@ class Config(_Strict):
     api_key_file: Path | None = Field(
         default=None, description="File with one API key per line, read at start and on reload."
     )
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, gt=0, description="Largest request body accepted; else 413."
+    )
+    max_connections: int = Field(
+        default=1024, gt=0, description="Requests handled at once, over all models; else 503."
+    )
+    client_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds a client may take to send its request body."
+    )
     models: list[ModelConfig] = Field(default_factory=list, description="The models to serve.")
 
     @model_validator(mode="before")

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from corral.supervisor import routes_admin, routes_openai, strays
 from corral.supervisor.auth import RequireKey
 from corral.supervisor.errors import ServeError, error_response
+from corral.supervisor.limits import Limits
 from corral.supervisor.service import Service
 
 log = logging.getLogger("corral")
@@ -68,7 +69,10 @@ def build_app(service: Service) -> Starlette:
 
     app = Starlette(
         routes=[*routes_openai.routes(), *routes_admin.routes()],
-        middleware=[Middleware(RequireKey, keys=lambda: service.keys)],
+        middleware=[
+            Middleware(Limits, config=lambda: service.config),
+            Middleware(RequireKey, keys=lambda: service.keys),
+        ],
         exception_handlers={
             ServeError: _serve_error,
             HTTPException: _http_error,

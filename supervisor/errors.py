@@ -31,6 +31,16 @@ class BadRequest(ServeError):
     kind = "invalid_request_error"
 
 
+class RequestTimeout(ServeError):
+    status = 408
+    kind = "invalid_request_error"
+
+
+class PayloadTooLarge(ServeError):
+    status = 413
+    kind = "invalid_request_error"
+
+
 class Unauthorized(ServeError):
     status = 401
     kind = "authentication_error"

@@ -1,0 +1,93 @@
+"""Limits that keep one client from hurting the others: body size, body read time, and the
+number of requests handled at once.
+
+Owns the ASGI middleware that enforces them and answers in the OpenAI error shape (413, 408,
+503). The per-model concurrency and queue are the pool's; these are the service's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from corral.generator.settings import Config
+from corral.supervisor.errors import PayloadTooLarge, RequestTimeout, error_response
+
+
+class Limits:
+    def __init__(self, app: ASGIApp, config: Callable[[], Config]) -> None:
+        self.app = app
+        self.config = config
+        self.active = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        config = self.config()
+        if self.active >= config.max_connections:
+            await _refuse(scope, receive, send, 503, _busy(config), "overloaded_error")
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > config.max_body_bytes:
+            await _refuse(scope, receive, send, 413, _too_big(config), "invalid_request_error")
+            return
+        self.active += 1
+        try:
+            # Errors raised while the route reads the body become answers there (ServeError).
+            await self.app(scope, _bounded(receive, config), send)
+        finally:
+            self.active -= 1
+
+
+def _bounded(receive: Receive, config: Config) -> Receive:
+    """``receive`` that counts body bytes and gives up on a client that sends too slowly."""
+    received = 0
+    body_done = False
+
+    async def wrapped() -> Message:
+        nonlocal received, body_done
+        if body_done:
+            # After the body, receive() only waits for a disconnect: no time limit there.
+            return await receive()
+        try:
+            message = await asyncio.wait_for(receive(), config.client_timeout)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"request body not received within client_timeout ({config.client_timeout:g} s)"
+            ) from None
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > config.max_body_bytes:
+                raise PayloadTooLarge(_too_big(config))
+            body_done = not message.get("more_body", False)
+        return message
+
+    return wrapped
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _too_big(config: Config) -> str:
+    return f"request body larger than max_body_bytes ({config.max_body_bytes} bytes)"
+
+
+def _busy(config: Config) -> str:
+    return f"{config.max_connections} requests in progress (max_connections); retry later"
+
+
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, status: int, message: str, kind: str
+) -> None:
+    headers = {"Retry-After": "1"} if status == 503 else {}
+    await error_response(status, message, kind, headers=headers)(scope, receive, send)
