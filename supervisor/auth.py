@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
 from corral.supervisor.errors import Unauthorized
 
@@ -32,7 +33,12 @@ class Keys:
     def from_config(cls, config: Config) -> Keys:
         keys = list(config.api_keys)
         if config.api_key_file is not None:
-            text = config.api_key_file.read_text(encoding="utf-8")
+            try:
+                text = config.api_key_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    [f"api_key_file: cannot read {config.api_key_file}: {exc.strerror}"]
+                ) from exc
             keys += [line.strip() for line in text.splitlines() if line.strip()]
         return cls(tuple(k.encode() for k in keys))
 

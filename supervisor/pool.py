@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from corral.generator.problems import ConfigError
 from corral.generator.settings import Config, ModelConfig
 from corral.supervisor import command, scheduler
 from corral.supervisor.errors import Overloaded, StartFailed, UnknownModel
@@ -136,7 +137,10 @@ class Pool:
 
     def _new_child(self, model: ModelConfig) -> ChildProcess:
         if model.cmd is None and self.llama_server is None:
-            self.llama_server = command.resolve_llama_server(self.config.llama_server)
+            try:
+                self.llama_server = command.resolve_llama_server(self.config.llama_server)
+            except ConfigError as exc:
+                raise StartFailed(f"model {model.name!r} cannot start: {exc}") from exc
         binary = self.llama_server or ""
         env = command.build_env(model, os.environ, self.owner)
         return ChildProcess(
@@ -234,18 +238,29 @@ class Pool:
 
     async def _ttl_loop(self) -> None:
         while not self._closing:
+            # Clear before reading the deadline, so a wake-up in between is not lost.
+            self._wake.clear()
             deadline = scheduler.next_deadline(self._idle_view())
             timeout = None if math.isinf(deadline) else max(0.0, deadline - time.monotonic())
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            for name in scheduler.expired(self._idle_view(), time.monotonic()):
-                slot = self.slots[name]
-                async with self._lock:
-                    still = scheduler.expired(self._idle_view(), time.monotonic())
-                    if name in still and slot.child is not None:
+            try:
+                await self._unload_expired()
+            except Exception:
+                # The loop must outlive any one failure, or nothing would ever unload again.
+                log.exception("ttl: unloading failed; will try again")
+
+    async def _unload_expired(self) -> None:
+        for name in scheduler.expired(self._idle_view(), time.monotonic()):
+            slot = self.slots[name]
+            async with self._lock:
+                # Re-check under the lock: a request may have arrived while we waited.
+                if name in scheduler.expired(self._idle_view(), time.monotonic()):
+                    sharing = self._sharing(slot)
+                    if slot.child is not None:
                         await slot.child.stop("ttl")
-                        slot.keep_alive = None
+                    for s in sharing:
+                        s.keep_alive = None
 
     # -- lifecycle ------------------------------------------------------------------------
 

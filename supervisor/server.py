@@ -12,6 +12,7 @@ import atexit
 import hashlib
 import ipaddress
 import logging
+import socket
 import sys
 from collections.abc import Callable
 
@@ -54,6 +55,9 @@ def run(config: Config, reload_config: Callable[[], Config], identity: str) -> N
             config.host,
             config.port,
         )
+    # Bind before anything else: if another corral holds the port, fail now, before the
+    # start-up would reap that corral's children as if they were strays.
+    sock = listen_socket(config.host, config.port)
     atexit.register(service.pool.kill_all_now)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -72,4 +76,22 @@ def run(config: Config, reload_config: Callable[[], Config], identity: str) -> N
         config.port,
         len(config.models),
     )
-    server.run()
+    server.run(sockets=[sock])
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, or a clear exit when the address is taken."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        log.error(
+            "cannot listen on %s:%d: %s (is another corral or ollama running there?)",
+            host,
+            port,
+            exc.strerror or exc,
+        )
+        sys.exit(1)
+    return sock

@@ -63,9 +63,10 @@ class Service:
         """Load the config again and apply it; a bad config is logged and the old one kept."""
         try:
             config = self.reload_config()
+            keys = Keys.from_config(config)
         except ConfigError as exc:
             log.error("reload failed, keeping the running config: %s", exc)
             return
-        self.keys = Keys.from_config(config)
+        self.keys = keys
         await self.pool.reload(config)
         self.config = config
