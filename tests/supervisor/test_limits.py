@@ -7,7 +7,6 @@ import asyncio
 import json
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -53,13 +52,32 @@ def test_a_chunked_body_that_grows_too_large_is_413(server: CorralServer) -> Non
     assert ok(server)
 
 
+def read_response(sock: socket.socket) -> str:
+    """One whole HTTP response with a Content-Length body (it may arrive in pieces)."""
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+
+
+def _length(data: bytes) -> int:
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
 def test_a_client_that_stops_sending_its_body_gets_408(server: CorralServer) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
             b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b'Content-Length: 100\r\n\r\n{"model": "m"'
         )
-        reply = sock.recv(65536).decode()
+        reply = read_response(sock)
     status, _, rest = reply.partition("\r\n")
     assert " 408 " in status, reply
     body = json.loads(rest.split("\r\n\r\n", 1)[1])
