@@ -16,7 +16,7 @@ from corral.generator import loader
 from corral.generator.cli import cli, fail
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
-from corral.supervisor import inventory, pull, server, sources
+from corral.supervisor import inventory, pull, sources
 
 
 @cli.command()
@@ -36,6 +36,9 @@ from corral.supervisor import inventory, pull, server, sources
 )
 def serve(config_file: Path | None, host: str | None, port: int | None, log_level: str) -> None:
     """Serve the configured models on one OpenAI- and Ollama-compatible endpoint."""
+    # Imported here: the ASGI stack costs ~2 s of start-up that `pull` and `check` don't need.
+    from corral.supervisor import server
+
     server.setup_logging(log_level)
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
 
