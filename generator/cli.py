@@ -111,10 +111,15 @@ def generate(
         problems.append(f"service: must be a mapping, got {service_raw!r}")
     if problems:
         fail(ConfigError(problems, source))
+    try:
+        # Rendered before anything is written, so a failure leaves no half-generated folder.
+        units = render_units(service, config)
+    except ConfigError as exc:
+        fail(exc)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump.to_yaml(config, settings_file.name), encoding="utf-8")
     written = ["config.yaml"]
-    for filename, text in render_units(service, config).items():
+    for filename, text in units.items():
         (out / filename).write_text(text, encoding="utf-8")
         written.append(filename)
     click.echo(f"wrote {', '.join(written)} to {out}")

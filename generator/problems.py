@@ -101,6 +101,8 @@ def _what(error: Mapping[str, Any], model: type[BaseModel]) -> str:
             "and must start with a letter or digit"
         ),
         "string_too_short": f"must not be empty, got {value!r}",
+        # pydantic's own wording is "Input should be 'a' or 'b'"; keep corral's shape.
+        "literal_error": f"must be one of {ctx.get('expected')}, got {value!r}",
     }
     return messages.get(kind) or f"{error['msg'][:1].lower()}{error['msg'][1:]}"
 
