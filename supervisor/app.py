@@ -1,7 +1,8 @@
 """The ASGI application: routes, error answers, API keys, and the service's lifespan.
 
 Owns assembling the parts and what happens at start (reap strays, preload, watch SIGHUP)
-and at shutdown (stop every child). Every error leaves here in the OpenAI envelope.
+and at shutdown (stop every child). Every error leaves here in the OpenAI envelope, except
+the Ollama routes', which answer in Ollama's shape (``routes_ollama``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from corral.supervisor import routes_admin, routes_openai, strays
+from corral.supervisor import routes_admin, routes_ollama, routes_openai, strays
 from corral.supervisor.auth import RequireKey
 from corral.supervisor.errors import ServeError, error_response
 from corral.supervisor.limits import Limits
@@ -68,7 +69,7 @@ def build_app(service: Service) -> Starlette:
             await service.upstream.close()
 
     app = Starlette(
-        routes=[*routes_openai.routes(), *routes_admin.routes()],
+        routes=[*routes_openai.routes(), *routes_ollama.routes(), *routes_admin.routes()],
         middleware=[
             Middleware(Limits, config=lambda: service.config),
             Middleware(RequireKey, keys=lambda: service.keys),

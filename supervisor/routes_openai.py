@@ -2,7 +2,8 @@
 ``/upstream/<model>/<path>`` passthrough.
 
 Owns reading a request's JSON (400 when it is not an object with a ``model``), applying the
-model's defaults, and handing the exchange to the proxy while the request holds a lease on
+model's defaults and a client's ``keep_alive`` (an extra field, as on Ollama's API, removed
+before forwarding), and handing the exchange to the proxy while the request holds a lease on
 the model. It does not start or stop anything itself (``pool``).
 """
 
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from corral.supervisor import keep_alive
 from corral.supervisor.defaults import apply_defaults
 from corral.supervisor.errors import BadRequest, UnknownModel
 from corral.supervisor.service import Service
@@ -52,11 +54,18 @@ async def routed(request: Request) -> Response:
     if "model" not in payload:
         raise BadRequest("missing `model`: name one of GET /v1/models")
     slot = svc.pool.resolve(payload["model"])
-    if apply_defaults(payload, slot.config, request.url.path):
+    sent_keep_alive = keep_alive.FIELD in payload
+    keep = keep_alive.take(payload)  # removed: llama-server has no such field
+    if apply_defaults(payload, slot.config, request.url.path) or sent_keep_alive:
         body = json.dumps(payload).encode()
-    return await svc.exchange(
+    response = await svc.exchange(
         request, slot.name, request.url.path, body, stream=payload.get("stream") is True
     )
+    if keep is not None:
+        # Applied once the model is loaded, since loading resets it: a streamed answer still
+        # holds its lease here, a whole one has just given it back.
+        svc.pool.set_keep_alive(slot, keep)
+    return response
 
 
 async def list_models(request: Request) -> JSONResponse:

@@ -64,18 +64,13 @@ class CorralServer:
         self.log_path = tmp / "corral.log"
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+        #: ``corral`` arguments; replace to run without the written config (env only).
+        self.argv = ["serve", "--config", str(self.config_path), "--port", str(self.port)]
 
     def start(self) -> CorralServer:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    corral_bin(),
-                    "serve",
-                    "--config",
-                    str(self.config_path),
-                    "--port",
-                    str(self.port),
-                ],
+                [corral_bin(), *self.argv],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,

@@ -119,3 +119,28 @@ def _live(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_the_seeds_environment_alone_serves_the_models_folder(
+    tmp_path: Path, models_dir: Path, llama_server: str
+) -> None:
+    """The seed's systemd service: five variables, no config file, every GGUF in the folder."""
+    server = CorralServer({}, tmp_path)
+    server.env.update(
+        {
+            "LLAMA_CPP_BIN": llama_server,
+            "MODELS_PATH": str(models_dir),
+            "HOST": "127.0.0.1",
+            "PORT": str(server.port),
+            "MODEL_TTL": "3600",
+        }
+    )
+    server.argv = ["serve"]
+    with server:
+        listed = client(server).models.list()
+        assert "gemma-3-270m-q4_k_m" in [m.id for m in listed.data]
+        answer = client(server).completions.create(
+            model="gemma-3-270m-q4_k_m", prompt="The sky is", max_tokens=2
+        )
+        assert answer.choices[0].text is not None
+        assert server.running()[0]["ttl"] == 3600

@@ -132,3 +132,16 @@ def test_bad_config_on_reload_keeps_the_old_one(tmp_path: Path) -> None:
         wait_until(lambda: "reload failed" in server.log(), 15, "the failed reload")
         assert "contxt_size" in server.log()
         assert completion(server, "m").status_code == 200
+
+
+def test_preload_starts_the_model_with_corral(tmp_path: Path) -> None:
+    config = {
+        "models": [
+            {"name": "early", "cmd": fake_cmd("early"), "preload": True},
+            {"name": "late", "cmd": fake_cmd("late")},
+        ]
+    }
+    with CorralServer(config, tmp_path) as server:
+        wait_until(lambda: "ready early" in server.log(), 15, "the preloaded model")
+        assert [r["model"] for r in server.running()] == ["early"]
+        assert "start late" not in server.log()

@@ -1,0 +1,329 @@
+"""Ollama <-> OpenAI translation, without a server: requests, answers, streams, entries."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corral.generator.settings import ModelConfig
+from corral.supervisor import ollama
+from corral.supervisor.errors import BadRequest
+
+CLOCK = ollama.Clock(arrived_ns=1_000, ready_ns=5_000)
+TIMINGS = {"prompt_n": 7, "prompt_ms": 1.5, "predicted_n": 4, "predicted_ms": 20.25}
+USAGE = {"prompt_tokens": 9, "completion_tokens": 4}
+
+
+def test_options_map_to_sampling_fields_and_load_time_ones_are_dropped() -> None:
+    body = {
+        "options": {
+            "num_predict": 8,
+            "temperature": 0.1,
+            "top_p": 0.9,
+            "top_k": 20,
+            "min_p": 0.05,
+            "seed": 42,
+            "stop": ["\n"],
+            "repeat_penalty": 1.1,
+            "presence_penalty": 0.5,
+            "frequency_penalty": 0.25,
+            "num_keep": 4,
+            "num_ctx": 8192,
+            "num_gpu": 99,
+            "num_thread": 4,
+            "mirostat": None,
+        }
+    }
+    assert ollama.sampling(body) == {
+        "max_tokens": 8,
+        "temperature": 0.1,
+        "top_p": 0.9,
+        "top_k": 20,
+        "min_p": 0.05,
+        "seed": 42,
+        "stop": ["\n"],
+        "repeat_penalty": 1.1,
+        "presence_penalty": 0.5,
+        "frequency_penalty": 0.25,
+        "n_keep": 4,
+    }
+
+
+@pytest.mark.parametrize("unlimited", [-1, -2])
+def test_unlimited_num_predict_leaves_llama_server_its_default(unlimited: int) -> None:
+    assert ollama.sampling({"options": {"num_predict": unlimited}}) == {}
+
+
+def test_format_json_and_schema_become_response_format() -> None:
+    assert ollama.sampling({"format": "json"}) == {"response_format": {"type": "json_object"}}
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    got = ollama.sampling({"format": schema})["response_format"]
+    assert got == {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
+    assert ollama.sampling({"format": ""}) == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"format": "xml"}, 'format: must be "json" or a JSON schema object, got "xml"'),
+        ({"options": [1]}, "options: must be an object, got [1]"),
+    ],
+)
+def test_bad_format_and_options_are_located_400s(body: dict[str, Any], expected: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        ollama.sampling(body)
+    assert caught.value.message == expected
+
+
+def test_chat_request_carries_messages_tools_images_and_streams_with_usage() -> None:
+    tool = {"type": "function", "function": {"name": "now", "parameters": {"type": "object"}}}
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "look", "images": ["iVBORw0KGgo="]},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"function": {"name": "now", "arguments": {"tz": "UTC"}}}],
+            },
+            {"role": "tool", "content": "12:00", "tool_name": "now"},
+        ],
+        "tools": [tool],
+        "think": False,
+        "options": {"num_predict": 3},
+    }
+    got = ollama.chat_request(body, stream=True)
+    assert got["stream"] is True and got["stream_options"] == {"include_usage": True}
+    assert got["max_tokens"] == 3 and got["tools"] == [tool]
+    assert got["chat_template_kwargs"] == {"enable_thinking": False}
+    image = got["messages"][0]["content"][1]
+    assert image == {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="},
+    }
+    call = got["messages"][1]["tool_calls"][0]
+    assert call["type"] == "function" and json.loads(call["function"]["arguments"]) == {"tz": "UTC"}
+    assert got["messages"][2] == {"role": "tool", "content": "12:00", "name": "now"}
+    assert "stream_options" not in ollama.chat_request(body, stream=False)
+
+
+def test_a_message_without_a_role_is_located() -> None:
+    with pytest.raises(BadRequest, match=r"messages\[1\]: must be an object with a role"):
+        ollama.chat_request({"model": "m", "messages": [{"role": "user"}, {"content": "x"}]}, False)
+
+
+def test_generate_goes_through_the_chat_template_unless_raw() -> None:
+    path, got = ollama.generate_request(
+        {"model": "m", "prompt": "Hi", "system": "Be brief."}, stream=False
+    )
+    assert path == "/v1/chat/completions"
+    assert got["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+    ]
+    path, got = ollama.generate_request({"model": "m", "prompt": "Hi", "raw": True}, False)
+    assert path == "/v1/completions" and got["prompt"] == "Hi"
+
+
+def test_generate_with_a_suffix_is_refused_with_where_to_go() -> None:
+    with pytest.raises(BadRequest, match=r"suffix: .* use POST /infill"):
+        ollama.generate_request({"model": "m", "prompt": "a", "suffix": "b"}, False)
+
+
+def test_whole_chat_answer_has_ollama_fields_and_nanosecond_durations() -> None:
+    answer = {
+        "choices": [
+            {
+                "message": {"content": "Hello", "reasoning_content": "hmm"},
+                "finish_reason": "length",
+            }
+        ],
+        "usage": USAGE,
+        "timings": TIMINGS,
+    }
+    got = ollama.chat_answer("m:latest", answer, CLOCK, now_ns=100_000)
+    assert got["message"] == {"role": "assistant", "content": "Hello", "thinking": "hmm"}
+    assert got["done"] is True and got["done_reason"] == "length"
+    assert got["total_duration"] == 99_000 and got["load_duration"] == 4_000
+    assert got["prompt_eval_count"] == 9 and got["eval_count"] == 4
+    assert got["prompt_eval_duration"] == 1_500_000 and got["eval_duration"] == 20_250_000
+    assert datetime.fromisoformat(got["created_at"]).tzinfo is not None
+
+
+def test_tool_calls_come_back_with_object_arguments() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}
+    answer = {"choices": [{"message": {"content": None, "tool_calls": [call]}}]}
+    got = ollama.chat_answer("m", answer, CLOCK, 0)
+    assert got["message"]["tool_calls"] == [{"function": {"name": "f", "arguments": {"x": 1}}}]
+    assert got["done_reason"] == "stop"
+
+
+def test_generate_answer_reads_text_completions_and_chat_completions() -> None:
+    text = {"choices": [{"text": "raw out", "finish_reason": "stop"}], "usage": USAGE}
+    got = ollama.generate_answer("m", text, CLOCK, 10_000)
+    assert got["response"] == "raw out" and "message" not in got
+    assert list(got)[:3] == ["model", "created_at", "response"]
+    chat = {"choices": [{"message": {"content": "templated"}, "finish_reason": "stop"}]}
+    assert ollama.generate_answer("m", chat, CLOCK, 10_000)["response"] == "templated"
+
+
+def sse(*events: object) -> bytes:
+    return b"".join(
+        b"data: " + (e if isinstance(e, bytes) else json.dumps(e).encode()) + b"\n\n"
+        for e in events
+    )
+
+
+def chunk(content: str | None = None, finish: str | None = None) -> dict[str, Any]:
+    delta = {} if content is None else {"content": content}
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def test_stream_yields_pieces_then_one_done_object_with_stats() -> None:
+    stream = ollama.Stream("chat", "m", CLOCK)
+    data = sse(
+        chunk("Hel"),
+        chunk("lo"),
+        chunk(finish="stop"),
+        {"choices": [], "usage": USAGE, "timings": TIMINGS},
+        b"[DONE]",
+    )
+    # Split mid-line: a chunk boundary must not lose or garble an event.
+    objects = stream.feed(data[:30], 50_000) + stream.feed(data[30:], 60_000)
+    objects += stream.close(70_000)
+    assert [o["message"]["content"] for o in objects] == ["Hel", "lo", ""]
+    assert [o["done"] for o in objects] == [False, False, True]
+    last = objects[-1]
+    assert last["done_reason"] == "stop" and last["eval_count"] == 4
+    assert last["total_duration"] == 59_000
+    assert not stream.failed
+
+
+def test_generate_stream_uses_response_and_reads_text_chunks() -> None:
+    stream = ollama.Stream("generate", "m", CLOCK)
+    text = {"choices": [{"index": 0, "text": " sky", "finish_reason": "length"}]}
+    objects = stream.feed(sse(text, b"[DONE]"), 1) + stream.close(2)
+    assert [o["response"] for o in objects] == [" sky", ""]
+    assert objects[-1]["done_reason"] == "length"
+
+
+def test_stream_assembles_tool_call_fragments_before_done() -> None:
+    stream = ollama.Stream("chat", "m", CLOCK)
+    first = {"index": 0, "function": {"name": "f", "arguments": '{"x"'}}
+    second = {"index": 0, "function": {"arguments": ": 2}"}}
+    events = [
+        {"choices": [{"delta": {"tool_calls": [first]}}]},
+        {"choices": [{"delta": {"tool_calls": [second]}, "finish_reason": "tool_calls"}]},
+    ]
+    objects = stream.feed(sse(*events, b"[DONE]"), 1)
+    assert objects[0]["message"]["tool_calls"] == [
+        {"function": {"name": "f", "arguments": {"x": 2}}}
+    ]
+    assert objects[-1]["done"] is True
+
+
+def test_a_stream_that_stops_short_ends_in_an_error_object() -> None:
+    stream = ollama.Stream("chat", "m", CLOCK)
+    objects = stream.feed(sse(chunk("par")), 1) + stream.close(2)
+    assert objects[0]["message"]["content"] == "par"
+    assert "stopped mid-answer" in objects[-1]["error"] and stream.failed
+
+
+def test_llama_servers_error_event_becomes_an_error_object() -> None:
+    stream = ollama.Stream("chat", "m", CLOCK)
+    event = b'error: {"code": 500, "message": "context overflow", "type": "server_error"}\n\n'
+    assert stream.feed(event, 1) == [{"error": "context overflow"}]
+    assert stream.close(2) == [] and stream.failed
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"error": {"code": 501, "message": "no embeddings"}}', "no embeddings"),
+        (b'{"error": "plain"}', "plain"),
+        (b"Not Found", "Not Found"),
+        (b"", "the model's server answered 501 with no message"),
+    ],
+)
+def test_upstream_error_message(content: bytes, message: str) -> None:
+    assert ollama.upstream_error(501, content) == message
+
+
+def test_embed_answer_orders_by_index_and_cuts_to_unit_length() -> None:
+    answer = {
+        "data": [{"index": 1, "embedding": [0.0, 1.0, 0.0]}, {"index": 0, "embedding": [3, 4, 9]}],
+        "usage": {"prompt_tokens": 6},
+    }
+    got = ollama.embed_answer("m", answer, 2, CLOCK, 9_000)
+    assert got["embeddings"] == [[0.6, 0.8], [0.0, 1.0]]
+    assert got["prompt_eval_count"] == 6 and got["total_duration"] == 8_000
+    assert all(math.isclose(sum(x * x for x in v), 1.0) for v in got["embeddings"])
+
+
+def test_embed_inputs_accept_a_string_or_strings_only() -> None:
+    assert ollama.embed_inputs({"input": "a"}, "input") == ["a"]
+    assert ollama.embed_inputs({"input": ["a", "b"]}, "input") == ["a", "b"]
+    assert ollama.embed_inputs({}, "prompt") == []
+    with pytest.raises(
+        BadRequest, match=r"input: must be a string or a list of strings, got \[1\]"
+    ):
+        ollama.embed_inputs({"input": [1]}, "input")
+
+
+MODEL = ModelConfig(
+    name="qwen:3b",
+    path=Path("/m/qwen2.5-3b-instruct-q4_k_m.gguf"),
+    context_size=2048,
+    parameters={"temperature": 0.2},
+    system_prompt="Be brief.",
+    chat_template="chatml",
+)
+FACTS = ollama.FileFacts(size=123, mtime=1_700_000_000.0)
+
+
+def test_tag_entry_shape() -> None:
+    got = ollama.tag_entry(MODEL, FACTS)
+    assert got["name"] == got["model"] == "qwen:3b"
+    assert got["size"] == 123 and len(got["digest"]) == 64
+    assert got["modified_at"] == "2023-11-14T22:13:20Z"
+    assert got["details"]["format"] == "gguf"
+    assert got["details"]["quantization_level"] == "Q4_K_M"
+    moved = ollama.FileFacts(size=123, mtime=1_700_000_001.0)
+    assert ollama.tag_entry(MODEL, moved)["digest"] != got["digest"], "a new file, a new digest"
+
+
+def test_ps_entry_expiry_vram_and_forever() -> None:
+    got = ollama.ps_entry(MODEL, FACTS, expires_at=1_700_000_010.0, now=1_700_000_000.0)
+    assert got["expires_at"] == "2023-11-14T22:13:30Z"
+    assert got["size_vram"] == 123 and got["context_length"] == 2048
+    forever = ollama.ps_entry(MODEL, FACTS, expires_at=None, now=1_700_000_000.0)
+    assert datetime.fromisoformat(forever["expires_at"]).year > 2300
+    cpu = MODEL.model_copy(update={"gpu_layers": 0})
+    assert ollama.ps_entry(cpu, FACTS, None, 0.0)["size_vram"] == 0
+
+
+def test_show_renders_a_modelfile() -> None:
+    got = ollama.show_answer(MODEL, FACTS)
+    assert got["modelfile"].startswith("FROM /m/qwen2.5-3b-instruct-q4_k_m.gguf\n")
+    assert 'SYSTEM """Be brief."""' in got["modelfile"]
+    assert got["parameters"] == "temperature 0.2"
+    assert got["template"] == "chatml" and got["capabilities"] == ["completion"]
+    assert "model_info" in got
+
+
+def test_load_answers() -> None:
+    chat = ollama.load_answer("chat", "m", "load")
+    assert chat["message"] == {"role": "assistant", "content": ""}
+    assert chat["done"] is True and chat["done_reason"] == "load"
+    assert ollama.load_answer("generate", "m", "unload")["response"] == ""
+
+
+def test_a_malformed_tool_call_is_located() -> None:
+    message = {"role": "assistant", "tool_calls": [{"function": {"arguments": {}}}]}
+    with pytest.raises(BadRequest, match=r"^messages\[0\]\.tool_calls\[0\]: must be"):
+        ollama.chat_request({"model": "m", "messages": [message]}, False)
