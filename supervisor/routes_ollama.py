@@ -32,7 +32,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from corral.generator.settings import ModelConfig
-from corral.supervisor import keep_alive, ollama
+from corral.supervisor import keep_alive, ollama, ollama_answers, ollama_models, ollama_stream
 from corral.supervisor.defaults import apply_defaults
 from corral.supervisor.errors import BadRequest, ServeError, UpstreamFailed
 from corral.supervisor.routes_openai import read_json
@@ -88,7 +88,7 @@ class Call:
         stack = contextlib.AsyncExitStack()
         lease = await stack.enter_async_context(self.svc.pool.lease(self.slot.name))
         try:
-            clock = ollama.Clock(self.arrived_ns, time.monotonic_ns())
+            clock = ollama_answers.Clock(self.arrived_ns, time.monotonic_ns())
             self._apply_keep_alive()
             data = json.dumps(payload).encode()
             upstream = await self.svc.upstream.open(
@@ -96,7 +96,9 @@ class Call:
             )
             if upstream.status != 200:
                 content = await _read(upstream, self.slot.name)
-                raise ChildError(upstream.status, ollama.upstream_error(upstream.status, content))
+                raise ChildError(
+                    upstream.status, ollama_answers.upstream_error(upstream.status, content)
+                )
             return Opened(upstream, stack, clock)
         except BaseException:
             await stack.aclose()
@@ -118,10 +120,10 @@ class Call:
         unload it without loading it first."""
         if self.keep == 0:
             await self.svc.pool.unload(self.slot.name)
-            return self.one(ollama.load_answer(kind, self.name, "unload"))
+            return self.one(ollama_answers.load_answer(kind, self.name, "unload"))
         async with self.svc.pool.lease(self.slot.name):
             self._apply_keep_alive()
-        return self.one(ollama.load_answer(kind, self.name, "load"))
+        return self.one(ollama_answers.load_answer(kind, self.name, "load"))
 
     def one(self, answer: dict[str, Any]) -> Response:
         """A single object, as one NDJSON line when the client asked for a stream."""
@@ -140,7 +142,7 @@ class Opened:
 
     upstream: aiohttp.ClientResponse
     stack: contextlib.AsyncExitStack
-    clock: ollama.Clock
+    clock: ollama_answers.Clock
 
 
 async def _read(upstream: aiohttp.ClientResponse, model: str) -> bytes:
@@ -160,7 +162,7 @@ class NDJSONRelay(Response):
     at once. A client that hangs up closes the upstream connection, which stops
     llama-server's generation; the lease is given back either way."""
 
-    def __init__(self, opened: Opened, stream: ollama.Stream) -> None:
+    def __init__(self, opened: Opened, stream: ollama_stream.Stream) -> None:
         super().__init__(status_code=200)
         self.opened, self.stream = opened, stream
 
@@ -244,9 +246,11 @@ async def chat(request: Request) -> Response:
     payload = ollama.chat_request(body, call.stream)
     if call.stream:
         opened = await call.open("/v1/chat/completions", payload)
-        return NDJSONRelay(opened, ollama.Stream("chat", call.name, opened.clock))
+        return NDJSONRelay(opened, ollama_stream.Stream("chat", call.name, opened.clock))
     answer, opened = await call.whole("/v1/chat/completions", payload)
-    return JSONResponse(ollama.chat_answer(call.name, answer, opened.clock, time.monotonic_ns()))
+    return JSONResponse(
+        ollama_answers.chat_answer(call.name, answer, opened.clock, time.monotonic_ns())
+    )
 
 
 @ollama_errors
@@ -258,10 +262,10 @@ async def generate(request: Request) -> Response:
     path, payload = ollama.generate_request(body, call.stream)
     if call.stream:
         opened = await call.open(path, payload)
-        return NDJSONRelay(opened, ollama.Stream("generate", call.name, opened.clock))
+        return NDJSONRelay(opened, ollama_stream.Stream("generate", call.name, opened.clock))
     answer, opened = await call.whole(path, payload)
     return JSONResponse(
-        ollama.generate_answer(call.name, answer, opened.clock, time.monotonic_ns())
+        ollama_answers.generate_answer(call.name, answer, opened.clock, time.monotonic_ns())
     )
 
 
@@ -279,7 +283,9 @@ async def embed(request: Request) -> Response:
     payload = {"model": call.name, "input": inputs, **ollama.sampling(body)}
     answer, opened = await call.whole("/v1/embeddings", payload)
     now = time.monotonic_ns()
-    return JSONResponse(ollama.embed_answer(call.name, answer, dimensions, opened.clock, now))
+    return JSONResponse(
+        ollama_answers.embed_answer(call.name, answer, dimensions, opened.clock, now)
+    )
 
 
 @ollama_errors
@@ -299,14 +305,16 @@ async def embeddings(request: Request) -> Response:
 @ollama_errors
 async def show(request: Request) -> Response:
     slot = Service.of(request).pool.resolve(model_name(await _body(request)))
-    return JSONResponse(ollama.show_answer(slot.config, _facts(request, slot.config)))
+    return JSONResponse(ollama_models.show_answer(slot.config, _facts(request, slot.config)))
 
 
 @ollama_errors
 async def tags(request: Request) -> Response:
     pool = Service.of(request).pool
     listed = [s.config for s in pool.slots.values() if not s.config.unlisted]
-    return JSONResponse({"models": [ollama.tag_entry(m, _facts(request, m)) for m in listed]})
+    return JSONResponse(
+        {"models": [ollama_models.tag_entry(m, _facts(request, m)) for m in listed]}
+    )
 
 
 @ollama_errors
@@ -314,22 +322,22 @@ async def ps(request: Request) -> Response:
     pool = Service.of(request).pool
     now = time.time()
     models = [
-        ollama.ps_entry(s.config, _facts(request, s.config), pool.expires_at(s), now)
+        ollama_models.ps_entry(s.config, _facts(request, s.config), pool.expires_at(s), now)
         for s in pool.slots.values()
         if s.running()
     ]
     return JSONResponse({"models": models})
 
 
-def _facts(request: Request, model: ModelConfig) -> ollama.FileFacts:
+def _facts(request: Request, model: ModelConfig) -> ollama_models.FileFacts:
     """The model file's size and time; a ``cmd`` model without a file reads as empty."""
     try:
         stat = os.stat(model.path) if model.path is not None else None
     except OSError:
         stat = None
     if stat is None:
-        return ollama.FileFacts(0, Service.of(request).started_at)
-    return ollama.FileFacts(stat.st_size, stat.st_mtime)
+        return ollama_models.FileFacts(0, Service.of(request).started_at)
+    return ollama_models.FileFacts(stat.st_size, stat.st_mtime)
 
 
 async def version(request: Request) -> Response:

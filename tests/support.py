@@ -75,7 +75,7 @@ class CorralServer:
                 stderr=subprocess.STDOUT,
                 env=self.env,
             )
-        wait_until(self._healthy, 20, f"corral on port {self.port} to answer /health")
+        wait_until(self._healthy, 60, f"corral on port {self.port} to answer /health")
         return self
 
     def _healthy(self) -> bool:

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from corral.generator.settings import ModelConfig
-from corral.supervisor import ollama
+from corral.supervisor import ollama, ollama_answers, ollama_models, ollama_stream
 from corral.supervisor.errors import BadRequest
 
-CLOCK = ollama.Clock(arrived_ns=1_000, ready_ns=5_000)
+CLOCK = ollama_answers.Clock(arrived_ns=1_000, ready_ns=5_000)
 TIMINGS = {"prompt_n": 7, "prompt_ms": 1.5, "predicted_n": 4, "predicted_ms": 20.25}
 USAGE = {"prompt_tokens": 9, "completion_tokens": 4}
 
@@ -146,7 +146,7 @@ def test_whole_chat_answer_has_ollama_fields_and_nanosecond_durations() -> None:
         "usage": USAGE,
         "timings": TIMINGS,
     }
-    got = ollama.chat_answer("m:latest", answer, CLOCK, now_ns=100_000)
+    got = ollama_answers.chat_answer("m:latest", answer, CLOCK, now_ns=100_000)
     assert got["message"] == {"role": "assistant", "content": "Hello", "thinking": "hmm"}
     assert got["done"] is True and got["done_reason"] == "length"
     assert got["total_duration"] == 99_000 and got["load_duration"] == 4_000
@@ -158,18 +158,18 @@ def test_whole_chat_answer_has_ollama_fields_and_nanosecond_durations() -> None:
 def test_tool_calls_come_back_with_object_arguments() -> None:
     call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}
     answer = {"choices": [{"message": {"content": None, "tool_calls": [call]}}]}
-    got = ollama.chat_answer("m", answer, CLOCK, 0)
+    got = ollama_answers.chat_answer("m", answer, CLOCK, 0)
     assert got["message"]["tool_calls"] == [{"function": {"name": "f", "arguments": {"x": 1}}}]
     assert got["done_reason"] == "stop"
 
 
 def test_generate_answer_reads_text_completions_and_chat_completions() -> None:
     text = {"choices": [{"text": "raw out", "finish_reason": "stop"}], "usage": USAGE}
-    got = ollama.generate_answer("m", text, CLOCK, 10_000)
+    got = ollama_answers.generate_answer("m", text, CLOCK, 10_000)
     assert got["response"] == "raw out" and "message" not in got
     assert list(got)[:3] == ["model", "created_at", "response"]
     chat = {"choices": [{"message": {"content": "templated"}, "finish_reason": "stop"}]}
-    assert ollama.generate_answer("m", chat, CLOCK, 10_000)["response"] == "templated"
+    assert ollama_answers.generate_answer("m", chat, CLOCK, 10_000)["response"] == "templated"
 
 
 def sse(*events: object) -> bytes:
@@ -185,7 +185,7 @@ def chunk(content: str | None = None, finish: str | None = None) -> dict[str, An
 
 
 def test_stream_yields_pieces_then_one_done_object_with_stats() -> None:
-    stream = ollama.Stream("chat", "m", CLOCK)
+    stream = ollama_stream.Stream("chat", "m", CLOCK)
     data = sse(
         chunk("Hel"),
         chunk("lo"),
@@ -205,7 +205,7 @@ def test_stream_yields_pieces_then_one_done_object_with_stats() -> None:
 
 
 def test_generate_stream_uses_response_and_reads_text_chunks() -> None:
-    stream = ollama.Stream("generate", "m", CLOCK)
+    stream = ollama_stream.Stream("generate", "m", CLOCK)
     text = {"choices": [{"index": 0, "text": " sky", "finish_reason": "length"}]}
     objects = stream.feed(sse(text, b"[DONE]"), 1) + stream.close(2)
     assert [o["response"] for o in objects] == [" sky", ""]
@@ -213,7 +213,7 @@ def test_generate_stream_uses_response_and_reads_text_chunks() -> None:
 
 
 def test_stream_assembles_tool_call_fragments_before_done() -> None:
-    stream = ollama.Stream("chat", "m", CLOCK)
+    stream = ollama_stream.Stream("chat", "m", CLOCK)
     first = {"index": 0, "function": {"name": "f", "arguments": '{"x"'}}
     second = {"index": 0, "function": {"arguments": ": 2}"}}
     events = [
@@ -228,14 +228,14 @@ def test_stream_assembles_tool_call_fragments_before_done() -> None:
 
 
 def test_a_stream_that_stops_short_ends_in_an_error_object() -> None:
-    stream = ollama.Stream("chat", "m", CLOCK)
+    stream = ollama_stream.Stream("chat", "m", CLOCK)
     objects = stream.feed(sse(chunk("par")), 1) + stream.close(2)
     assert objects[0]["message"]["content"] == "par"
     assert "stopped mid-answer" in objects[-1]["error"] and stream.failed
 
 
 def test_llama_servers_error_event_becomes_an_error_object() -> None:
-    stream = ollama.Stream("chat", "m", CLOCK)
+    stream = ollama_stream.Stream("chat", "m", CLOCK)
     event = b'error: {"code": 500, "message": "context overflow", "type": "server_error"}\n\n'
     assert stream.feed(event, 1) == [{"error": "context overflow"}]
     assert stream.close(2) == [] and stream.failed
@@ -251,7 +251,7 @@ def test_llama_servers_error_event_becomes_an_error_object() -> None:
     ],
 )
 def test_upstream_error_message(content: bytes, message: str) -> None:
-    assert ollama.upstream_error(501, content) == message
+    assert ollama_answers.upstream_error(501, content) == message
 
 
 def test_embed_answer_orders_by_index_and_cuts_to_unit_length() -> None:
@@ -259,7 +259,7 @@ def test_embed_answer_orders_by_index_and_cuts_to_unit_length() -> None:
         "data": [{"index": 1, "embedding": [0.0, 1.0, 0.0]}, {"index": 0, "embedding": [3, 4, 9]}],
         "usage": {"prompt_tokens": 6},
     }
-    got = ollama.embed_answer("m", answer, 2, CLOCK, 9_000)
+    got = ollama_answers.embed_answer("m", answer, 2, CLOCK, 9_000)
     assert got["embeddings"] == [[0.6, 0.8], [0.0, 1.0]]
     assert got["prompt_eval_count"] == 6 and got["total_duration"] == 8_000
     assert all(math.isclose(sum(x * x for x in v), 1.0) for v in got["embeddings"])
@@ -283,32 +283,34 @@ MODEL = ModelConfig(
     system_prompt="Be brief.",
     chat_template="chatml",
 )
-FACTS = ollama.FileFacts(size=123, mtime=1_700_000_000.0)
+FACTS = ollama_models.FileFacts(size=123, mtime=1_700_000_000.0)
 
 
 def test_tag_entry_shape() -> None:
-    got = ollama.tag_entry(MODEL, FACTS)
+    got = ollama_models.tag_entry(MODEL, FACTS)
     assert got["name"] == got["model"] == "qwen:3b"
     assert got["size"] == 123 and len(got["digest"]) == 64
     assert got["modified_at"] == "2023-11-14T22:13:20Z"
     assert got["details"]["format"] == "gguf"
     assert got["details"]["quantization_level"] == "Q4_K_M"
-    moved = ollama.FileFacts(size=123, mtime=1_700_000_001.0)
-    assert ollama.tag_entry(MODEL, moved)["digest"] != got["digest"], "a new file, a new digest"
+    moved = ollama_models.FileFacts(size=123, mtime=1_700_000_001.0)
+    assert ollama_models.tag_entry(MODEL, moved)["digest"] != got["digest"], (
+        "a new file, a new digest"
+    )
 
 
 def test_ps_entry_expiry_vram_and_forever() -> None:
-    got = ollama.ps_entry(MODEL, FACTS, expires_at=1_700_000_010.0, now=1_700_000_000.0)
+    got = ollama_models.ps_entry(MODEL, FACTS, expires_at=1_700_000_010.0, now=1_700_000_000.0)
     assert got["expires_at"] == "2023-11-14T22:13:30Z"
     assert got["size_vram"] == 123 and got["context_length"] == 2048
-    forever = ollama.ps_entry(MODEL, FACTS, expires_at=None, now=1_700_000_000.0)
+    forever = ollama_models.ps_entry(MODEL, FACTS, expires_at=None, now=1_700_000_000.0)
     assert datetime.fromisoformat(forever["expires_at"]).year > 2300
     cpu = MODEL.model_copy(update={"gpu_layers": 0})
-    assert ollama.ps_entry(cpu, FACTS, None, 0.0)["size_vram"] == 0
+    assert ollama_models.ps_entry(cpu, FACTS, None, 0.0)["size_vram"] == 0
 
 
 def test_show_renders_a_modelfile() -> None:
-    got = ollama.show_answer(MODEL, FACTS)
+    got = ollama_models.show_answer(MODEL, FACTS)
     assert got["modelfile"].startswith("FROM /m/qwen2.5-3b-instruct-q4_k_m.gguf\n")
     assert 'SYSTEM """Be brief."""' in got["modelfile"]
     assert got["parameters"] == "temperature 0.2"
@@ -317,10 +319,10 @@ def test_show_renders_a_modelfile() -> None:
 
 
 def test_load_answers() -> None:
-    chat = ollama.load_answer("chat", "m", "load")
+    chat = ollama_answers.load_answer("chat", "m", "load")
     assert chat["message"] == {"role": "assistant", "content": ""}
     assert chat["done"] is True and chat["done_reason"] == "load"
-    assert ollama.load_answer("generate", "m", "unload")["response"] == ""
+    assert ollama_answers.load_answer("generate", "m", "unload")["response"] == ""
 
 
 def test_a_malformed_tool_call_is_located() -> None:
