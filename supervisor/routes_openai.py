@@ -58,14 +58,20 @@ async def routed(request: Request) -> Response:
     keep = keep_alive.take(payload)  # removed: llama-server has no such field
     if apply_defaults(payload, slot.config, request.url.path) or sent_keep_alive:
         body = json.dumps(payload).encode()
-    response = await svc.exchange(
-        request, slot.name, request.url.path, body, stream=payload.get("stream") is True
+
+    def on_lease() -> None:
+        # Inside the lease, once the model is loaded: loading resets a keep_alive.
+        if keep is not None:
+            svc.pool.set_keep_alive(slot, keep)
+
+    return await svc.exchange(
+        request,
+        slot.name,
+        request.url.path,
+        body,
+        stream=payload.get("stream") is True,
+        on_lease=on_lease,
     )
-    if keep is not None:
-        # Applied once the model is loaded, since loading resets it: a streamed answer still
-        # holds its lease here, a whole one has just given it back.
-        svc.pool.set_keep_alive(slot, keep)
-    return response
 
 
 async def list_models(request: Request) -> JSONResponse:

@@ -39,11 +39,23 @@ class Service:
         return service
 
     async def exchange(
-        self, request: Request, model: str, path: str, body: bytes, *, stream: bool
+        self,
+        request: Request,
+        model: str,
+        path: str,
+        body: bytes,
+        *,
+        stream: bool,
+        on_lease: Callable[[], None] | None = None,
     ) -> Response:
-        """Send one request to ``model``'s child (starting it if needed) and relay the answer."""
+        """Send one request to ``model``'s child (starting it if needed) and relay the answer.
+
+        ``on_lease`` runs once the model is ready and the request holds its place on it.
+        """
         stack = contextlib.AsyncExitStack()
         lease = await stack.enter_async_context(self.pool.lease(model))
+        if on_lease is not None:
+            on_lease()
         url = lease.base_url + path
         if not stream:
             async with stack:
