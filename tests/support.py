@@ -46,6 +46,11 @@ def corral_bin() -> str:
     return str(beside) if beside.exists() else shutil.which("corral") or str(beside)
 
 
+def fake_argv(*flags: str) -> Callable[[int], list[str]]:
+    """A ChildProcess argv builder that runs the fake upstream with ``flags``."""
+    return lambda port: [sys.executable, str(FAKE_UPSTREAM), "--port", str(port), *flags]
+
+
 def fake_cmd(name: str, *flags: str) -> list[str]:
     """A model ``cmd`` that runs the fake upstream under this interpreter."""
     return [sys.executable, str(FAKE_UPSTREAM), "--port", "{port}", "--name", name, *flags]

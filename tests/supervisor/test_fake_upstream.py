@@ -5,18 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from corral.supervisor.process import ChildProcess, StartError
-
-FAKE = str(Path(__file__).parents[1] / "fake_upstream.py")
+from tests.support import fake_argv
 
 
 @pytest.fixture
@@ -25,18 +22,9 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client
 
 
-@pytest.fixture
-async def fakes() -> AsyncIterator[list[ChildProcess]]:
-    children: list[ChildProcess] = []
-    yield children
-    for child in children:
-        await child.stop("teardown", grace=1.0)
-
-
-async def run_fake(fakes: list[ChildProcess], *flags: str, **kwargs: Any) -> ChildProcess:
-    argv = lambda port: [sys.executable, FAKE, "--port", str(port), *flags]  # noqa: E731
-    child = ChildProcess("fake", argv, os.environ, 20.0, **kwargs)
-    fakes.append(child)
+async def run_fake(children: list[ChildProcess], *flags: str, **kwargs: Any) -> ChildProcess:
+    child = ChildProcess("fake", fake_argv(*flags), os.environ, 20.0, **kwargs)
+    children.append(child)
     await child.start()
     return child
 
@@ -63,9 +51,9 @@ async def sse_lines(response: aiohttp.ClientResponse) -> list[str]:
 
 
 async def test_stream_names_the_upstream_and_echoes_the_request(
-    fakes: list[ChildProcess], session: aiohttp.ClientSession
+    children: list[ChildProcess], session: aiohttp.ClientSession
 ) -> None:
-    child = await run_fake(fakes, "--name", "alpha", "--tokens", "4")
+    child = await run_fake(children, "--name", "alpha", "--tokens", "4")
     body = {"model": "m", "stream": True, "temperature": 0.25, "messages": []}
     async with session.post(f"{child.base_url}/v1/chat/completions", json=body) as response:
         assert response.status == 200
@@ -80,15 +68,15 @@ async def test_stream_names_the_upstream_and_echoes_the_request(
 
 
 async def test_loading_answers_503_like_llama_server(
-    fakes: list[ChildProcess], session: aiohttp.ClientSession
+    children: list[ChildProcess], session: aiohttp.ClientSession
 ) -> None:
     child = ChildProcess(
         "fake",
-        lambda port: [sys.executable, FAKE, "--port", str(port), "--load-seconds", "30"],
+        fake_argv("--load-seconds", "30"),
         os.environ,
         20.0,
     )
-    fakes.append(child)
+    children.append(child)
     loading = asyncio.create_task(child.start())
     await until(lambda: any("listening" in x for x in child.stderr_tail()))
     async with session.get(f"{child.base_url}/health") as response:
@@ -101,11 +89,11 @@ async def test_loading_answers_503_like_llama_server(
 
 
 async def test_crash_after_chunks_cuts_the_stream(
-    fakes: list[ChildProcess], session: aiohttp.ClientSession
+    children: list[ChildProcess], session: aiohttp.ClientSession
 ) -> None:
     exits: list[int] = []
     child = await run_fake(
-        fakes, "--crash-after-chunks", "2", on_exit=lambda _, code: exits.append(code)
+        children, "--crash-after-chunks", "2", on_exit=lambda _, code: exits.append(code)
     )
     body = {"stream": True, "prompt": "x"}
     async with session.post(f"{child.base_url}/v1/completions", json=body) as response:
@@ -116,9 +104,9 @@ async def test_crash_after_chunks_cuts_the_stream(
 
 
 async def test_hang_logs_the_client_hanging_up(
-    fakes: list[ChildProcess], session: aiohttp.ClientSession
+    children: list[ChildProcess], session: aiohttp.ClientSession
 ) -> None:
-    child = await run_fake(fakes, "--hang")
+    child = await run_fake(children, "--hang")
     url = f"{child.base_url}/v1/chat/completions"
     with pytest.raises(TimeoutError):
         async with session.post(url, json={}, timeout=aiohttp.ClientTimeout(total=0.5)):
@@ -129,9 +117,9 @@ async def test_hang_logs_the_client_hanging_up(
 
 
 async def test_hang_up_mid_stream_stops_generation(
-    fakes: list[ChildProcess], session: aiohttp.ClientSession
+    children: list[ChildProcess], session: aiohttp.ClientSession
 ) -> None:
-    child = await run_fake(fakes, "--tokens", "200", "--token-delay", "0.02")
+    child = await run_fake(children, "--tokens", "200", "--token-delay", "0.02")
     body = {"stream": True, "messages": []}
     async with session.post(f"{child.base_url}/v1/chat/completions", json=body) as response:
         await response.content.readline()  # the first chunk arrived: generation is under way

@@ -7,21 +7,15 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
-import psutil
 import pytest
 
 from corral.supervisor.process import ChildProcess, StartError, probe_health
 from corral.supervisor.states import ProcessState
+from tests.support import FAKE_UPSTREAM, fake_argv, pids_gone
 
-FAKE = str(Path(__file__).parents[1] / "fake_upstream.py")
 Argv = Callable[[int], list[str]]
-
-
-def fake(*flags: str) -> Argv:
-    return lambda port: [sys.executable, FAKE, "--port", str(port), *flags]
 
 
 def counting(*variants: tuple[str, ...]) -> tuple[Argv, list[int]]:
@@ -30,7 +24,7 @@ def counting(*variants: tuple[str, ...]) -> tuple[Argv, list[int]]:
 
     def argv(port: int) -> list[str]:
         ports.append(port)
-        return fake(*variants[min(len(ports), len(variants)) - 1])(port)
+        return fake_argv(*variants[min(len(ports), len(variants)) - 1])(port)
 
     return argv, ports
 
@@ -45,11 +39,7 @@ async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
 
 
 def gone(pid: int) -> bool:
-    """The process no longer runs (a zombie awaiting its reaper counts as gone)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+    return pids_gone([pid])
 
 
 def grandchild_of(child: ChildProcess) -> int | None:
@@ -60,25 +50,17 @@ def grandchild_of(child: ChildProcess) -> int | None:
 
 
 @pytest.fixture
-async def made() -> AsyncIterator[list[ChildProcess]]:
-    children: list[ChildProcess] = []
-    yield children
-    for child in children:
-        await child.stop("teardown", grace=1.0)
-
-
-@pytest.fixture
-def make(made: list[ChildProcess]) -> Callable[..., ChildProcess]:
+def make(children: list[ChildProcess]) -> Callable[..., ChildProcess]:
     def build(argv: Argv, health_timeout: float = 20.0, **kwargs: object) -> ChildProcess:
         child = ChildProcess("m", argv, os.environ, health_timeout, **kwargs)  # type: ignore[arg-type]
-        made.append(child)
+        children.append(child)
         return child
 
     return build
 
 
 async def test_ready_is_seen_within_a_few_ms(make: Callable[..., ChildProcess]) -> None:
-    child = make(fake("--load-seconds", "0.3"))
+    child = make(fake_argv("--load-seconds", "0.3"))
     await child.start()
     assert child.state is ProcessState.READY and child.state.public == "ready"
     assert child.pid is not None and child.port is not None
@@ -102,7 +84,7 @@ async def test_concurrent_starts_spawn_one_process(make: Callable[..., ChildProc
 
 
 async def test_slow_start_is_loading_until_ready(make: Callable[..., ChildProcess]) -> None:
-    child = make(fake("--load-seconds", "1.0"))
+    child = make(fake_argv("--load-seconds", "1.0"))
     starting = asyncio.create_task(child.start())
     await until(lambda: child.port is not None)
     await until(lambda: any("listening" in x for x in child.stderr_tail()))
@@ -129,7 +111,7 @@ async def test_crash_during_load_then_a_clean_retry(make: Callable[..., ChildPro
 
 
 async def test_never_ready_fails_after_health_timeout(make: Callable[..., ChildProcess]) -> None:
-    child = make(fake("--never-ready"), health_timeout=1.5)
+    child = make(fake_argv("--never-ready"), health_timeout=1.5)
     began = time.monotonic()
     with pytest.raises(StartError, match=r"not ready after 1\.5 s"):
         await child.start()
@@ -141,7 +123,7 @@ async def test_never_ready_fails_after_health_timeout(make: Callable[..., ChildP
 async def test_crash_while_ready_is_reported(make: Callable[..., ChildProcess]) -> None:
     exits: list[tuple[ChildProcess, int]] = []
     child = make(
-        fake("--crash-after-seconds", "0.3", "--spawn-grandchild"),
+        fake_argv("--crash-after-seconds", "0.3", "--spawn-grandchild"),
         on_exit=lambda c, code: exits.append((c, code)),
     )
     await child.start()
@@ -155,7 +137,7 @@ async def test_crash_while_ready_is_reported(make: Callable[..., ChildProcess]) 
 
 
 async def test_stop_kills_the_whole_group(make: Callable[..., ChildProcess]) -> None:
-    child = make(fake("--spawn-grandchild"))
+    child = make(fake_argv("--spawn-grandchild"))
     await child.start()
     await until(lambda: grandchild_of(child) is not None)
     grandchild, pid = grandchild_of(child) or 0, child.pid or 0
@@ -170,7 +152,7 @@ async def test_stop_kills_the_whole_group(make: Callable[..., ChildProcess]) -> 
 async def test_sigterm_ignored_means_sigkill_after_grace(
     make: Callable[..., ChildProcess],
 ) -> None:
-    child = make(fake("--ignore-sigterm"))
+    child = make(fake_argv("--ignore-sigterm"))
     await child.start()
     pid = child.pid or 0
     began = time.monotonic()
@@ -182,7 +164,7 @@ async def test_sigterm_ignored_means_sigkill_after_grace(
 
 async def test_kill_group_now_for_exit_paths(make: Callable[..., ChildProcess]) -> None:
     exits: list[int] = []
-    child = make(fake("--spawn-grandchild"), on_exit=lambda _, code: exits.append(code))
+    child = make(fake_argv("--spawn-grandchild"), on_exit=lambda _, code: exits.append(code))
     await child.start()
     await until(lambda: grandchild_of(child) is not None)
     child.kill_group_now()
@@ -193,7 +175,7 @@ async def test_kill_group_now_for_exit_paths(make: Callable[..., ChildProcess]) 
 
 
 async def test_stop_while_loading_cancels_the_load(make: Callable[..., ChildProcess]) -> None:
-    child = make(fake("--load-seconds", "30"))
+    child = make(fake_argv("--load-seconds", "30"))
     starting = asyncio.create_task(child.start())
     await until(lambda: child.pid is not None)
     await child.stop("swap")
@@ -244,7 +226,7 @@ asyncio.run(main())
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 async def test_child_dies_with_a_sigkilled_parent() -> None:
     parent = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", PARENT, FAKE, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-c", PARENT, str(FAKE_UPSTREAM), stdout=asyncio.subprocess.PIPE
     )
     assert parent.stdout is not None
     try:
