@@ -60,7 +60,23 @@ def _absolute(value: Path) -> Path:
     return value
 
 
+#: systemd's own names for address sets (IPAddressAllow=).
+_IP_SETS = ("any", "localhost", "link-local", "multicast")
+#: Where a corral bound beyond loopback may be reached from by default: the local networks
+#: (RFC 1918, CGNAT as Tailscale uses, IPv6 unique-local, link-local), not the internet.
+LOCAL_NETWORKS = (
+    "link-local",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "fc00::/7",
+)
+
+
 def _ip_prefix(value: str) -> str:
+    if value in _IP_SETS:
+        return value
     with contextlib.suppress(ValueError):
         ipaddress.ip_network(value, strict=False)
         return value
@@ -125,9 +141,10 @@ class ServiceSettings(_Strict):
         default_factory=list, description="Paths corral may write (bound in if hidden)."
     )
     ip_address_allow: list[IpPrefix] = Field(
-        default_factory=list,
-        description="Non-loopback host: the only networks that may connect, e.g. "
-        "100.64.0.0/10 (IPAddressAllow=, plus localhost); empty = any address.",
+        default_factory=lambda: list(LOCAL_NETWORKS),
+        description="Non-loopback host: the networks that may connect (IPAddressAllow=, plus "
+        "localhost). Default: the local networks (10/8, 172.16/12, 192.168/16, 100.64/10, "
+        "fc00::/7, link-local); [any] opens it to every address.",
     )
     device_allow: list[OneLine] = Field(
         default_factory=list, description="More DeviceAllow= entries, e.g. `/dev/dxg rw` (WSL)."
@@ -269,6 +286,7 @@ def unit_context(service: ServiceSettings, config: Config) -> dict[str, Any]:
         "description": service.description.replace("%", "%%"),
         "loopback": is_loopback(host),
         "ip_allow": " ".join(["localhost", *service.ip_address_allow]),
+        "ip_open": "any" in service.ip_address_allow or not service.ip_address_allow,
         # An address that is not 0.0.0.0 or :: exists only once the network is up.
         "wait_online": not is_loopback(host) and host.strip("[]") not in ("0.0.0.0", "::"),
         "privileged_port": port.isdigit() and int(port) < 1024,

@@ -90,14 +90,28 @@ def test_loopback_host_closes_the_ip_firewall(host: str) -> None:
     assert "IPAddressAllow=localhost" in text
 
 
+LOCAL = (
+    "IPAddressAllow=localhost link-local 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 "
+    "100.64.0.0/10 fc00::/7"
+)
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "gpu-box.lan"])
-def test_other_hosts_leave_ip_open(host: str) -> None:
-    assert not any(line.startswith("IPAddress") for line in lines(render(host=host)))
+def test_other_hosts_are_reachable_from_local_networks_only(host: str) -> None:
+    text = lines(render(host=host))
+    assert "IPAddressDeny=any" in text
+    assert LOCAL in text
+
+
+def test_any_opens_ip_to_every_address() -> None:
+    text = lines(render({"ip_address_allow": ["any"]}, host="0.0.0.0"))
+    assert not any(line.startswith("IPAddress") for line in text)
 
 
 def test_host_from_the_environment_wins_like_at_run_time() -> None:
     text = lines(render({"environment": {"HOST": "0.0.0.0"}}, host="127.0.0.1"))
-    assert "IPAddressDeny=any" not in text
+    assert "IPAddressAllow=localhost" not in text
+    assert LOCAL in text
 
 
 def test_allowed_networks_close_the_firewall_around_them() -> None:
@@ -277,12 +291,7 @@ def exposure(unit: Path) -> float:
 
 @needs_analyze
 @pytest.mark.parametrize("acceleration", ACCELERATIONS)
-def test_exposure_is_at_most_1_2_on_loopback(tmp_path: Path, acceleration: str) -> None:
-    assert exposure(write_unit(tmp_path, acceleration, "127.0.0.1")) <= MAX_EXPOSURE
-
-
-@needs_analyze
-@pytest.mark.parametrize("acceleration", ACCELERATIONS)
-def test_an_open_host_costs_only_the_ip_firewall(tmp_path: Path, acceleration: str) -> None:
-    closed = exposure(write_unit(tmp_path, acceleration, "127.0.0.1"))
-    assert exposure(write_unit(tmp_path, acceleration, "0.0.0.0")) <= closed + 0.2
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_exposure_is_at_most_1_2(tmp_path: Path, acceleration: str, host: str) -> None:
+    # 0.0.0.0 as the seed binds it: reachable from the local networks only, by default.
+    assert exposure(write_unit(tmp_path, acceleration, host)) <= MAX_EXPOSURE
