@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -36,8 +37,19 @@ def location(loc: Iterable[int | str]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            text = _printable(str(part))
+            out += f".{text}" if out else text
     return out
+
+
+def _printable(text: str) -> str:
+    """A key as one line: control characters and line breaks escaped, nothing else."""
+    return "".join(
+        c.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(c) in ("Cc", "Zl", "Zp")
+        else c
+        for c in text
+    )
 
 
 def describe(
@@ -117,11 +129,18 @@ def _did_you_mean(key: str, model: type[BaseModel], parent: Sequence[int | str])
     inner = _model_at(model, parent)
     if inner is None:
         return "remove it"
-    known = {s: name for name in inner.model_fields for s in spellings(name)}
+    known = {s: name for name, field in inner.model_fields.items() for s in _accepted(name, field)}
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
     if close:
         return f"did you mean {close[0]}?"
-    return f"known keys: {', '.join(inner.model_fields)}"
+    names = [_accepted(name, field)[0] for name, field in inner.model_fields.items()]
+    return f"known keys: {', '.join(names)}"
+
+
+def _accepted(name: str, field: Any) -> tuple[str, ...]:
+    """The spellings a field is accepted under: its own alias (``from_`` -> ``from``) wins."""
+    alias = field.validation_alias
+    return (alias,) if isinstance(alias, str) else spellings(name)
 
 
 def _model_at(model: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:

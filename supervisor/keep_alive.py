@@ -37,6 +37,10 @@ ALLOWED = (
 )
 
 
+#: Longer than this is "forever": about a century, in seconds.
+FOREVER_AFTER = 100 * 365 * 24 * 3600.0
+
+
 def parse(value: object, where: str = FIELD) -> float:
     """Seconds to keep the model loaded: 0 = unload when idle, negative = never unload."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -46,11 +50,15 @@ def parse(value: object, where: str = FIELD) -> float:
         if seconds is None:
             raise _bad(value, where)
     else:
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer beyond a float: JSON allows it
+            raise _bad(value, where) from None
     if math.isnan(seconds):
         raise _bad(value, where)
-    # Any negative means "forever"; one spelling keeps comparisons and logs simple.
-    return -1.0 if seconds < 0 else seconds
+    # Any negative means "forever", and so does anything beyond a century (no clock or date
+    # type downstream can hold 1e308 s); one spelling keeps comparisons and logs simple.
+    return -1.0 if seconds < 0 or seconds > FOREVER_AFTER else seconds
 
 
 def take(body: MutableMapping[str, Any], where: str = FIELD) -> float | None:

@@ -71,18 +71,7 @@ class Pool:
         slot = self.resolve(name)
         if slot.waiting + slot.in_flight >= slot.config.concurrency + slot.config.max_queue:
             raise Overloaded(slot.name, slot.waiting)
-        arrived = time.monotonic()
-        slot.waiting += 1
-        try:
-            while True:
-                await self._ensure_ready(slot, arrived)
-                await slot.gate.acquire()
-                if slot.admitting():
-                    break
-                # The child went away while we queued for the gate (crash, TTL): start again.
-                slot.gate.release()
-        finally:
-            slot.waiting -= 1
+        slot = await self._admit(name, slot, time.monotonic())
         child = slot.child
         assert child is not None
         slot.in_flight += 1
@@ -97,15 +86,35 @@ class Pool:
                 slot.idle.set()
                 self._wake.set()
 
-    async def _ensure_ready(self, slot: Slot, arrived: float) -> None:
+    async def _admit(self, name: object, slot: Slot, arrived: float) -> Slot:
+        """Wait until ``slot``'s child is ready and this request holds a place on it."""
+        while True:
+            slot.waiting += 1
+            try:
+                if await self._ensure_ready(slot, arrived):
+                    await slot.gate.acquire()
+                    if slot.admitting() and self.slots.get(slot.name) is slot:
+                        return slot
+                    # The child went away while we queued (crash, TTL, reload): again.
+                    slot.gate.release()
+            finally:
+                slot.waiting -= 1
+            # A reload may have replaced the slot: follow the name (a 404 if it is gone).
+            slot = self.resolve(name)
+
+    async def _ensure_ready(self, slot: Slot, arrived: float) -> bool:
+        """Wait until ``slot`` is ready; False when a reload replaced it meanwhile."""
         while not slot.admitting():
             task = slot.start_task
             if task is not None and not task.done():
                 await asyncio.shield(task)
                 continue
             async with self._lock:
+                if self.slots.get(slot.name) is not slot:
+                    # Starting a replaced slot would leave a child nobody tracks.
+                    return False
                 if slot.admitting():
-                    return
+                    return True
                 task = slot.start_task
                 if task is not None and task.done() and slot.failed_at >= arrived:
                     # This request waited for the attempt that failed: it shares the failure
@@ -115,6 +124,7 @@ class Pool:
                     task = slot.start_task = asyncio.create_task(self._load(slot))
                 # Holding the lock through the load keeps another model from evicting it.
                 await asyncio.shield(task)
+        return True
 
     async def _load(self, slot: Slot) -> None:
         # Presets of the same file run on this slot's child: never evict them for it.
@@ -345,7 +355,8 @@ class Pool:
             "port": child.port if child is not None and slot.running() else None,
             "in_flight": slot.in_flight,
             "queued": slot.waiting,
-            "ttl": self.ttl(slot),
+            # -1: kept loaded for good (JSON has no infinity).
+            "ttl": -1 if math.isinf(self.ttl(slot)) else self.ttl(slot),
             "expires_at": self.expires_at(slot),
         }
 

@@ -80,7 +80,11 @@ class CorralServer:
                 stderr=subprocess.STDOUT,
                 env=self.env,
             )
-        wait_until(self._healthy, 60, f"corral on port {self.port} to answer /health")
+        try:
+            wait_until(self._healthy, 60, f"corral on port {self.port} to answer /health")
+        except BaseException:
+            self.stop()  # never leave a corral running behind a failed start
+            raise
         return self
 
     def _healthy(self) -> bool:
