@@ -7,6 +7,7 @@ answer has been sent or the client has gone. Routes look it up with ``Service.of
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive
 
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
@@ -50,8 +52,35 @@ class Service:
     ) -> Response:
         """Send one request to ``model``'s child (starting it if needed) and relay the answer.
 
-        ``on_lease`` runs once the model is ready and the request holds its place on it.
+        ``on_lease`` runs once the model is ready and the request holds its place on it. A
+        client that hangs up before the answer starts (while the model loads, while it waits
+        in the queue, or while a hung child says nothing) gives its place back at once:
+        otherwise a swap would wait forever for a request nobody waits for.
         """
+        work = asyncio.ensure_future(
+            self._exchange(request, model, path, body, stream=stream, on_lease=on_lease)
+        )
+        gone = asyncio.ensure_future(until_disconnect(request.receive))
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if work.done():
+            gone.cancel()
+            return work.result()
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        log.info("request cancelled: model %s: client hung up before the answer", model)
+        return Response(status_code=499)  # nobody reads it; nginx's "client closed request"
+
+    async def _exchange(
+        self,
+        request: Request,
+        model: str,
+        path: str,
+        body: bytes,
+        *,
+        stream: bool,
+        on_lease: Callable[[], None] | None,
+    ) -> Response:
         stack = contextlib.AsyncExitStack()
         lease = await stack.enter_async_context(self.pool.lease(model))
         if on_lease is not None:
@@ -82,3 +111,11 @@ class Service:
         self.keys = keys
         await self.pool.reload(config)
         self.config = config
+
+
+async def until_disconnect(receive: Receive) -> None:
+    """Return when the client has hung up (after its body, receive() waits for just that)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
