@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import aiohttp
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
+from yarl import URL
 
 from corral.supervisor.errors import UpstreamFailed
 
@@ -39,8 +40,17 @@ _DROP_REQUEST = frozenset(
         "accept-encoding",
     }
 )
+# date: uvicorn sets its own, and relaying the child's too would send it twice. (uvicorn
+# sends no Server header of its own: see server.py.)
 _DROP_RESPONSE = frozenset(
-    {"content-length", "connection", "keep-alive", "transfer-encoding", "content-encoding"}
+    {
+        "content-length",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-encoding",
+        "date",
+    }
 )
 
 Done = Callable[[], Awaitable[object]]
@@ -58,6 +68,8 @@ class Upstream:
                 connector=aiohttp.TCPConnector(limit=0),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
                 auto_decompress=False,
+                # A proxy keeps no cookies: one client's must never reach another's request.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
@@ -70,8 +82,13 @@ class Upstream:
     ) -> aiohttp.ClientResponse:
         sent = {k: v for k, v in headers.items() if k.lower() not in _DROP_REQUEST}
         try:
+            # encoded=True: the path goes out exactly as the client encoded it.
             return await self.session().request(
-                method, url, headers=sent, data=body or None, allow_redirects=False
+                method,
+                URL(url, encoded=True),
+                headers=sent,
+                data=body or None,
+                allow_redirects=False,
             )
         except aiohttp.ServerDisconnectedError as exc:
             raise UpstreamFailed(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -101,15 +102,19 @@ async def passthrough(request: Request) -> Response:
     """Any method to ``/upstream/<model>/<path>``: the longest known model name wins, since
     names may contain slashes."""
     svc = Service.of(request)
-    rest: str = request.path_params["rest"]
-    parts = rest.split("/")
+    # The path as the client encoded it: decoding it here would put raw spaces, NULs or CR/LF
+    # into the child's request line.
+    raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    raw_parts = raw.decode("ascii", "replace").split("/")[2:]  # after "", "upstream"
+    parts = [unquote(p) for p in raw_parts]
     for cut in range(len(parts), 0, -1):
         name = "/".join(parts[:cut])
         with contextlib.suppress(UnknownModel):
             slot = svc.pool.resolve(name)
-            path = "/" + "/".join(parts[cut:])
-            if request.url.query:
-                path += "?" + request.url.query
+            path = "/" + "/".join(raw_parts[cut:])
+            query = request.scope.get("query_string", b"").decode("ascii", "replace")
+            if query:
+                path += "?" + query
             body = await request.body()
             return await svc.exchange(request, slot.name, path, body, stream=True)
     svc.pool.resolve(parts[0])  # raises the 404 that lists the known names

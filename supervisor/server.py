@@ -68,6 +68,8 @@ def run(config: Config, reload_config: Callable[[], Config], identity: str) -> N
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=10,
+            # Say nothing about what serves; a relayed answer keeps the child's Server header.
+            server_header=False,
         )
     )
     log.info(

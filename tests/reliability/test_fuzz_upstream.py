@@ -95,14 +95,6 @@ def test_paths_under_upstream_stay_inside_the_named_child(server: CorralServer) 
     assert_alive(server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="supervisor/routes_openai.py passthrough forwards the *decoded* path "
-    "(path_params['rest']) and proxy.py hands it to aiohttp as is: a %20 becomes a raw "
-    "space in the child's request line (extra request-line tokens), %00 a raw NUL, and "
-    "UTF-8 is re-sent as latin-1; the path should be forwarded as the client encoded it "
-    "(scope['raw_path'], with yarl.URL(..., encoded=True))",
-)
 def test_the_child_gets_the_path_encoded_as_the_client_sent_it(tmp_path: Path) -> None:
     cmd, seen = recorder_cmd(tmp_path)
     sent = ["a%20b", "a%00b", "caf%C3%A9", "x%0d%20HTTP/1.1%0dX-Evil:%201"]

@@ -133,3 +133,11 @@ def test_unknown_route_is_404_in_the_openai_shape(server: CorralServer) -> None:
     answer = httpx.get(f"{server.url}/v2/nothing", headers=AUTH)
     assert answer.status_code == 404
     assert "no route" in answer.json()["error"]["message"]
+
+
+def test_a_relayed_answer_has_one_date_and_no_server_of_corrals_own(server: CorralServer) -> None:
+    answer = post(server, "/v1/completions", {"model": "chat", "prompt": "x"})
+    assert len(answer.headers.get_list("date")) == 1
+    assert len(answer.headers.get_list("server")) <= 1  # the child's, relayed
+    health = httpx.get(f"{server.url}/health")
+    assert "server" not in health.headers
