@@ -153,7 +153,7 @@ class Relay(Response):
                 {"type": "http.response.start", "status": self.upstream.status, "headers": headers}
             )
             pump = asyncio.ensure_future(self._pump(send))
-            watch = asyncio.ensure_future(_until_disconnect(receive))
+            watch = asyncio.ensure_future(until_disconnect(receive))
             await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
             watch.cancel()
             if not pump.done():
@@ -189,7 +189,8 @@ class Relay(Response):
         return f"data: {json.dumps(event)}\n\n".encode()
 
 
-async def _until_disconnect(receive: Receive) -> None:
+async def until_disconnect(receive: Receive) -> None:
+    """Return when the client has hung up (after its body, receive() waits for just that)."""
     while True:
         message: Message = await receive()
         if message["type"] == "http.disconnect":

@@ -35,6 +35,7 @@ from corral.generator.settings import ModelConfig
 from corral.supervisor import keep_alive, ollama, ollama_answers, ollama_models, ollama_stream
 from corral.supervisor.defaults import apply_defaults
 from corral.supervisor.errors import BadRequest, ServeError, UpstreamFailed
+from corral.supervisor.proxy import until_disconnect
 from corral.supervisor.routes_openai import read_json
 from corral.supervisor.service import Service
 from corral.supervisor.slots import Slot
@@ -174,7 +175,7 @@ class NDJSONRelay(Response):
             headers = [(b"content-type", NDJSON.encode())]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             pump = asyncio.ensure_future(self._pump(send))
-            watch = asyncio.ensure_future(_until_disconnect(receive))
+            watch = asyncio.ensure_future(until_disconnect(receive))
             await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
             watch.cancel()
             if not pump.done():
@@ -214,13 +215,6 @@ async def _send_lines(send: Send, objects: list[dict[str, Any]]) -> None:
 def _line(answer: dict[str, Any]) -> str:
     """One NDJSON line, written as compactly as Ollama writes it."""
     return json.dumps(answer, ensure_ascii=False, separators=(",", ":")) + "\n"
-
-
-async def _until_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 async def _body(request: Request) -> dict[str, Any]:

@@ -15,13 +15,12 @@ from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive
 
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
 from corral.supervisor.auth import Keys
 from corral.supervisor.pool import Pool
-from corral.supervisor.proxy import Upstream
+from corral.supervisor.proxy import Upstream, until_disconnect
 
 log = logging.getLogger("corral")
 
@@ -111,11 +110,3 @@ class Service:
         self.keys = keys
         await self.pool.reload(config)
         self.config = config
-
-
-async def until_disconnect(receive: Receive) -> None:
-    """Return when the client has hung up (after its body, receive() waits for just that)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
