@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from starlette.requests import Request
@@ -238,13 +238,7 @@ async def chat(request: Request) -> Response:
     if not body.get("messages"):
         return await call.load_only("chat")
     payload = ollama.chat_request(body, call.stream)
-    if call.stream:
-        opened = await call.open("/v1/chat/completions", payload)
-        return NDJSONRelay(opened, ollama_stream.Stream("chat", call.name, opened.clock))
-    answer, opened = await call.whole("/v1/chat/completions", payload)
-    return JSONResponse(
-        ollama_answers.chat_answer(call.name, answer, opened.clock, time.monotonic_ns())
-    )
+    return await _answer(call, "chat", "/v1/chat/completions", payload)
 
 
 @ollama_errors
@@ -254,13 +248,19 @@ async def generate(request: Request) -> Response:
     if not body.get("prompt") and not body.get("images"):
         return await call.load_only("generate")
     path, payload = ollama.generate_request(body, call.stream)
+    return await _answer(call, "generate", path, payload)
+
+
+async def _answer(
+    call: Call, kind: Literal["chat", "generate"], path: str, payload: dict[str, Any]
+) -> Response:
+    """A chat or generate answer: NDJSON lines as they come, or one object at the end."""
     if call.stream:
         opened = await call.open(path, payload)
-        return NDJSONRelay(opened, ollama_stream.Stream("generate", call.name, opened.clock))
+        return NDJSONRelay(opened, ollama_stream.Stream(kind, call.name, opened.clock))
     answer, opened = await call.whole(path, payload)
-    return JSONResponse(
-        ollama_answers.generate_answer(call.name, answer, opened.clock, time.monotonic_ns())
-    )
+    build = ollama_answers.chat_answer if kind == "chat" else ollama_answers.generate_answer
+    return JSONResponse(build(call.name, answer, opened.clock, time.monotonic_ns()))
 
 
 @ollama_errors

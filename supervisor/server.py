@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import ipaddress
 import logging
 import socket
 import sys
@@ -19,6 +18,7 @@ from collections.abc import Callable
 import uvicorn
 
 from corral.generator.settings import Config
+from corral.generator.units import is_loopback
 from corral.supervisor.app import build_app
 from corral.supervisor.service import Service
 
@@ -34,15 +34,6 @@ def setup_logging(level: str = "info") -> None:
 def owner_id(identity: str, port: int) -> str:
     """Stable across restarts of the same instance, distinct between instances."""
     return hashlib.sha256(f"{identity}:{port}".encode()).hexdigest()[:16]
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def run(config: Config, reload_config: Callable[[], Config], identity: str) -> None:
