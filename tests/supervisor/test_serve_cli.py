@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.support import corral_bin, fake_cmd
+from tests.support import CorralServer, corral_bin, fake_cmd
 
 
 def serve(
@@ -49,3 +49,15 @@ def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     result = serve({"models": [{"name": "m", "path": "m.gguf", "contxt_size": 5}]}, tmp_path)
     assert result.returncode == 2
     assert "models[0].contxt_size: unknown key; did you mean context_size?" in result.stderr
+
+
+def test_an_open_address_without_keys_is_a_loud_warning(tmp_path: Path) -> None:
+    server = CorralServer({"models": [{"name": "m", "cmd": fake_cmd("m")}]}, tmp_path)
+    server.argv += ["--host", "0.0.0.0"]
+    with server:
+        assert f"LISTENING ON 0.0.0.0:{server.port} WITH NO API KEYS" in server.log()
+    (tmp_path / "keyed").mkdir()
+    keyed = CorralServer({"api_keys": ["k"], "models": []}, tmp_path / "keyed")
+    keyed.argv += ["--host", "0.0.0.0"]
+    with keyed:
+        assert "NO API KEYS" not in keyed.log()
