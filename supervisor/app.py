@@ -2,7 +2,7 @@
 
 Owns assembling the parts and what happens at start (reap strays, preload, watch SIGHUP)
 and at shutdown (stop every child). Every error leaves here in the OpenAI envelope, except
-the Ollama routes', which answer in Ollama's shape (``routes_ollama``).
+the Ollama routes', which answer in Ollama's shape (``api.ollama.routes``).
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from corral.supervisor import routes_admin, routes_ollama, routes_openai, strays
-from corral.supervisor.auth import RequireKey
+from corral.supervisor.api import admin, openai
+from corral.supervisor.api.ollama import routes as ollama
 from corral.supervisor.errors import ServeError, error_response
-from corral.supervisor.limits import Limits
+from corral.supervisor.http.auth import RequireKey
+from corral.supervisor.http.limits import Limits
+from corral.supervisor.runtime import strays
 from corral.supervisor.service import Service
 
 log = logging.getLogger("corral")
@@ -69,7 +71,7 @@ def build_app(service: Service) -> Starlette:
             await service.upstream.close()
 
     app = Starlette(
-        routes=[*routes_openai.routes(), *routes_ollama.routes(), *routes_admin.routes()],
+        routes=[*openai.routes(), *ollama.routes(), *admin.routes()],
         middleware=[
             Middleware(Limits, config=lambda: service.config),
             Middleware(RequireKey, keys=lambda: service.keys),

@@ -16,7 +16,7 @@ from corral.generator import loader
 from corral.generator.cli import cli, fail
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
-from corral.supervisor import inventory, pull, sources
+from corral.supervisor.pull import download, inventory, sources
 
 
 @cli.command()
@@ -119,10 +119,10 @@ def pull_command(
         origin = sources.parse(source)
         target = folder / sources.file_name(origin, name)
         expected = sources.check_sha256(sha256) if sha256 is not None else None
-        pulled = pull.pull(
+        pulled = download.pull(
             origin, target, sha256=expected, force=force, say=lambda m: click.echo(m, err=True)
         )
-    except (sources.SourceError, pull.PullError) as exc:
+    except (sources.SourceError, download.PullError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(pulled.summary())

@@ -18,9 +18,9 @@ from starlette.responses import Response
 
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
-from corral.supervisor.auth import Keys
-from corral.supervisor.pool import Pool
-from corral.supervisor.proxy import Upstream, until_disconnect
+from corral.supervisor.http.auth import Keys
+from corral.supervisor.http.proxy import Upstream, until_disconnect
+from corral.supervisor.runtime.pool import Pool
 
 log = logging.getLogger("corral")
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from corral.supervisor.process import ChildProcess
+from corral.supervisor.runtime.process import ChildProcess
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from corral.generator.problems import ConfigError
 from corral.generator.settings import ModelConfig
-from corral.supervisor import command
+from corral.supervisor.runtime import command
 
 BIN = "/opt/llama/bin/llama-server"
 

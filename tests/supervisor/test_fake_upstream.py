@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from corral.supervisor.process import ChildProcess, StartError
+from corral.supervisor.runtime.process import ChildProcess, StartError
 from tests.support import fake_argv
 
 

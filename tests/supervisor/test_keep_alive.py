@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from corral.supervisor import keep_alive
 from corral.supervisor.errors import BadRequest
+from corral.supervisor.http import keep_alive
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 
 from corral.generator.settings import ModelConfig
-from corral.supervisor import ollama, ollama_answers, ollama_models, ollama_stream
+from corral.supervisor.api.ollama import answers as ollama_answers
+from corral.supervisor.api.ollama import models as ollama_models
+from corral.supervisor.api.ollama import requests as ollama
+from corral.supervisor.api.ollama import stream as ollama_stream
 from corral.supervisor.errors import BadRequest
 
 CLOCK = ollama_answers.Clock(arrived_ns=1_000, ready_ns=5_000)

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from corral.supervisor.process import ChildProcess, StartError, probe_health
-from corral.supervisor.states import ProcessState
+from corral.supervisor.runtime.process import ChildProcess, StartError, probe_health
+from corral.supervisor.runtime.states import ProcessState
 from tests.support import FAKE_UPSTREAM, fake_argv, pids_gone
 
 Argv = Callable[[int], list[str]]
@@ -210,7 +210,7 @@ async def test_missing_binary_is_a_start_error(make: Callable[..., ChildProcess]
 
 PARENT = """
 import asyncio, os, sys
-from corral.supervisor.process import ChildProcess
+from corral.supervisor.runtime.process import ChildProcess
 
 async def main() -> None:
     argv = lambda port: [sys.executable, sys.argv[1], "--port", str(port)]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from corral.supervisor import progress
+from corral.supervisor.pull import progress
 
 
 class Clock:

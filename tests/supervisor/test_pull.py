@@ -307,7 +307,8 @@ def test_disk_full_before_starting(
 ) -> None:
     server.files["/m.gguf"] = Served(BODY)
     monkeypatch.setattr(
-        "corral.supervisor.pull.shutil.disk_usage", lambda path: types.SimpleNamespace(free=1000)
+        "corral.supervisor.pull.download.shutil.disk_usage",
+        lambda path: types.SimpleNamespace(free=1000),
     )
     result = pull(server.url("/m.gguf"), "--dest", str(dest.folder))
     assert result.exit_code == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from corral.generator.loader import validate
-from corral.supervisor.scheduler import (
+from corral.supervisor.runtime.scheduler import (
     DEFAULT_GROUP,
     Idle,
     Placement,

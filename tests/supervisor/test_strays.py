@@ -13,8 +13,8 @@ import psutil
 import pytest
 
 from corral.generator.settings import ModelConfig
-from corral.supervisor import command
-from corral.supervisor.strays import reap_strays
+from corral.supervisor.runtime import command
+from corral.supervisor.runtime.strays import reap_strays
 
 SLEEPER = f"{sys.executable} -c 'import time; time.sleep(120)'"
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any
 from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from corral.supervisor import keep_alive
-from corral.supervisor.defaults import apply_defaults
 from corral.supervisor.errors import BadRequest, UnknownModel
+from corral.supervisor.http import keep_alive
+from corral.supervisor.http.defaults import apply_defaults
+from corral.supervisor.http.json_body import read_json
 from corral.supervisor.service import Service
 
 #: POST endpoints routed by the body's ``model`` field (llama-server's own paths included).
@@ -35,19 +35,6 @@ MODEL_ROUTED = (
     "/rerank",
     "/embeddings",
 )
-
-
-def read_json(body: bytes) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 that says what is wrong with it."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise BadRequest("request body is nested too deeply to read") from None
-    if not isinstance(payload, dict):
-        raise BadRequest(f"request body must be a JSON object, got {type(payload).__name__}")
-    return payload
 
 
 async def routed(request: Request) -> Response:

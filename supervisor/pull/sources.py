@@ -3,7 +3,7 @@
 Owns the accepted forms of SOURCE (an https URL; plain http only on loopback, for tests;
 ``hf:owner/repo[@revision]/path/file.gguf``), the mapping of ``hf:`` to a Hugging Face download
 URL through huggingface_hub (an optional import), and the checks on ``--name`` and ``--sha256``.
-It downloads nothing (see ``pull``).
+It downloads nothing (see ``download``).
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
-from corral.supervisor.states import ProcessState, StartError, transition
-from corral.supervisor.strays import parent_death_hook
+from corral.supervisor.runtime.states import ProcessState, StartError, transition
+from corral.supervisor.runtime.strays import parent_death_hook
 
 __all__ = ["ChildProcess", "StartError", "free_port", "probe_health"]
 

@@ -22,7 +22,12 @@ from collections.abc import Callable
 
 import psutil
 
-from corral.supervisor.command import MARKER, PARENT_MARKER
+#: Set in every child's environment so that a restarted corral can recognise the children
+#: that a crashed predecessor left behind (see ``strays``).
+MARKER = "CORRAL_CHILD"
+#: The pid of the corral that spawned the child; a child whose ancestors no longer include
+#: it has lost its parent.
+PARENT_MARKER = "CORRAL_PARENT"
 
 _PR_SET_PDEATHSIG = 1
 _log = logging.getLogger(__name__)

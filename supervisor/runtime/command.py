@@ -14,13 +14,8 @@ from pathlib import Path
 
 from corral.generator.problems import ConfigError
 from corral.generator.settings import ModelConfig
+from corral.supervisor.runtime.strays import MARKER, PARENT_MARKER
 
-#: Set in every child's environment so that a restarted corral can recognise the children
-#: that a crashed predecessor left behind (see ``strays``).
-MARKER = "CORRAL_CHILD"
-#: The pid of the corral that spawned the child; a child whose ancestors no longer include
-#: it has lost its parent.
-PARENT_MARKER = "CORRAL_PARENT"
 #: The owner id used when the caller gives none; one corral per machine needs no more.
 DEFAULT_OWNER = "corral"
 

@@ -3,7 +3,7 @@
 Owns the upstream HTTP client (one aiohttp session with kept-alive connections: measured
 here, httpx's async client costs about 1 ms more per request on this hot path), header
 filtering, and what a broken upstream or a departed client does to the exchange. It does not
-choose the child (``pool``) or read the request's meaning (``routes_openai``).
+choose the child (``pool``) or read the request's meaning (``api.openai``).
 """
 
 from __future__ import annotations

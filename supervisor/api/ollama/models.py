@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral.generator.settings import ModelConfig
-from corral.supervisor.ollama_answers import now_text
+from corral.supervisor.api.ollama.answers import now_text
 
 #: Go's largest Duration in seconds: Ollama's expiry for a model kept loaded for good, which
 #: clients (the ollama CLI among them) recognise and show as "Forever".

@@ -23,11 +23,11 @@ from typing import Any
 
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config, ModelConfig
-from corral.supervisor import command, scheduler
 from corral.supervisor.errors import Overloaded, StartFailed, UnknownModel
-from corral.supervisor.process import ChildProcess
-from corral.supervisor.slots import Lease, Slot
-from corral.supervisor.states import ProcessState, StartError
+from corral.supervisor.runtime import command, scheduler
+from corral.supervisor.runtime.entries import Lease, Slot
+from corral.supervisor.runtime.process import ChildProcess
+from corral.supervisor.runtime.states import ProcessState, StartError
 
 log = logging.getLogger("corral")
 

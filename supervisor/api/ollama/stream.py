@@ -2,7 +2,7 @@
 
 Owns the incremental parse (chunk boundaries, tool-call fragments) and the closing ``done``
 object, or an ``{"error": ...}`` line when the answer stops short. Pure: the relay in
-``routes_ollama`` feeds it bytes and writes what it returns.
+``routes`` feeds it bytes and writes what it returns.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from corral.supervisor.ollama_answers import (
+from corral.supervisor.api.ollama.answers import (
     Clock,
     assistant,
     done_reason,

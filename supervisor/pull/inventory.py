@@ -2,7 +2,7 @@
 
 Owns the report: every ``*.gguf`` (the files discovery serves) with its size, unfinished
 ``.gguf.part`` downloads, and the config's models whose file is not there yet. It downloads
-nothing (see ``pull``) and decides nothing about serving (see ``corral.generator.loader``).
+nothing (see ``download``) and decides nothing about serving (see ``corral.generator.loader``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.generator.settings import Config
-from corral.supervisor import progress
-from corral.supervisor.pull import PART
+from corral.supervisor.pull import progress
+from corral.supervisor.pull.download import PART
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from typing import BinaryIO
 
 import httpx
 
-from corral.supervisor import progress
-from corral.supervisor.sources import Source, SourceError, check_url
+from corral.supervisor.pull import progress
+from corral.supervisor.pull.sources import Source, SourceError, check_url
 
 CHUNK = 1 << 20
 # A CDN can take a while to start sending a cold multi-GB object; a read stalled for longer

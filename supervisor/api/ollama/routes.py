@@ -32,13 +32,17 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from corral.generator.settings import ModelConfig
-from corral.supervisor import keep_alive, ollama, ollama_answers, ollama_models, ollama_stream
-from corral.supervisor.defaults import apply_defaults
+from corral.supervisor.api.ollama import answers as ollama_answers
+from corral.supervisor.api.ollama import models as ollama_models
+from corral.supervisor.api.ollama import requests as ollama
+from corral.supervisor.api.ollama import stream as ollama_stream
 from corral.supervisor.errors import BadRequest, ServeError, UpstreamFailed
-from corral.supervisor.proxy import until_disconnect
-from corral.supervisor.routes_openai import read_json
+from corral.supervisor.http import keep_alive
+from corral.supervisor.http.defaults import apply_defaults
+from corral.supervisor.http.json_body import read_json
+from corral.supervisor.http.proxy import until_disconnect
+from corral.supervisor.runtime.entries import Slot
 from corral.supervisor.service import Service
-from corral.supervisor.slots import Slot
 
 log = logging.getLogger("corral")
 

@@ -1,7 +1,7 @@
 """Showing a download's progress: tqdm's bar when tqdm is installed, else a plain stderr line.
 
 Owns only the drawing, and the human-readable sizes it uses. It does not know where the
-bytes come from or go (see ``pull``). tqdm stays optional so that corral's dependencies stay
+bytes come from or go (see ``download``). tqdm stays optional so that corral's dependencies stay
 light; the plain line is what a NixOS service log gets anyway.
 """
 

@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass, field
 
 from corral.generator.settings import ModelConfig
-from corral.supervisor.command import LaunchKey, launch_key
-from corral.supervisor.process import ChildProcess
-from corral.supervisor.states import ProcessState
+from corral.supervisor.runtime.command import LaunchKey, launch_key
+from corral.supervisor.runtime.process import ChildProcess
+from corral.supervisor.runtime.states import ProcessState
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 Owns the mapping of ``/api/chat``, ``/api/generate`` and ``/api/embed(dings)`` bodies onto
 OpenAI bodies (``options`` -> sampling fields, ``format`` -> ``response_format``, images and
-tool calls). Answers are built in ``ollama_answers``, streams in ``ollama_stream``, and model
-entries in ``ollama_models``. Pure: no I/O; the routes (``routes_ollama``) read files, hold
+tool calls). Answers are built in ``answers``, streams in ``stream``, and model
+entries in ``models``. Pure: no I/O; the routes (``routes``) read files, hold
 leases and talk to the child.
 
 Load-time options (``num_ctx``, ``num_gpu``, ``num_thread`` ...) are not forwarded: a running
