@@ -7,6 +7,7 @@ adds ``serve`` to this same group; this module imports nothing from it.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,8 +18,10 @@ from corral.generator import dump, loader
 from corral.generator.keys import spellings
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config, ModelConfig
-from corral.generator.units import ServiceSettings, render_units
+from corral.generator.units import ACCELERATIONS, ServiceSettings, render_units
 
+#: A problem that starts with a location: a key, then `.`, `[` or `:`.
+_LOCATED = re.compile(r"[A-Za-z_]\w*[.\[:]")
 #: Exit code for a config that failed validation (click uses 2 for usage errors too).
 EXIT_INVALID = 2
 
@@ -54,13 +57,19 @@ def cli() -> None:
 @click.option("--user", help="Run as this user instead of a DynamicUser.")
 @click.option(
     "--acceleration",
-    type=click.Choice(["cpu", "cuda", "rocm", "vulkan"]),
+    type=click.Choice(ACCELERATIONS),
     help="GPU kind; decides which devices the unit may open.",
 )
 @click.option(
     "--config-path",
     type=click.Path(path_type=Path),
     help="Where config.yaml will live at run time (default: OUT/config.yaml).",
+)
+@click.option(
+    "--locations",
+    "locations_json",
+    help='JSON: a location prefix and what to print for it instead, e.g. {"": "services.corral."}, '
+    "so that errors name the options the settings came from (the NixOS module passes it).",
 )
 def generate(
     settings_file: Path,
@@ -70,9 +79,11 @@ def generate(
     user: str | None,
     acceleration: str | None,
     config_path: Path | None,
+    locations_json: str | None,
 ) -> None:
     """Validate settings and write config.yaml plus hardened systemd unit(s)."""
     source = str(settings_file)
+    locations = _locations(locations_json)
     try:
         raw = loader.read_file(settings_file)
     except ConfigError as exc:
@@ -110,12 +121,12 @@ def generate(
     else:
         problems.append(f"service: must be a mapping, got {service_raw!r}")
     if problems:
-        fail(ConfigError(problems, source))
+        fail(ConfigError(relocate(problems, locations), source))
     try:
         # Rendered before anything is written, so a failure leaves no half-generated folder.
         units = render_units(service, config)
     except ConfigError as exc:
-        fail(exc)
+        fail(ConfigError(relocate(exc.problems, locations), exc.source))
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump.to_yaml(config, settings_file.name), encoding="utf-8")
     written = ["config.yaml"]
@@ -123,6 +134,35 @@ def generate(
         (out / filename).write_text(text, encoding="utf-8")
         written.append(filename)
     click.echo(f"wrote {', '.join(written)} to {out}")
+
+
+def _locations(text: str | None) -> dict[str, str]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"must be a JSON object, got {text!r}: {exc}") from None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise click.BadParameter(f"must be a JSON object of strings, got {text!r}")
+    return value
+
+
+def relocate(problems: list[str], locations: dict[str, str]) -> list[str]:
+    """Each problem with the longest matching prefix of ``locations`` replaced by its value.
+
+    ``models."a".ttl: …`` with ``{"": "services.corral."}`` reads
+    ``services.corral.models."a".ttl: …``: the option the user wrote, not a key in a file
+    they never saw.
+    """
+    renamed = []
+    for problem in problems:
+        # A problem about no key ("path '…' contains control characters") keeps its words.
+        located = _LOCATED.match(problem) is not None
+        prefixes = [p for p in locations if located and problem.startswith(p)]
+        longest = max(prefixes, key=len, default=None)
+        renamed.append(problem if longest is None else locations[longest] + problem[len(longest) :])
+    return renamed
 
 
 @cli.command()

@@ -10,6 +10,7 @@ module hands over); both are accepted, anything else is an error.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 from collections.abc import Mapping
@@ -35,6 +36,10 @@ from corral.generator.rules import conflicts
 #: Arguments that corral passes to every child itself; a model's ``args`` may not set them.
 OWNED_ARGS = ("--port", "--host")
 
+#: Keys that a reload (SIGHUP) cannot apply to a running corral: the listening socket and the
+#: limits are made once, at start. A change of any of them needs a restart.
+RESTART_KEYS = ("host", "port", "max_body_bytes", "max_connections", "client_timeout")
+
 #: Model names: Ollama-style tags such as ``qwen2.5-coder:3b`` or ``org/model:q4``.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/+-]*$"
 
@@ -42,11 +47,24 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/+-]*$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 
 
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only ever reaches this machine (127.0.0.0/8, ::1, localhost).
+
+    The unit closes its IP firewall for such a host, and the service warns when any other
+    host has no API keys.
+    """
+    name = host.strip("[]").lower()
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return name == "localhost" or name.endswith(".localhost")
+
+
 def _validation_alias(field_name: str) -> AliasChoices:
     return AliasChoices(*spellings(field_name))
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     """Unknown keys are errors; snake_case and camelCase are both accepted."""
 
     model_config = ConfigDict(
@@ -60,7 +78,7 @@ class _Strict(BaseModel):
     )
 
 
-class GroupConfig(_Strict):
+class GroupConfig(Strict):
     """A set of models with llama-swap's group semantics.
 
     ``swap``: at most one member runs at a time. ``exclusive``: loading a member unloads
@@ -74,7 +92,7 @@ class GroupConfig(_Strict):
     persistent: bool = Field(default=False, description="Never unloaded by another group's load.")
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     """One servable model: a GGUF file run by llama-server, or a custom ``cmd``."""
 
     # Editors that read the JSON Schema then flag an entry with neither, as validation does.
@@ -186,7 +204,7 @@ class ModelConfig(_Strict):
         return (self.name, *self.aliases)
 
 
-class Config(_Strict):
+class Config(Strict):
     """The whole runtime config: config.yaml, validated."""
 
     host: str = Field(

@@ -70,11 +70,20 @@ let
       killBin = "${pkgs.coreutils}/bin/kill";
       inherit (cfg)
         user
-        group
         extraGroups
         acceleration
         environment
+        ipAddressAllow
         ;
+      # No Group= unless one was chosen or the module creates it (default.nix): a normal
+      # user's primary group is `users`, and Group=alice would fail with 216/GROUP.
+      group =
+        if cfg.group != null then
+          cfg.group
+        else if cfg.user == layout.account then
+          layout.account
+        else
+          null;
       stateDirectory = "corral";
     };
   };
