@@ -32,11 +32,9 @@ GGUF = ".gguf"
 SIDECAR = ".library.json"
 
 # Ollama's name parts: letters, digits, `_`, `.`, `-`; a namespace has no `.`.
-_PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-_OLLAMA = re.compile(
-    rf"^(?:(?P<host>[A-Za-z0-9_.-]+(?::\d+)?)/)?(?:(?P<namespace>[A-Za-z0-9_][A-Za-z0-9_-]*)/)?"
-    rf"(?P<model>{_PART})(?::(?P<tag>{_PART}))?$"
-)
+_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_NAMESPACE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$")
+_HOST = re.compile(r"^[A-Za-z0-9_.-]+(?::\d+)?$")
 _REPO = r"(?P<repo>[A-Za-z0-9_][\w.-]*/[A-Za-z0-9_][\w.-]*)(?:@(?P<revision>[\w.-]+))?"
 _HF_QUANT = re.compile(rf"^{_REPO}(?::(?P<quant>[A-Za-z0-9_.-]+))?$")
 _HF_FILE = re.compile(rf"^{_REPO}/(?P<file>[^@:]+\.gguf)$")
@@ -108,16 +106,30 @@ def parse(text: str) -> ModelSource:
             return Url(text)
         raise SourceSyntaxError(f"{text!r}: only https:// URLs; must be one of {FORMS}")
     name = text[len(OLLAMA_PREFIX) :] if text.startswith(OLLAMA_PREFIX) else text
-    match = _OLLAMA.match(name)
+    parsed = _ollama_name(name)
     # `m.gguf` is a file name, not a model of the library.
-    if match is None or ".." in name or name.endswith(GGUF):
+    if parsed is None or ".." in name or name.endswith(GGUF):
         raise SourceSyntaxError(f"{text!r}: must be one of {FORMS}")
-    return OllamaName(
-        match["host"],
-        match["namespace"] or DEFAULT_NAMESPACE,
-        match["model"],
-        match["tag"] or DEFAULT_TAG,
-    )
+    return parsed
+
+
+def _ollama_name(name: str) -> OllamaName | None:
+    # As types/model/name.go's ParseNameBare: the tag after the last `:` (when it follows the
+    # last `/`), then model, namespace and host from the right.
+    tag = DEFAULT_TAG
+    if name.rfind(":") > name.rfind("/"):
+        name, tag = name.rsplit(":", 1)
+    parts = name.split("/")
+    if len(parts) > 3:
+        return None
+    model = parts[-1]
+    namespace = parts[-2] if len(parts) >= 2 else DEFAULT_NAMESPACE
+    host = parts[0] if len(parts) == 3 else None
+    if not (_PART.match(model) and _PART.match(tag) and _NAMESPACE.match(namespace)):
+        return None
+    if host is not None and not _HOST.match(host):
+        return None
+    return OllamaName(host, namespace, model, tag)
 
 
 def stem(source: ModelSource) -> str:

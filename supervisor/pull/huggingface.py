@@ -173,15 +173,22 @@ def _parts(primary: HubEntry, ggufs: list[HubEntry]) -> tuple[HubEntry, ...]:
 
 
 def _mmproj(primary: HubEntry, ggufs: list[HubEntry]) -> HubEntry | None:
-    # llama.cpp's find_best_sibling: in the model's folder, the quant closest in bits.
-    folder = str(PurePosixPath(primary[0]).parent)
+    # llama.cpp's find_best_sibling: in the model's folder or one above it, the deepest,
+    # then the quant closest in bits to the model's.
+    folder = PurePosixPath(primary.path).parent.parts
     candidates = [
-        f for f in ggufs if "mmproj" in f[0] and str(PurePosixPath(f[0]).parent) == folder
+        f
+        for f in ggufs
+        if "mmproj" in PurePosixPath(f.path).name
+        and folder[: len(PurePosixPath(f.path).parent.parts)] == PurePosixPath(f.path).parent.parts
     ]
     if not candidates:
         return None
-    bits = _bits(primary[0])
-    return min(candidates, key=lambda f: abs(_bits(f[0]) - bits))
+    bits = _bits(primary.path)
+    return min(
+        candidates,
+        key=lambda f: (-len(PurePosixPath(f.path).parent.parts), abs(_bits(f.path) - bits)),
+    )
 
 
 def _bits(path: str) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 from corral.generator import model_source
 from corral.generator.loader import with_source_files
 from corral.generator.model_source import HubFile, HubQuant, OllamaName, Url
-from corral.generator.settings import Config, ModelConfig
+from corral.generator.settings import ModelConfig
 from corral.supervisor.pull import download, gguf_meta, huggingface, ollama_registry, progress
 from corral.supervisor.pull import sources as url_sources
 
@@ -103,8 +103,13 @@ def fetch(
 
 def template_warning(model_file: Path, chat_template: str | None = None) -> str | None:
     """A warning when neither the GGUF nor the config gives llama-server a chat template."""
-    if chat_template is not None or gguf_meta.has_chat_template(model_file):
+    if chat_template is not None:
         return None
+    try:
+        if gguf_meta.has_chat_template(model_file):
+            return None
+    except (OSError, ValueError) as exc:
+        return f"{model_file.name}: cannot read its GGUF header ({exc}); is it a GGUF?"
     return (
         f"{model_file.name} has no chat template in its GGUF (tokenizer.chat_template): "
         "llama-server would fall back to ChatML and answer garbage. Set the model's "
@@ -128,7 +133,9 @@ def defaults_note(plan: Plan, sidecar: Path) -> str | None:
 
 
 def ensure_present(
-    model: ModelConfig, config: Config, say: Callable[[str], None] = lambda m: None
+    model: ModelConfig,
+    say: Callable[[str], None] = lambda m: None,
+    make_progress: Callable[[RemoteFile], progress.ProgressFactory] | None = None,
 ) -> ModelConfig:
     """``model`` with its file there: pulled from its ``source`` first when it is missing.
 
@@ -152,7 +159,7 @@ def ensure_present(
             plan.notes,
         )
     say(f"{model.name}: pulling {model.source} into {folder}")
-    fetch(plan, folder, say=say)
+    fetch(plan, folder, say=say, make_progress=make_progress)
     source = model_source.parse(model.source)
     path = model.path if renamed else model_source.local_path(folder, source)
     warning = template_warning(path, model.chat_template)
