@@ -17,7 +17,8 @@ let
   configFile = "${cfg.generated}/config.yaml";
 
   modelsWithoutPath = lib.filterAttrs (
-    name: model: model.path == null && (cfg.settings.models.${name}.cmd or null) == null
+    name: model:
+    model.path == null && model.source == null && (cfg.settings.models.${name}.cmd or null) == null
   ) cfg.models;
 in
 {

@@ -63,7 +63,7 @@ def ollama_model(
         layers.append(("application/vnd.ollama.image.params", json.dumps(params).encode()))
     layers.append(("application/vnd.ollama.image.license", b"Gemma Terms of Use"))
     config = json.dumps({"model_format": "gguf", "model_family": "gemma3"}).encode()
-    for kind, body in [*layers, ("config", config)]:
+    for _, body in [*layers, ("config", config)]:
         blob = f"/v2/{path}/blobs/{digest(body)}"
         server.files[blob] = Served(body)
     if served_model is not None:
