@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from corral.generator import presets
+from corral.generator import model_source, presets
 from corral.generator.keys import spellings
 from corral.generator.rules import conflicts
 
@@ -98,7 +98,12 @@ class ModelConfig(Strict):
     # Editors that read the JSON Schema then flag an entry with neither, as validation does.
     model_config = ConfigDict(
         json_schema_extra={
-            "anyOf": [{"required": ["path"]}, {"required": ["cmd"]}, {"required": ["from"]}]
+            "anyOf": [
+                {"required": ["path"]},
+                {"required": ["cmd"]},
+                {"required": ["from"]},
+                {"required": ["source"]},
+            ]
         }
     )
 
@@ -107,6 +112,14 @@ class ModelConfig(Strict):
     )
     path: Path | None = Field(
         default=None, description="GGUF file; relative paths resolve against models_path."
+    )
+    source: str | None = Field(
+        default=None,
+        description=(
+            "Where the GGUF comes from: ollama:NAME:TAG (or NAME:TAG), hf:owner/repo:QUANT, "
+            "hf:owner/repo/file.gguf or an https URL; the file is models_path/<stem>.gguf "
+            "unless `path` is set. `corral pull` and `corral lock` read it."
+        ),
     )
     context_size: int = Field(default=4096, gt=0, description="Context window in tokens (-c).")
     gpu_layers: int | None = Field(
@@ -173,6 +186,16 @@ class ModelConfig(Strict):
             )
         return value
 
+    @field_validator("source")
+    @classmethod
+    def _source_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                model_source.parse(value)
+            except model_source.SourceSyntaxError as exc:
+                raise PydanticCustomError("bad_source", "{why}", {"why": str(exc)}) from None
+        return value
+
     @field_validator("args")
     @classmethod
     def _args_not_owned(cls, value: list[str]) -> list[str]:
@@ -190,10 +213,11 @@ class ModelConfig(Strict):
     @model_validator(mode="after")
     def _path_or_cmd(self) -> ModelConfig:
         # A preset whose base is missing is reported by rules, naming the bad `from`.
-        if self.path is None and self.cmd is None and self.from_ is None:
+        if self.path is None and self.cmd is None and self.from_ is None and self.source is None:
             raise PydanticCustomError(
                 "no_path",
-                "needs `path` (a GGUF file) or `cmd` (a command with {placeholder})",
+                "needs `path` (a GGUF file), `source` (where to download it from) "
+                "or `cmd` (a command with {placeholder})",
                 {"placeholder": "{port}"},
             )
         return self
@@ -244,6 +268,13 @@ class Config(Strict):
     )
     client_timeout: float = Field(
         default=60.0, gt=0, description="Seconds a client may take to send its request body."
+    )
+    auto_pull: bool = Field(
+        default=False,
+        description=(
+            "Let corral download at run time: a model with a `source` whose file is missing "
+            "is pulled on its first request, and Ollama's /api/pull downloads."
+        ),
     )
     models: list[ModelConfig] = Field(default_factory=list, description="The models to serve.")
 

@@ -18,11 +18,17 @@ let
   # settings.service.name may rename the unit; the credential directory follows it.
   unitName = cfg.settings.service.name or layout.unitName;
 
+  lock = import ./lock.nix {
+    inherit lib pkgs;
+    inherit (cfg) lockFile;
+  };
+
   model =
-    m:
-    dropEmpty (dropNulls {
+    name: m:
+    dropEmpty (dropNulls ({
       inherit (m)
         from
+        source
         path
         contextSize
         gpuLayers
@@ -37,7 +43,7 @@ let
         preload
         unlisted
         ;
-    });
+    } // lib.optionalAttrs (m.source != null && m.path == null) (lock.model name m)));
 
   group = g: {
     inherit (g)
@@ -60,7 +66,7 @@ let
     # The file itself reaches the service as a systemd credential (see default.nix).
     apiKeyFile =
       if cfg.apiKeyFile == null then null else "/run/credentials/${unitName}.service/api-keys";
-    models = lib.mapAttrs (_: model) cfg.models;
+    models = lib.mapAttrs model cfg.models;
     groups = lib.mapAttrs (_: group) cfg.groups;
     service = dropNulls {
       name = unitName;

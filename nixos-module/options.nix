@@ -198,6 +198,17 @@ in
       description = "Named groups of models with llama-swap's swap, exclusive and persistent rules.";
     };
 
+    lockFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = literalExpression "./corral.lock.json";
+      description = ''
+        The lock file that `corral lock --config FILE` writes: every model `source` resolved
+        to exact URLs and sha256. Each model with a `source` and no `path` becomes
+        `pkgs.fetchurl { url; hash; }` from it; a source missing from it fails evaluation.
+      '';
+    };
+
     apiKeyFile = mkOption {
       type = types.nullOr types.path;
       default = null;

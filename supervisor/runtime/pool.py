@@ -24,6 +24,7 @@ from typing import Any
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config, ModelConfig
 from corral.supervisor.errors import Overloaded, StartFailed, UnknownModel
+from corral.supervisor.pull import library
 from corral.supervisor.runtime import command, scheduler
 from corral.supervisor.runtime.entries import Lease, Slot
 from corral.supervisor.runtime.process import ChildProcess
@@ -132,7 +133,7 @@ class Pool:
         for other in scheduler.to_evict(slot.name, others, self.placement):
             await self._drain_and_stop(self.slots[other], "swap")
         if slot.child is None or slot.child.state in (ProcessState.FAILED, ProcessState.STOPPED):
-            child = self._new_child(slot.config)
+            child = self._new_child(await self._pulled(slot.config))
             for sibling in self._siblings(slot):
                 sibling.child = child
         assert slot.child is not None
@@ -144,6 +145,17 @@ class Pool:
         slot.last_used = time.monotonic()
         slot.keep_alive = None
         self._wake.set()
+
+    async def _pulled(self, model: ModelConfig) -> ModelConfig:
+        # auto_pull: a model with a `source` whose file is missing is downloaded first.
+        if not self.config.auto_pull:
+            return model
+        try:
+            return await asyncio.to_thread(library.ensure_present, model, log.info)
+        except library.ERRORS as exc:
+            raise StartFailed(
+                f"model {model.name!r}: pulling {model.source} failed: {exc}"
+            ) from exc
 
     def _new_child(self, model: ModelConfig) -> ChildProcess:
         if model.cmd is None and self.llama_server is None:

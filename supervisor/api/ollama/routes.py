@@ -33,6 +33,7 @@ from starlette.types import Receive, Scope, Send
 
 from corral.generator.settings import ModelConfig
 from corral.supervisor.api.ollama import answers as ollama_answers
+from corral.supervisor.api.ollama import manage
 from corral.supervisor.api.ollama import models as ollama_models
 from corral.supervisor.api.ollama import requests as ollama
 from corral.supervisor.api.ollama import stream as ollama_stream
@@ -358,4 +359,5 @@ def routes() -> list[BaseRoute]:
         Route("/api/generate", generate, methods=["POST"]),
         Route("/api/embed", embed, methods=["POST"]),
         Route("/api/embeddings", embeddings, methods=["POST"]),
+        *manage.routes(),
     ]
