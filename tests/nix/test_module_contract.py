@@ -66,6 +66,7 @@ def test_every_option_reaches_config_yaml_under_its_own_key(real: Any, tmp_path:
         "max_body_bytes": 32 * 1024 * 1024,
         "max_connections": 1024,
         "client_timeout": 60.0,
+        "auto_pull": False,
         "models": [
             {
                 "name": "coder",
