@@ -13,9 +13,10 @@ from pathlib import Path
 import click
 
 from corral.generator import loader
-from corral.generator.cli import cli, fail
+from corral.generator.cli import MEMORY_CHECK, cli, fail
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
+from corral.supervisor import fit
 from corral.supervisor.pull import download, inventory, sources
 
 
@@ -129,4 +130,6 @@ def pull_command(
 
 
 def main() -> None:
-    cli()
+    # The generator's `check` prints each model's memory through this hook: only this side
+    # may import both packages.
+    cli(obj={MEMORY_CHECK: fit.memory_check})
