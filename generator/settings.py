@@ -21,9 +21,11 @@ from pydantic import (
     AliasChoices,
     AliasGenerator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -32,6 +34,7 @@ from pydantic_core import PydanticCustomError
 from corral.generator import model_source, presets
 from corral.generator.keys import spellings
 from corral.generator.rules import conflicts
+from corral.generator.sizes import ACCEPTED, parse_size
 
 #: Arguments that corral passes to every child itself; a model's ``args`` may not set them.
 OWNED_ARGS = ("--port", "--host")
@@ -58,6 +61,32 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return name == "localhost" or name.endswith(".localhost")
+
+
+def _size(value: object) -> int:
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise PydanticCustomError("size", "{message}", {"message": str(exc)}) from None
+
+
+#: A memory size in bytes, written as bytes or with a unit ("24GiB", "512MiB", "24GB").
+ByteSize = Annotated[
+    int,
+    BeforeValidator(_size),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[A-Za-z]*\s*$"},
+            ],
+            "description": ACCEPTED,
+        }
+    ),
+]
+
+#: Device names in ``devices``: the CPU's RAM, or a GPU by its index (CUDA_VISIBLE_DEVICES').
+DEVICE_PATTERN = r"^(cpu|gpu[0-9]+)$"
 
 
 def _validation_alias(field_name: str) -> AliasChoices:
@@ -90,6 +119,14 @@ class GroupConfig(Strict):
     swap: bool = Field(default=True, description="At most one member runs at a time.")
     exclusive: bool = Field(default=True, description="Loading a member unloads models outside it.")
     persistent: bool = Field(default=False, description="Never unloaded by another group's load.")
+
+
+class DeviceConfig(Strict):
+    """One device's memory budget."""
+
+    memory: ByteSize = Field(
+        description="Memory corral may fill with models on this device (before memory_margin)."
+    )
 
 
 class ModelConfig(Strict):
@@ -126,6 +163,10 @@ class ModelConfig(Strict):
         default=None,
         ge=-1,
         description="Layers offloaded to the GPU (-ngl); unset = llama-server's.",
+    )
+    memory: ByteSize | None = Field(
+        default=None,
+        description="Memory this model takes when loaded; unset = measured, else estimated.",
     )
     ttl: int | None = Field(
         default=None,
@@ -276,7 +317,36 @@ class Config(Strict):
             "is pulled on its first request, and Ollama's /api/pull downloads."
         ),
     )
+    devices: dict[str, DeviceConfig] = Field(
+        default_factory=dict,
+        description="Memory budget per device (cpu, gpu0, gpu1, ...); unset = detected at start.",
+    )
+    memory_margin: ByteSize = Field(
+        default=512 * 1024**2,
+        description="Memory kept free on every device, below its budget (default 512MiB).",
+    )
+    max_swap_wait: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a loaded model keeps serving its queue before a swap; 0 = swap now.",
+    )
+    state_dir: Path | None = Field(
+        default=None,
+        description="Where measured memory is kept; unset = env STATE_DIRECTORY, else a default.",
+    )
     models: list[ModelConfig] = Field(default_factory=list, description="The models to serve.")
+
+    @field_validator("devices")
+    @classmethod
+    def _device_names(cls, value: dict[str, DeviceConfig]) -> dict[str, DeviceConfig]:
+        for name in value:
+            if re.fullmatch(DEVICE_PATTERN, name) is None:
+                raise PydanticCustomError(
+                    "device_name",
+                    "{name} is not a device; use cpu, or gpu0, gpu1, ... (the GPU's index)",
+                    {"name": repr(name)},
+                )
+        return value
 
     @model_validator(mode="before")
     @classmethod

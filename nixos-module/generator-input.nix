@@ -40,6 +40,7 @@ let
         parameters
         systemPrompt
         group
+        memory
         preload
         unlisted
         ;
@@ -61,7 +62,15 @@ let
       modelsPath
       defaultTTL
       healthTimeout
+      memoryMargin
+      maxSwapWait
       ;
+    # A device without a declared budget is detected at start: the generator never sees it.
+    devices =
+      let
+        declared = lib.filterAttrs (_: device: device.memory != null) cfg.devices;
+      in
+      if declared == { } then null else declared;
     llamaServer = lib.getExe' cfg.llamaCpp.finalPackage "llama-server";
     # The file itself reaches the service as a systemd credential (see default.nix).
     apiKeyFile =

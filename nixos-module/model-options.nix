@@ -130,6 +130,12 @@ in
           The name of the entry of {option}`services.corral.groups` this model belongs to.
         '';
 
+        memory = nullOr (types.either types.ints.unsigned types.str) "6GiB" ''
+          Memory model `${name}` takes when loaded (bytes, or a size such as `6GiB`),
+          overriding the figure corral measured at its last load or estimated from its GGUF
+          header. `null`: measured, else estimated.
+        '';
+
         preload = mkOption {
           type = types.bool;
           default = false;

@@ -167,6 +167,41 @@ in
       description = "Seconds a model may take to load before the request fails. `null`: corral's default, 120.";
     };
 
+    devices = mkOption {
+      type = types.attrsOf (
+        types.submodule {
+          options.memory = mkOption {
+            type = types.nullOr (types.either types.ints.unsigned types.str);
+            default = null;
+            example = "24GiB";
+            description = "Memory corral may fill with models on this device, before `memoryMargin`: bytes, or a size such as `24GiB`, `512MiB` or `24GB` (decimal). `null`: detected when corral starts.";
+          };
+        }
+      );
+      default = { };
+      example = literalExpression ''{ gpu0.memory = "24GiB"; cpu.memory = "28GiB"; }'';
+      description = ''
+        Memory budget per device: `cpu`, `gpu0`, `gpu1`, … (the CUDA index). Models that fit
+        side by side stay loaded together; one that doesn't evicts the least recently used
+        idle models. A device not listed is detected when corral starts (free GPU memory
+        through nvidia-ml-py when installed; MemAvailable for the CPU).
+      '';
+    };
+
+    memoryMargin = mkOption {
+      type = types.nullOr (types.either types.ints.unsigned types.str);
+      default = null;
+      example = "1GiB";
+      description = "Memory kept free on every device, below its budget. `null`: corral's default, 512MiB.";
+    };
+
+    maxSwapWait = mkOption {
+      type = types.nullOr types.number;
+      default = null;
+      example = 30;
+      description = "Seconds a loaded model keeps serving its own waiting requests before a swap to a model that does not fit beside it; `0` swaps at once. `null`: corral's default, 10.";
+    };
+
     models = mkOption {
       type = types.attrsOf (types.submodule entries.model);
       default = { };

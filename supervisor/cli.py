@@ -13,10 +13,10 @@ from pathlib import Path
 import click
 
 from corral.generator import loader
-from corral.generator.cli import cli, fail
+from corral.generator.cli import MEMORY_CHECK, cli, fail
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
-from corral.supervisor import library_cli
+from corral.supervisor import fit, library_cli
 from corral.supervisor.pull import download, inventory, sources
 
 
@@ -138,4 +138,6 @@ def pull_command(
 
 
 def main() -> None:
-    cli()
+    # The generator's `check` prints each model's memory through this hook: only this side
+    # may import both packages.
+    cli(obj={MEMORY_CHECK: fit.memory_check})
