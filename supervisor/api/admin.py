@@ -26,11 +26,11 @@ async def unload(request: Request) -> JSONResponse:
 
 async def logs(request: Request) -> PlainTextResponse:
     """The model's last llama-server log lines (its stderr ring buffer)."""
-    slot = Service.of(request).pool.resolve(request.path_params["model"])
+    entry = Service.of(request).pool.resolve(request.path_params["model"])
     count = request.query_params.get("lines", "200")
     if not count.isdigit():
         raise BadRequest(f"`lines` must be a whole number, got {count!r}")
-    lines = slot.child.stderr_tail(int(count)) if slot.child else []
+    lines = entry.child.stderr_tail(int(count)) if entry.child else []
     return PlainTextResponse("\n".join(lines) + ("\n" if lines else ""))
 
 

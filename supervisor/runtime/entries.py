@@ -18,7 +18,7 @@ from corral.supervisor.runtime.states import ProcessState
 
 
 @dataclass
-class Slot:
+class Entry:
     """One configured model and, while loaded, its child."""
 
     config: ModelConfig
@@ -32,7 +32,7 @@ class Slot:
     keep_alive: float | None = None  # a client's keep_alive, overriding the ttl until unload
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     gate: asyncio.Semaphore = field(init=False)
-    #: Slots with equal keys run the same command: they share one child (presets).
+    #: Entries with equal keys run the same command: they share one child (presets).
     key: LaunchKey = field(init=False)
 
     def __post_init__(self) -> None:

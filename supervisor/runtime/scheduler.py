@@ -49,6 +49,15 @@ class Placement:
         return self.rules.get(self.group(model), GroupRule())
 
 
+#: Settings read once, when corral starts: a reload cannot apply a change to them.
+RESTART_ONLY = ("host", "port")
+
+
+def needs_restart(old: Config, new: Config) -> list[str]:
+    """The settings that changed but that only a restart applies."""
+    return [key for key in RESTART_ONLY if getattr(old, key) != getattr(new, key)]
+
+
 def to_evict(target: str, running: Iterable[str], placement: Placement) -> list[str]:
     """The running models that must stop before ``target`` may start, in a stable order.
 
