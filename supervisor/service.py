@@ -152,12 +152,13 @@ class Service:
         except ConfigError as exc:
             log.error("reload failed, keeping the running config: %s", exc)
             return
-        restart = scheduler.needs_restart(self.config, config)
-        if restart:
+        plan = scheduler.plan_reload(self.config, config)
+        if plan.restart:
             log.warning(
-                "reload: %s changed; a reload cannot apply that: restart corral to apply it",
-                ", ".join(restart),
+                "reload: %s changed, which only a restart applies: restart corral for it",
+                ", ".join(plan.restart),
             )
-        self.keys = keys
-        await self.pool.reload(config)
-        self.config = config
+        # Limits and keys apply to the next request at once; the pool's old children stop
+        # once their requests finish, and pool.reload returns then.
+        self.config, self.keys = config, keys
+        await self.pool.reload(config, plan)

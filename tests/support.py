@@ -1,7 +1,9 @@
-"""Test helpers shared by the suites: waiting with a timeout, free ports, a real corral server."""
+"""Test helpers shared by the suites: waiting with a timeout, free ports, a real corral server,
+and the requests the suites send it."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -51,6 +53,15 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+async def until(predicate: Callable[[], Any], within: float = 10.0, what: str = "") -> None:
+    """The async ``wait_until``: poll ``predicate`` on the running loop until it holds."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what or predicate}")
+        await asyncio.sleep(0.005)
 
 
 def free_port() -> int:

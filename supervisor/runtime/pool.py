@@ -1,13 +1,16 @@
 """The running set of models: carrying out the scheduler's decisions on one event loop.
 
-Owns each model's entry (its child, in-flight count, queue, last use), admission (concurrency
-limit and bounded queue), starting on demand with one start per model however many wait,
-swapping (drain the running model's requests, then stop it), TTL unloading, explicit unloads,
-reload and shutdown. It does not decide who may run (``scheduler``), run processes itself
-(``process``) or speak HTTP (``routes_*``).
+Owns each model's entry (its child, in-flight count, queue, last use) and the effects of
+every decision: leasing a place on a ready child, one load per model however many wait,
+swaps (drain the running model's requests, then stop it), TTL unloading, explicit unloads,
+reload and shutdown. It decides nothing itself (``scheduler``), runs no process
+(``process``, made through an injectable ``ChildFactory``) and speaks no HTTP (``api``).
 
-Everything here runs on one asyncio loop, so entries need no locks of their own; one pool-wide
-lock orders starts and swaps so that two loads never race to evict each other.
+No lock: everything runs on one asyncio loop, and each decision is read and recorded with no
+``await`` in between (a load's claim, a drain's mark), so no other task can see a half-made
+one. Waits (a drain, a stop, a load) happen after the decision, under no lock, so one slow
+model never delays an unrelated one. A load is a task of its own that owns its decision
+until it ends: a waiting request that hangs up cancels only its own wait.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from corral.generator.problems import ConfigError
@@ -27,7 +30,8 @@ from corral.supervisor.errors import Overloaded, StartFailed, UnknownModel
 from corral.supervisor.runtime import command, scheduler
 from corral.supervisor.runtime.entries import Entry, Lease
 from corral.supervisor.runtime.process import ChildProcess
-from corral.supervisor.runtime.states import ProcessState, StartError
+from corral.supervisor.runtime.scheduler import NEVER, Ttl
+from corral.supervisor.runtime.states import Child, ChildFactory, ExitHook, StartError
 
 log = logging.getLogger("corral")
 
@@ -35,19 +39,18 @@ log = logging.getLogger("corral")
 class Pool:
     """Every configured model's entry, and the effects of the scheduler's decisions."""
 
-    def __init__(self, config: Config, owner: str) -> None:
+    def __init__(self, config: Config, owner: str, spawn: ChildFactory | None = None) -> None:
         self.owner = owner
         self.config = config
         self.entries: dict[str, Entry] = {m.name: Entry(m) for m in config.models}
         self.placement = scheduler.Placement.from_config(config)
         self.llama_server: str | None = None
-        self._lock = asyncio.Lock()
+        self._spawn = spawn or self._new_process
+        self._retiring: set[Entry] = set()  # replaced by a reload, still draining
         self._wake = asyncio.Event()
         self._ttl_task: asyncio.Task[None] | None = None
         self._preloads: set[asyncio.Task[None]] = set()
         self._closing = False
-
-    # -- lookup ---------------------------------------------------------------------------
 
     def resolve(self, name: object) -> Entry:
         """The entry a request's ``model`` (a name or an alias) routes to, or a 404."""
@@ -58,10 +61,10 @@ class Pool:
         listed = [m.name for m in self.config.models if not m.unlisted]
         raise UnknownModel(name, listed)
 
-    def ttl(self, entry: Entry) -> float:
+    def ttl(self, entry: Entry) -> Ttl:
         if entry.keep_alive is not None:
             return entry.keep_alive
-        return float(entry.config.ttl if entry.config.ttl is not None else self.config.default_ttl)
+        return scheduler.config_ttl(entry.config.ttl, self.config.default_ttl)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -69,15 +72,15 @@ class Pool:
     async def lease(self, name: object) -> AsyncIterator[Lease]:
         """Hold a place on a ready child for one request; start or swap it in if needed."""
         entry = self.resolve(name)
-        if entry.waiting + entry.in_flight >= entry.config.concurrency + entry.config.max_queue:
+        model = entry.config
+        if not scheduler.admits(entry.in_flight, entry.waiting, model.concurrency, model.max_queue):
             raise Overloaded(entry.name, entry.waiting)
         entry = await self._admit(name, entry, time.monotonic())
-        child = entry.child
-        assert child is not None
+        assert entry.child is not None
         entry.in_flight += 1
         entry.idle.clear()
         try:
-            yield Lease(entry.config, child.base_url)
+            yield Lease(entry.config, entry.child.base_url)
         finally:
             entry.gate.release()
             entry.in_flight -= 1
@@ -93,9 +96,9 @@ class Pool:
             try:
                 if await self._ensure_ready(entry, arrived):
                     await entry.gate.acquire()
-                    if entry.admitting() and self.entries.get(entry.name) is entry:
+                    if entry.admitting() and self._tracked(entry):
                         return entry
-                    # The child went away while we queued (crash, TTL, reload): again.
+                    # The child went away while we queued (crash, TTL, swap, reload): again.
                     entry.gate.release()
             finally:
                 entry.waiting -= 1
@@ -105,47 +108,67 @@ class Pool:
     async def _ensure_ready(self, entry: Entry, arrived: float) -> bool:
         """Wait until ``entry`` is ready; False when a reload replaced it meanwhile."""
         while not entry.admitting():
-            task = entry.start_task
-            if task is not None and not task.done():
-                await asyncio.shield(task)
-                continue
-            async with self._lock:
-                if self.entries.get(entry.name) is not entry:
-                    # Starting a replaced entry would leave a child nobody tracks.
-                    return False
-                if entry.admitting():
-                    return True
-                task = entry.start_task
-                if task is not None and task.done() and entry.failed_at >= arrived:
-                    # This request waited for the attempt that failed: it shares the failure
-                    # instead of starting another; the next request tries again.
-                    task.result()
-                if task is None or task.done():
-                    task = entry.start_task = asyncio.create_task(self._load(entry))
-                # Holding the lock through the load keeps another model from evicting it.
-                await asyncio.shield(task)
+            if self.entries.get(entry.name) is not entry:
+                return False  # starting a replaced entry would leave a child nobody tracks
+            task = entry.load_task
+            if task is None or task.done():
+                if task is not None and scheduler.shares_failure(entry.failed_at, arrived):
+                    task.result()  # the load this request waited for failed: so does it
+                task = entry.load_task = asyncio.create_task(self._load(entry))
+            # Shielded: a request that hangs up stops waiting; the load goes on for the rest.
+            await asyncio.shield(task)
         return True
 
     async def _load(self, entry: Entry) -> None:
-        # Presets of the same file run on this entry's child: never evict them for it.
-        others = [s.name for s in self.entries.values() if s.running() and s.key != entry.key]
-        for other in scheduler.to_evict(entry.name, others, self.placement):
-            await self._drain_and_stop(self.entries[other], "swap")
-        if entry.child is None or entry.child.state in (ProcessState.FAILED, ProcessState.STOPPED):
-            child = self._new_child(entry.config)
-            for sibling in self._siblings(entry):
-                sibling.child = child
-        assert entry.child is not None
+        """One load: wait for conflicting loads, claim, stop what must go, start the child."""
+        while entry.draining:  # an unload or swap of this very model finishes first
+            await entry.drained.wait()
+        while True:
+            plan = scheduler.plan_load(entry.name, entry.key, self._residents(), self.placement)
+            if not plan.wait_for:
+                break
+            loads = [self._by_ref(r).load_task for r in plan.wait_for]
+            await asyncio.wait([t for t in loads if t is not None])
+        if self.entries.get(entry.name) is not entry:
+            return  # a reload replaced it meanwhile: its waiters follow the name
+        entry.claimed = True  # from here on, other loads see this one and wait for it
         try:
-            await entry.child.start()
-        except StartError as exc:
-            entry.failed_at = time.monotonic()
-            raise StartFailed(str(exc)) from exc
-        entry.last_used = time.monotonic()
-        entry.keep_alive = None
-        self._wake.set()
+            await self._retire([self._by_ref(r) for r in plan.evict], "swap")
+            child = entry.child
+            if child is None or not child.state.live:
+                child = self._spawn(entry.config, self._on_exit)
+                for sibling in self._entries():
+                    if sibling.key == entry.key:
+                        sibling.child = child
+            try:
+                await child.start()
+            except StartError as exc:
+                entry.failed_at = time.monotonic()
+                raise StartFailed(str(exc)) from exc
+            entry.last_used = time.monotonic()
+            entry.keep_alive = None
+        finally:
+            entry.claimed = False
+            self._wake.set()
 
-    def _new_child(self, model: ModelConfig) -> ChildProcess:
+    def _tracked(self, entry: Entry) -> bool:
+        """Current, or replaced by a reload but still serving the requests it has."""
+        return self.entries.get(entry.name) is entry or entry in self._retiring
+
+    def _entries(self) -> list[Entry]:
+        return [*self.entries.values(), *self._retiring]
+
+    def _residents(self) -> list[scheduler.Resident]:
+        return [
+            scheduler.Resident(id(e), e.name, e.key, loading=e.claimed)
+            for e in self._entries()
+            if e.claimed or (e.child is not None and e.child.state.live)
+        ]
+
+    def _by_ref(self, resident: scheduler.Resident) -> Entry:
+        return next(e for e in self._entries() if id(e) == resident.ref)
+
+    def _new_process(self, model: ModelConfig, on_exit: ExitHook) -> ChildProcess:
         if model.cmd is None and self.llama_server is None:
             try:
                 self.llama_server = command.resolve_llama_server(self.config.llama_server)
@@ -153,98 +176,86 @@ class Pool:
                 raise StartFailed(f"model {model.name!r} cannot start: {exc}") from exc
         binary = self.llama_server or ""
         env = command.build_env(model, os.environ, self.owner)
-        return ChildProcess(
-            model.name,
-            lambda port: command.build_argv(model, binary, port),
-            env,
-            self.config.health_timeout,
-            on_exit=self._on_exit,
-            logger=log,
-        )
 
-    def _on_exit(self, child: ChildProcess, code: int) -> None:
+        def argv(port: int) -> list[str]:
+            return command.build_argv(model, binary, port)
+
+        return ChildProcess(model.name, argv, env, self.config.health_timeout, on_exit=on_exit)
+
+    def _on_exit(self, child: Child, code: int) -> None:
         # A crash: requests in flight see the broken connection; the next one restarts it.
-        for entry in self.entries.values():
+        for entry in self._entries():
             if entry.child is child:
                 entry.failed_at = -math.inf
-                self._wake.set()
-
-    def _siblings(self, entry: Entry) -> list[Entry]:
-        """Every entry that runs the same command as ``entry`` (itself included)."""
-        return [s for s in self.entries.values() if s.key == entry.key]
+        self._wake.set()
 
     def _sharing(self, entry: Entry) -> list[Entry]:
         """The entries whose requests go to ``entry``'s child right now."""
         if entry.child is None:
             return [entry]
-        return [s for s in self.entries.values() if s.child is entry.child]
+        return [e for e in self._entries() if e.child is entry.child]
 
-    def _latest(self, entry: Entry) -> Entry:
-        """Of the entries sharing a child, the one used last: its ttl/keep_alive governs."""
-        return max(self._sharing(entry), key=lambda s: s.last_used)
-
-    async def _drain_and_stop(self, entry: Entry, reason: str) -> None:
-        """Let the requests in flight finish (never cut a generation short), then stop."""
-        sharing = self._sharing(entry)
+    async def _retire(self, entries: Iterable[Entry], reason: str) -> None:
+        """Let a load in progress end and the requests in flight finish (never cut a
+        generation short), then stop. A swap's victims are never loading (``plan_load``
+        waits for those), so its drain is marked before the first ``await``: from the
+        decision on, no new request is admitted to them.
+        """
+        loads = [e.load_task for e in entries if e.claimed and e.load_task is not None]
+        if loads:
+            await asyncio.wait(loads)  # the load owns its decision until it ends
+        sharing = {id(s): s for e in entries for s in self._sharing(e)}.values()
         for s in sharing:
             s.draining = True
+            s.drained.clear()
         try:
             for s in sharing:
                 await s.idle.wait()
-            if entry.child is not None:
-                await entry.child.stop(reason)
+            children = {id(s.child): s.child for s in sharing if s.child is not None}
+            await asyncio.gather(*(c.stop(reason) for c in children.values()))
         finally:
             for s in sharing:
                 s.draining = False
+                s.drained.set()
                 s.keep_alive = None
 
     # -- unloading ------------------------------------------------------------------------
 
     async def unload(self, name: str | None = None, reason: str = "unload") -> list[str]:
         """Stop one model (or all) once its requests finish; returns what was stopped."""
-        entries = [self.resolve(name)] if name is not None else list(self.entries.values())
-        stopped = []
-        async with self._lock:
-            for entry in entries:
-                if entry.running():
-                    await self._drain_and_stop(entry, reason)
-                    stopped.append(entry.name)
-        return stopped
+        chosen = [self.resolve(name)] if name is not None else list(self.entries.values())
+        running = [e for e in chosen if e.running()]
+        await self._retire(running, reason)
+        return [e.name for e in running]
 
     def set_keep_alive(self, entry: Entry, seconds: float) -> None:
-        """A client's keep_alive: 0 unloads once idle, negative never unloads."""
-        entry.keep_alive = math.inf if seconds < 0 else seconds
+        """A client's keep_alive (Ollama's meaning: 0 unloads once idle, negative never)."""
+        entry.keep_alive = scheduler.keep_alive_ttl(seconds)
         self._wake.set()
 
     def expires_at(self, entry: Entry) -> float | None:
         """Wall-clock time the model unloads if nothing else arrives; None: never or not loaded."""
-        latest = self._latest(entry)
+        latest = max(self._sharing(entry), key=lambda e: e.last_used)
         ttl = self.ttl(latest)
-        if not entry.running() or ttl <= 0 or math.isinf(ttl):
+        if not entry.running() or ttl is NEVER:
             return None
-        busy = any(s.in_flight for s in self._sharing(entry))
+        busy = any(e.in_flight for e in self._sharing(entry))
         remaining = max(0.0, latest.last_used + ttl - time.monotonic())
         return time.time() + (ttl if busy else remaining)
 
     def _idle_view(self) -> list[scheduler.Idle]:
-        """One entry per running child, named after the entry that used it last."""
+        """One entry per ready child, named after the entry that used it last."""
         view = {}
         for entry in self.entries.values():
-            if entry.child is None or entry.state is not ProcessState.READY or entry.draining:
+            if entry.child is None or not entry.admitting():
                 continue
             sharing = self._sharing(entry)
-            latest = max(sharing, key=lambda s: s.last_used)
-            busy = sum(s.in_flight + s.waiting for s in sharing)
+            latest = max(sharing, key=lambda e: e.last_used)
+            busy = sum(e.in_flight + e.waiting for e in sharing)
             view[id(entry.child)] = scheduler.Idle(
-                latest.name, busy, latest.last_used, self._ttl_for_rule(latest)
+                latest.name, busy, latest.last_used, self.ttl(latest)
             )
         return list(view.values())
-
-    def _ttl_for_rule(self, entry: Entry) -> float:
-        ttl = self.ttl(entry)
-        if entry.keep_alive == 0:
-            return 1e-9  # keep_alive 0: unload as soon as the last request ends
-        return 0.0 if math.isinf(ttl) else ttl
 
     async def _ttl_loop(self) -> None:
         while not self._closing:
@@ -261,16 +272,12 @@ class Pool:
                 log.exception("ttl: unloading failed; will try again")
 
     async def _unload_expired(self) -> None:
-        for name in scheduler.expired(self._idle_view(), time.monotonic()):
-            entry = self.entries[name]
-            async with self._lock:
-                # Re-check under the lock: a request may have arrived while we waited.
-                if name in scheduler.expired(self._idle_view(), time.monotonic()):
-                    sharing = self._sharing(entry)
-                    if entry.child is not None:
-                        await entry.child.stop("ttl")
-                    for s in sharing:
-                        s.keep_alive = None
+        while True:
+            # Decided afresh before each stop: a request may have arrived during the last.
+            names = scheduler.expired(self._idle_view(), time.monotonic())
+            if not names:
+                return
+            await self._retire([self.entries[names[0]]], "ttl")
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -291,40 +298,36 @@ class Pool:
         except StartFailed as exc:
             log.error("preload %s failed: %s", entry.name, exc.message)
 
-    async def reload(self, config: Config) -> None:
-        """Apply a new config; models whose settings did not change keep running."""
-        async with self._lock:
-            old = self.entries
-            new: dict[str, Entry] = {}
-            for model in config.models:
-                entry = old.get(model.name)
-                if (
-                    entry is not None
-                    and entry.config == model
-                    and config_runs_same(self.config, config)
-                ):
-                    new[model.name] = entry
-                else:
-                    new[model.name] = Entry(model)
-            in_use = {id(s.child) for s in new.values() if s.child is not None}
-            for name, entry in old.items():
-                # A child still used by a kept preset stays; the changed entry lets go of it.
-                if new.get(name) is not entry and entry.running() and id(entry.child) not in in_use:
-                    await self._drain_and_stop(entry, "reload")
-            for entry in new.values():
-                if entry.child is None:
-                    entry.child = next(
-                        (s.child for s in new.values() if s.key == entry.key and s.running()),
-                        None,
-                    )
-            self.entries = new
-            self.config = config
-            self.placement = scheduler.Placement.from_config(config)
-            self.llama_server = None
-        kept = [n for n in new if old.get(n) is new[n] and new[n].running()]
-        log.info("reloaded config: %d models, kept running: %s", len(new), kept or "none")
+    async def reload(self, config: Config, plan: scheduler.ReloadPlan) -> None:
+        """Apply a new config at once; models the plan keeps go on running, and the children
+        of the others stop once their requests finish (returns then)."""
+        old = self.entries
+        new = {m.name: old[m.name] if m.name in plan.keep else Entry(m) for m in config.models}
+        kept_children = {id(e.child) for e in new.values() if e.child is not None}
+        # A child still used by a kept preset stays; the changed entry lets go of it.
+        retiring = [
+            e
+            for name, e in old.items()
+            if new.get(name) is not e
+            and (e.running() or e.claimed)
+            and id(e.child) not in kept_children
+        ]
+        for entry in new.values():
+            if entry.child is None:
+                shared = [e.child for e in new.values() if e.key == entry.key and e.running()]
+                entry.child = shared[0] if shared else None
+        self.entries, self.config = new, config
+        self.placement = scheduler.Placement.from_config(config)
+        self.llama_server = None
+        self._retiring.update(retiring)
         self._preload_all()
         self._wake.set()
+        try:
+            await self._retire(retiring, "reload")
+        finally:
+            self._retiring.difference_update(retiring)
+        kept = [n for n in new if old.get(n) is new[n] and new[n].running()]
+        log.info("reloaded config: %d models, kept running: %s", len(new), kept or "none")
 
     async def shutdown(self) -> None:
         self._closing = True
@@ -340,31 +343,25 @@ class Pool:
         for child in self._children():
             child.kill_group_now()
 
-    def _children(self) -> list[ChildProcess]:
-        unique = {id(s.child): s.child for s in self.entries.values() if s.child is not None}
+    def _children(self) -> list[Child]:
+        unique = {id(e.child): e.child for e in self._entries() if e.child is not None}
         return list(unique.values())
 
     # -- reporting ------------------------------------------------------------------------
 
     def describe(self, entry: Entry) -> dict[str, Any]:
-        child = entry.child
+        child = entry.child if entry.running() else None
+        ttl = self.ttl(entry)
         return {
             "model": entry.name,
             "state": entry.state.public,
-            "pid": child.pid if child is not None and entry.running() else None,
-            "port": child.port if child is not None and entry.running() else None,
+            "pid": child.pid if child is not None else None,
+            "port": child.port if child is not None else None,
             "in_flight": entry.in_flight,
             "queued": entry.waiting,
-            # -1: kept loaded for good (JSON has no infinity).
-            "ttl": -1 if math.isinf(self.ttl(entry)) else self.ttl(entry),
+            "ttl": None if ttl is NEVER else ttl,  # null: kept loaded for good
             "expires_at": self.expires_at(entry),
         }
 
     def running_status(self) -> list[dict[str, Any]]:
-        return [self.describe(s) for s in self.entries.values() if s.running()]
-
-
-def config_runs_same(old: Config, new: Config) -> bool:
-    """Whether global settings that shape every child (binary, timeouts) are unchanged."""
-    keys: Mapping[str, Any] = {"llama_server": None, "health_timeout": None}
-    return all(getattr(old, k) == getattr(new, k) for k in keys)
+        return [self.describe(e) for e in self.entries.values() if e.running()]

@@ -32,7 +32,7 @@ PROBE_TIMEOUT = 1.0
 BIND_ATTEMPTS = 3
 MAX_LINE = 8192
 _BIND_FAILURE = re.compile(r"address already in use|couldn't bind|bind failed|EADDRINUSE", re.I)
-_log = logging.getLogger(__name__)
+log = logging.getLogger("corral")
 
 
 def free_port() -> int:
@@ -78,14 +78,12 @@ class ChildProcess:
         *,
         log_lines: int = 200,
         on_exit: Callable[[ChildProcess, int], None] | None = None,
-        logger: logging.Logger | None = None,
     ) -> None:
         self.name = name
         self._argv_for_port = argv_for_port
         self._env = dict(env)
         self._health_timeout = health_timeout
         self._on_exit = on_exit
-        self._logger = logger or _log
         self._lines: deque[str] = deque(maxlen=log_lines)
         self._lines_total = 0
         self._state = ProcessState.STOPPED
@@ -97,7 +95,6 @@ class ChildProcess:
         self._stop_task: asyncio.Task[None] | None = None
         self._port: int | None = None
         self._spawned = 0.0
-        self.started_at: float | None = None  # wall clock of the last spawn
         self.ready_ms: int | None = None  # spawn to ready, last successful start
 
     @property
@@ -189,7 +186,7 @@ class ChildProcess:
             if outcome == "ready":
                 self.ready_ms = round((loop.time() - self._spawned) * 1000)
                 self._move(ProcessState.READY)
-                self._logger.info("ready %s in %d ms", self.name, self.ready_ms)
+                log.info("ready %s in %d ms", self.name, self.ready_ms)
                 return
             if outcome == "stopping":  # stop() owns the process from here
                 raise StartError(self.name, "stopped while loading", self.stderr_tail())
@@ -198,7 +195,7 @@ class ChildProcess:
             if outcome == "exited":
                 if attempt < BIND_ATTEMPTS and any(_BIND_FAILURE.search(x) for x in since):
                     # Another program took the port between free_port() and the child's bind.
-                    self._logger.warning("retry %s: port %d was taken", self.name, port)
+                    log.warning("retry %s: port %d was taken", self.name, port)
                     continue
                 reason = f"exited with code {self._code()} during load"
             else:
@@ -208,7 +205,6 @@ class ChildProcess:
     async def _spawn(self, argv: list[str], port: int) -> None:
         loop = asyncio.get_running_loop()
         self._spawned = loop.time()
-        self.started_at = time.time()
         exited: asyncio.Future[int] = loop.create_future()
         try:
             transport, protocol = await loop.subprocess_exec(
@@ -230,7 +226,7 @@ class ChildProcess:
         assert proc.stdout is not None
         # Drained without pause: a child blocked on a full pipe would look hung.
         self._reader_task = asyncio.create_task(self._drain(proc.stdout))
-        self._logger.info("start %s pid=%d port=%d", self.name, proc.pid, port)
+        log.info("start %s pid=%d port=%d", self.name, proc.pid, port)
 
     async def _until_ready(self, port: int, deadline: float) -> str:
         loop = asyncio.get_running_loop()
@@ -259,11 +255,11 @@ class ChildProcess:
             self._signal(signal.SIGTERM)
             await asyncio.wait({exited}, timeout=grace)
             if not exited.done():
-                self._logger.warning("kill %s: still running %g s after SIGTERM", self.name, grace)
+                log.warning("kill %s: still running %g s after SIGTERM", self.name, grace)
         await self._kill_and_reap()
         code = self._code()
         took = round((time.monotonic() - began) * 1000)
-        self._logger.info(
+        log.info(
             "stop %s reason=%s pid=%s code=%s in %d ms", self.name, reason, self.pid, code, took
         )
         self._move(ProcessState.STOPPED)
@@ -286,7 +282,7 @@ class ChildProcess:
             return  # expected: a stop, or a failed start that _run_start reports itself
         # The leader is gone, but a grandchild could still hold the port and the pipe.
         self._signal(signal.SIGKILL)
-        self._logger.warning("stop %s reason=crash pid=%s code=%d", self.name, self.pid, code)
+        log.warning("stop %s reason=crash pid=%s code=%d", self.name, self.pid, code)
         self._move(ProcessState.FAILED)
         if self._on_exit is not None:
             self._on_exit(self, code)
@@ -297,7 +293,7 @@ class ChildProcess:
     def _failed(self, reason: str, tail: list[str]) -> StartError:
         if self._state is ProcessState.STARTING:  # not when a stop() took over meanwhile
             self._move(ProcessState.FAILED)
-        self._logger.warning("fail %s: %s", self.name, reason)
+        log.warning("fail %s: %s", self.name, reason)
         return StartError(self.name, reason, tail)
 
     def _signal(self, sig: signal.Signals) -> None:
@@ -323,7 +319,7 @@ class ChildProcess:
         line = raw.decode("utf-8", "replace").rstrip("\r")
         self._lines.append(line)
         self._lines_total += 1
-        self._logger.debug("%s| %s", self.name, line)
+        log.debug("%s| %s", self.name, line)
 
     def _move(self, target: ProcessState) -> None:
         self._state = transition(self.name, self._state, target)

@@ -6,14 +6,14 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
 from corral.supervisor.runtime.process import ChildProcess, StartError
-from tests.support import fake_argv
+from tests.support import fake_argv, until
 
 
 @pytest.fixture
@@ -27,14 +27,6 @@ async def run_fake(children: list[ChildProcess], *flags: str, **kwargs: Any) -> 
     children.append(child)
     await child.start()
     return child
-
-
-async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within} s")
-        await asyncio.sleep(0.01)
 
 
 async def sse_lines(response: aiohttp.ClientResponse) -> list[str]:
@@ -127,3 +119,17 @@ async def test_hang_up_mid_stream_stops_generation(
     logged = lambda: " ".join(child.stderr_tail())  # noqa: E731
     await until(lambda: "disconnected POST /v1/chat/completions after" in logged())
     assert "done POST /v1/chat/completions" not in logged()
+
+
+async def test_token_delay_slows_whole_answers_too(
+    children: list[ChildProcess], session: aiohttp.ClientSession
+) -> None:
+    """A whole answer takes as long as its stream would: tests that hold a model busy with
+    unstreamed requests rely on it (a queue that fills only if the first answer is slow)."""
+    child = await run_fake(children, "--tokens", "5", "--token-delay", "0.1")
+    began = time.monotonic()
+    body = {"model": "x", "prompt": "x"}
+    async with session.post(child.base_url + "/v1/completions", json=body) as answer:
+        assert answer.status == 200
+        await answer.json()
+    assert time.monotonic() - began >= 0.5
