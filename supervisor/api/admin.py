@@ -11,11 +11,12 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import BaseRoute, Route
 
 from corral.supervisor.errors import BadRequest
+from corral.supervisor.runtime import views
 from corral.supervisor.service import Service
 
 
 async def running(request: Request) -> JSONResponse:
-    return JSONResponse({"running": Service.of(request).pool.running_status()})
+    return JSONResponse({"running": views.running(Service.of(request).pool)})
 
 
 async def unload(request: Request) -> JSONResponse:

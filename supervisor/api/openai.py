@@ -21,6 +21,7 @@ from corral.supervisor.errors import BadRequest, UnknownModel
 from corral.supervisor.http import keep_alive
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
+from corral.supervisor.runtime import views
 from corral.supervisor.service import Service
 
 #: POST endpoints routed by the body's ``model`` field (llama-server's own paths included).
@@ -76,7 +77,7 @@ async def list_models(request: Request) -> JSONResponse:
                 "owned_by": "corral",
                 "aliases": entry.config.aliases,
                 "state": entry.state.public,
-                "expires_at": svc.pool.expires_at(entry),
+                "expires_at": views.expires_at(svc.pool, entry),
             }
         )
     return JSONResponse({"object": "list", "data": data})

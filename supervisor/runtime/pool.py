@@ -4,7 +4,8 @@ Owns each model's entry (its child, in-flight count, queue, last use) and the ef
 every decision: leasing a place on a ready child, one load per model however many wait,
 swaps (drain the running model's requests, then stop it), TTL unloading, explicit unloads,
 reload and shutdown. It decides nothing itself (``scheduler``), runs no process
-(``process``, made through an injectable ``ChildFactory``) and speaks no HTTP (``api``).
+(``launch`` makes children, through an injectable ``ChildFactory``), reads nothing
+out (``views``) and speaks no HTTP (``api``).
 
 No lock: everything runs on one asyncio loop, and each decision is read and recorded with no
 ``await`` in between (a load's claim, a drain's mark), so no other task can see a half-made
@@ -19,19 +20,16 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import time
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
 
-from corral.generator.problems import ConfigError
-from corral.generator.settings import Config, ModelConfig
+from corral.generator.settings import Config
 from corral.supervisor.errors import Overloaded, StartFailed, UnknownModel
-from corral.supervisor.runtime import command, scheduler
+from corral.supervisor.runtime import scheduler, views
 from corral.supervisor.runtime.entries import Entry, Lease
-from corral.supervisor.runtime.process import ChildProcess
-from corral.supervisor.runtime.scheduler import NEVER, Ttl
-from corral.supervisor.runtime.states import Child, ChildFactory, ExitHook, StartError
+from corral.supervisor.runtime.launch import Launcher
+from corral.supervisor.runtime.scheduler import Ttl
+from corral.supervisor.runtime.states import Child, ChildFactory, StartError
 
 log = logging.getLogger("corral")
 
@@ -44,8 +42,7 @@ class Pool:
         self.config = config
         self.entries: dict[str, Entry] = {m.name: Entry(m) for m in config.models}
         self.placement = scheduler.Placement.from_config(config)
-        self.llama_server: str | None = None
-        self._spawn = spawn or self._new_process
+        self._spawn: ChildFactory = spawn or Launcher(config, owner)
         self._retiring: set[Entry] = set()  # replaced by a reload, still draining
         self._wake = asyncio.Event()
         self._ttl_task: asyncio.Task[None] | None = None
@@ -124,7 +121,7 @@ class Pool:
         while entry.draining:  # an unload or swap of this very model finishes first
             await entry.drained.wait()
         while True:
-            plan = scheduler.plan_load(entry.name, entry.key, self._residents(), self.placement)
+            plan = scheduler.plan_load(entry.name, entry.key, views.residents(self), self.placement)
             if not plan.wait_for:
                 break
             loads = [self._by_ref(r).load_task for r in plan.wait_for]
@@ -137,7 +134,7 @@ class Pool:
             child = entry.child
             if child is None or not child.state.live:
                 child = self._spawn(entry.config, self._on_exit)
-                for sibling in self._entries():
+                for sibling in self.every_entry():
                     if sibling.key == entry.key:
                         sibling.child = child
             try:
@@ -155,45 +152,25 @@ class Pool:
         """Current, or replaced by a reload but still serving the requests it has."""
         return self.entries.get(entry.name) is entry or entry in self._retiring
 
-    def _entries(self) -> list[Entry]:
+    def every_entry(self) -> list[Entry]:
+        """The current entries, and those a reload replaced that still drain."""
         return [*self.entries.values(), *self._retiring]
 
-    def _residents(self) -> list[scheduler.Resident]:
-        return [
-            scheduler.Resident(id(e), e.name, e.key, loading=e.claimed)
-            for e in self._entries()
-            if e.claimed or (e.child is not None and e.child.state.live)
-        ]
-
     def _by_ref(self, resident: scheduler.Resident) -> Entry:
-        return next(e for e in self._entries() if id(e) == resident.ref)
-
-    def _new_process(self, model: ModelConfig, on_exit: ExitHook) -> ChildProcess:
-        if model.cmd is None and self.llama_server is None:
-            try:
-                self.llama_server = command.resolve_llama_server(self.config.llama_server)
-            except ConfigError as exc:
-                raise StartFailed(f"model {model.name!r} cannot start: {exc}") from exc
-        binary = self.llama_server or ""
-        env = command.build_env(model, os.environ, self.owner)
-
-        def argv(port: int) -> list[str]:
-            return command.build_argv(model, binary, port)
-
-        return ChildProcess(model.name, argv, env, self.config.health_timeout, on_exit=on_exit)
+        return next(e for e in self.every_entry() if id(e) == resident.ref)
 
     def _on_exit(self, child: Child, code: int) -> None:
         # A crash: requests in flight see the broken connection; the next one restarts it.
-        for entry in self._entries():
+        for entry in self.every_entry():
             if entry.child is child:
                 entry.failed_at = -math.inf
         self._wake.set()
 
-    def _sharing(self, entry: Entry) -> list[Entry]:
+    def sharing(self, entry: Entry) -> list[Entry]:
         """The entries whose requests go to ``entry``'s child right now."""
         if entry.child is None:
             return [entry]
-        return [e for e in self._entries() if e.child is entry.child]
+        return [e for e in self.every_entry() if e.child is entry.child]
 
     async def _retire(self, entries: Iterable[Entry], reason: str) -> None:
         """Let a load in progress end and the requests in flight finish (never cut a
@@ -204,7 +181,7 @@ class Pool:
         loads = [e.load_task for e in entries if e.claimed and e.load_task is not None]
         if loads:
             await asyncio.wait(loads)  # the load owns its decision until it ends
-        sharing = {id(s): s for e in entries for s in self._sharing(e)}.values()
+        sharing = {id(s): s for e in entries for s in self.sharing(e)}.values()
         for s in sharing:
             s.draining = True
             s.drained.clear()
@@ -219,8 +196,6 @@ class Pool:
                 s.drained.set()
                 s.keep_alive = None
 
-    # -- unloading ------------------------------------------------------------------------
-
     async def unload(self, name: str | None = None, reason: str = "unload") -> list[str]:
         """Stop one model (or all) once its requests finish; returns what was stopped."""
         chosen = [self.resolve(name)] if name is not None else list(self.entries.values())
@@ -233,35 +208,11 @@ class Pool:
         entry.keep_alive = scheduler.keep_alive_ttl(seconds)
         self._wake.set()
 
-    def expires_at(self, entry: Entry) -> float | None:
-        """Wall-clock time the model unloads if nothing else arrives; None: never or not loaded."""
-        latest = max(self._sharing(entry), key=lambda e: e.last_used)
-        ttl = self.ttl(latest)
-        if not entry.running() or ttl is NEVER:
-            return None
-        busy = any(e.in_flight for e in self._sharing(entry))
-        remaining = max(0.0, latest.last_used + ttl - time.monotonic())
-        return time.time() + (ttl if busy else remaining)
-
-    def _idle_view(self) -> list[scheduler.Idle]:
-        """One entry per ready child, named after the entry that used it last."""
-        view = {}
-        for entry in self.entries.values():
-            if entry.child is None or not entry.admitting():
-                continue
-            sharing = self._sharing(entry)
-            latest = max(sharing, key=lambda e: e.last_used)
-            busy = sum(e.in_flight + e.waiting for e in sharing)
-            view[id(entry.child)] = scheduler.Idle(
-                latest.name, busy, latest.last_used, self.ttl(latest)
-            )
-        return list(view.values())
-
     async def _ttl_loop(self) -> None:
         while not self._closing:
             # Clear before reading the deadline, so a wake-up in between is not lost.
             self._wake.clear()
-            deadline = scheduler.next_deadline(self._idle_view())
+            deadline = scheduler.next_deadline(views.idle_view(self))
             timeout = None if math.isinf(deadline) else max(0.0, deadline - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -274,12 +225,10 @@ class Pool:
     async def _unload_expired(self) -> None:
         while True:
             # Decided afresh before each stop: a request may have arrived during the last.
-            names = scheduler.expired(self._idle_view(), time.monotonic())
+            names = scheduler.expired(views.idle_view(self), time.monotonic())
             if not names:
                 return
             await self._retire([self.entries[names[0]]], "ttl")
-
-    # -- lifecycle ------------------------------------------------------------------------
 
     def start_background(self) -> None:
         self._ttl_task = asyncio.create_task(self._ttl_loop())
@@ -318,7 +267,8 @@ class Pool:
                 entry.child = shared[0] if shared else None
         self.entries, self.config = new, config
         self.placement = scheduler.Placement.from_config(config)
-        self.llama_server = None
+        if isinstance(self._spawn, Launcher):  # the binary or health timeout may change
+            self._spawn = Launcher(config, self.owner)
         self._retiring.update(retiring)
         self._preload_all()
         self._wake.set()
@@ -344,24 +294,5 @@ class Pool:
             child.kill_group_now()
 
     def _children(self) -> list[Child]:
-        unique = {id(e.child): e.child for e in self._entries() if e.child is not None}
+        unique = {id(e.child): e.child for e in self.every_entry() if e.child is not None}
         return list(unique.values())
-
-    # -- reporting ------------------------------------------------------------------------
-
-    def describe(self, entry: Entry) -> dict[str, Any]:
-        child = entry.child if entry.running() else None
-        ttl = self.ttl(entry)
-        return {
-            "model": entry.name,
-            "state": entry.state.public,
-            "pid": child.pid if child is not None else None,
-            "port": child.port if child is not None else None,
-            "in_flight": entry.in_flight,
-            "queued": entry.waiting,
-            "ttl": None if ttl is NEVER else ttl,  # null: kept loaded for good
-            "expires_at": self.expires_at(entry),
-        }
-
-    def running_status(self) -> list[dict[str, Any]]:
-        return [self.describe(e) for e in self.entries.values() if e.running()]

@@ -13,7 +13,7 @@ import pytest
 from corral.generator.loader import validate
 from corral.generator.settings import Config
 from corral.supervisor.errors import Overloaded, StartFailed
-from corral.supervisor.runtime import scheduler
+from corral.supervisor.runtime import scheduler, views
 from corral.supervisor.runtime.pool import Pool
 from tests.supervisor.fake_child import World
 from tests.support import until
@@ -171,7 +171,7 @@ async def test_never_unload_has_one_spelling(make: Any) -> None:
     await use(pool, "by_config")
     async with pool.lease("by_client"):
         pool.set_keep_alive(pool.entries["by_client"], -1)
-    shown = [pool.describe(e) for e in pool.entries.values()]
+    shown = [views.describe(pool, e) for e in pool.entries.values()]
     assert [(d["ttl"], d["expires_at"]) for d in shown] == [(None, None), (None, None)]
 
 

@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from corral.supervisor.runtime.process import ChildProcess, StartError, probe_health
+from corral.supervisor.runtime.health import probe_health
+from corral.supervisor.runtime.process import ChildProcess, StartError
 from corral.supervisor.runtime.states import ProcessState
 from tests.support import FAKE_UPSTREAM, fake_argv, pids_gone, until
 

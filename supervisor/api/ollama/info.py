@@ -18,6 +18,7 @@ from corral.generator.settings import ModelConfig
 from corral.supervisor.api.ollama import models, requests
 from corral.supervisor.errors import BadRequest
 from corral.supervisor.http.json_body import read_json
+from corral.supervisor.runtime import views
 from corral.supervisor.service import Service
 
 
@@ -44,7 +45,7 @@ async def ps(request: Request) -> Response:
     pool = Service.of(request).pool
     now = time.time()
     running = [
-        models.ps_entry(e.config, _facts(request, e.config), pool.expires_at(e), now)
+        models.ps_entry(e.config, _facts(request, e.config), views.expires_at(pool, e), now)
         for e in pool.entries.values()
         if e.running()
     ]
