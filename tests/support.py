@@ -43,6 +43,33 @@ def demo_model_file() -> Path:
     return target
 
 
+def demo_model(name: str = "gemma-3-270m", **extra: object) -> dict[str, object]:
+    """A config entry for the demo file (in the ``models_dir`` fixture's folder), with the
+    chat template it needs."""
+    return {
+        "name": name,
+        "path": DEMO_FILE,
+        "chat_template": "gemma",
+        "context_size": 1024,
+        **extra,
+    }
+
+
+def post(
+    server: CorralServer, path: str, body: object, headers: Mapping[str, str] | None = None
+) -> httpx.Response:
+    """POST ``body`` as JSON to ``path`` on ``server``."""
+    return httpx.post(f"{server.url}{path}", json=body, headers=headers, timeout=30)
+
+
+def completion(
+    server: CorralServer, model: str, timeout: float = 30, **extra: object
+) -> httpx.Response:
+    """A text completion of ``model`` (prompt "x"), whole unless ``stream=True`` is given."""
+    body = {"model": model, "prompt": "x", **extra}
+    return httpx.post(f"{server.url}/v1/completions", json=body, timeout=timeout)
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` on timeout."""
     deadline = time.monotonic() + timeout

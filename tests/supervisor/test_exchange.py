@@ -33,7 +33,7 @@ def in_flight(server: CorralServer, model: str) -> int | None:
     return next((m["in_flight"] for m in answer if m["model"] == model), None)
 
 
-BODIES = {
+BODIES: dict[str, dict[str, object]] = {
     "/v1/completions": {"model": "hung", "prompt": "x"},
     "/api/generate": {"model": "hung", "prompt": "x"},
     "/api/chat": {"model": "hung", "messages": [{"role": "user", "content": "x"}]},

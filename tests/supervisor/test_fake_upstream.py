@@ -12,7 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from corral.supervisor.runtime.process import ChildProcess, StartError
+from corral.supervisor.runtime.process import ChildProcess
+from corral.supervisor.runtime.states import StartError
 from tests.support import fake_argv, until
 
 
@@ -103,7 +104,10 @@ async def test_hang_logs_the_client_hanging_up(
     with pytest.raises(TimeoutError):
         async with session.post(url, json={}, timeout=aiohttp.ClientTimeout(total=0.5)):
             pass
-    logged = lambda: child.stderr_tail()  # noqa: E731
+
+    def logged() -> list[str]:
+        return child.stderr_tail()
+
     await until(lambda: "disconnected POST /v1/chat/completions after 0 chunks" in logged())
     assert "request POST /v1/chat/completions stream=False" in logged()
 
@@ -116,7 +120,10 @@ async def test_hang_up_mid_stream_stops_generation(
     async with session.post(f"{child.base_url}/v1/chat/completions", json=body) as response:
         await response.content.readline()  # the first chunk arrived: generation is under way
     # Leaving the block without reading on closes the connection.
-    logged = lambda: " ".join(child.stderr_tail())  # noqa: E731
+
+    def logged() -> str:
+        return " ".join(child.stderr_tail())
+
     await until(lambda: "disconnected POST /v1/chat/completions after" in logged())
     assert "done POST /v1/chat/completions" not in logged()
 

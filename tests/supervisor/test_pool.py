@@ -132,8 +132,10 @@ async def test_unloading_one_model_does_not_hold_up_loading_an_unrelated_one(
     make: Any, world: World
 ) -> None:
     """Bug 3: the drain of ``a`` must not run under a lock that ``b``'s load needs."""
-    groups = {"left": {"members": ["a"], "exclusive": False}, "right": {"members": ["b"]}}
-    groups["right"]["exclusive"] = False
+    groups = {
+        "left": {"members": ["a"], "exclusive": False},
+        "right": {"members": ["b"], "exclusive": False},
+    }
     pool = make(config("a", "b", groups=groups))
     a = Holder(pool, "a")
     await a.leased.wait()

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import pytest
 
 from corral.supervisor.runtime.health import probe_health
-from corral.supervisor.runtime.process import ChildProcess, StartError
-from corral.supervisor.runtime.states import ProcessState
+from corral.supervisor.runtime.process import ChildProcess
+from corral.supervisor.runtime.states import ProcessState, StartError
 from tests.support import FAKE_UPSTREAM, fake_argv, pids_gone, until
 
 Argv = Callable[[int], list[str]]
@@ -28,6 +28,11 @@ def counting(*variants: tuple[str, ...]) -> tuple[Argv, list[int]]:
         return fake_argv(*variants[min(len(ports), len(variants)) - 1])(port)
 
     return argv, ports
+
+
+def state(child: ChildProcess) -> ProcessState:
+    """Read afresh: an ``await`` in between may have changed it."""
+    return child.state
 
 
 def gone(pid: int) -> bool:
@@ -100,7 +105,7 @@ async def test_crash_during_load_then_a_clean_retry(make: Callable[..., ChildPro
     assert "model 'm' failed to start: exited with code 3 during load; last lines:" in str(error)
     assert child.state is ProcessState.FAILED
     await child.start()
-    assert child.state is ProcessState.READY and len(ports) == 2
+    assert state(child) is ProcessState.READY and len(ports) == 2
 
 
 async def test_never_ready_fails_after_health_timeout(make: Callable[..., ChildProcess]) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests import support
 from tests.support import CorralServer, fake_cmd
 
 CONFIG = {
@@ -32,8 +33,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorralServer]:
         yield running
 
 
-def post(server: CorralServer, path: str, body: object, **kw: object) -> httpx.Response:
-    return httpx.post(f"{server.url}{path}", json=body, headers=AUTH, timeout=30, **kw)  # type: ignore[arg-type]
+def post(server: CorralServer, path: str, body: object) -> httpx.Response:
+    return support.post(server, path, body, headers=AUTH)
 
 
 def test_routes_by_name_and_alias_and_applies_defaults_only_where_unset(
