@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from corral.supervisor.api.openai import MODEL_ROUTED
+from corral.supervisor.http.defaults import GENERATE_PATHS
 from tests import support
 from tests.support import CorralServer, fake_cmd
 
@@ -142,3 +144,8 @@ def test_a_relayed_answer_has_one_date_and_no_server_of_corrals_own(server: Corr
     assert len(answer.headers.get_list("server")) <= 1  # the child's, relayed
     health = httpx.get(f"{server.url}/health")
     assert "server" not in health.headers
+
+
+def test_every_path_with_defaults_is_a_routed_one() -> None:
+    """Defaults for a path no route serves would be dead entries."""
+    assert set(MODEL_ROUTED) >= GENERATE_PATHS
