@@ -134,7 +134,7 @@ class Pool:
             child = entry.child
             if child is None or not child.state.live:
                 child = self._spawn(entry.config, self._on_exit)
-                for sibling in self.every_entry():
+                for sibling in self.entries.values():  # never a replaced one: it retires
                     if sibling.key == entry.key:
                         sibling.child = child
             try:

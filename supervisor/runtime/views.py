@@ -9,6 +9,7 @@ idle children the TTL rule reads (``scheduler``'s inputs), and the figures that
 from __future__ import annotations
 
 import time
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from corral.supervisor.runtime import scheduler
@@ -20,12 +21,20 @@ if TYPE_CHECKING:
 
 
 def residents(pool: Pool) -> list[scheduler.Resident]:
-    """Every child that holds memory or is about to: live ones, and claimed loads."""
+    """Every child that holds memory or is about to: live ones, and claimed loads.
+
+    An entry a reload replaced gets a key of its own: its child is on the way out, never a
+    preset's to share, so a load of the same file waits for it to stop.
+    """
     return [
-        scheduler.Resident(id(e), e.name, e.key, loading=e.claimed)
+        scheduler.Resident(id(e), e.name, _key(pool, e), loading=e.claimed)
         for e in pool.every_entry()
         if e.claimed or (e.child is not None and e.child.state.live)
     ]
+
+
+def _key(pool: Pool, entry: Entry) -> Hashable:
+    return entry.key if pool.entries.get(entry.name) is entry else ("replaced", id(entry))
 
 
 def idle_view(pool: Pool) -> list[scheduler.Idle]:

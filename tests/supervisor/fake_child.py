@@ -22,7 +22,7 @@ class World:
     load_seconds: dict[str, float] = field(default_factory=dict)
     stop_seconds: float = 0.005
     failing: set[str] = field(default_factory=set)
-    up: set[str] = field(default_factory=set)
+    up: set[FakeChild] = field(default_factory=set)
     most_up: int = 0
     events: list[str] = field(default_factory=list)
     made: list[FakeChild] = field(default_factory=list)
@@ -32,14 +32,14 @@ class World:
         self.made.append(child)
         return child
 
-    def rise(self, name: str) -> None:
-        self.up.add(name)
+    def rise(self, child: FakeChild) -> None:
+        self.up.add(child)
         self.most_up = max(self.most_up, len(self.up))
-        self.events.append(f"start {name}")
+        self.events.append(f"start {child.name}")
 
-    def fall(self, name: str, why: str) -> None:
-        self.up.discard(name)
-        self.events.append(f"{why} {name}")
+    def fall(self, child: FakeChild, why: str) -> None:
+        self.up.discard(child)
+        self.events.append(f"{why} {child.name}")
 
     def child(self, name: str) -> FakeChild:
         return next(c for c in reversed(self.made) if c.name == name)
@@ -90,13 +90,13 @@ class FakeChild:
         await asyncio.shield(self._starting)
 
     async def _load(self) -> None:
-        self.world.rise(self.name)
+        self.world.rise(self)
         await asyncio.sleep(self.world.load_seconds.get(self.name, 0.005))
         if self._state is ProcessState.STOPPING:
             raise StartError(self.name, "stopped while loading", [])
         if self.name in self.world.failing:
             self._move(ProcessState.FAILED)
-            self.world.fall(self.name, "fail")
+            self.world.fall(self, "fail")
             raise StartError(self.name, "exited with code 1 during load", ["no such file"])
         self._move(ProcessState.READY)
 
@@ -116,13 +116,13 @@ class FakeChild:
         if self._starting is not None and not self._starting.done():
             await asyncio.wait({self._starting})
         await asyncio.sleep(self.world.stop_seconds)
-        self.world.fall(self.name, f"stop reason={reason}")
+        self.world.fall(self, f"stop reason={reason}")
         self._move(ProcessState.STOPPED)
 
     def crash(self) -> None:
         """Exit on its own while READY, as a crash does."""
         self._move(ProcessState.FAILED)
-        self.world.fall(self.name, "crash")
+        self.world.fall(self, "crash")
         self.on_exit(self, 1)
 
     def _move(self, target: ProcessState) -> None:

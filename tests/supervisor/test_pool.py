@@ -166,6 +166,26 @@ async def test_a_reload_draining_a_changed_model_does_not_hold_up_others(
     assert "stop reason=reload a" in world.events
 
 
+async def test_a_reloaded_entry_of_the_same_file_waits_for_its_old_child_to_stop(
+    make: Any, world: World
+) -> None:
+    """Only the defaults changed: the launch key is the same, yet the old child retires with
+    its entry, and the new one must not start beside it."""
+    old = config("a")
+    pool = make(old)
+    a = Holder(pool, "a")
+    await a.leased.wait()
+    new = validate({"models": [{"name": "a", "path": "a.gguf", "parameters": {"top_k": 5}}]})
+    reloading = asyncio.create_task(pool.reload(new, scheduler.plan_reload(old, new)))
+    again = asyncio.create_task(use(pool, "a"))
+    await asyncio.sleep(0.02)
+    assert not again.done(), "the new entry waits for the old child's requests"
+    await a.finish()
+    await asyncio.wait_for(asyncio.gather(reloading, again), 1)
+    assert world.events == ["start a", "stop reason=reload a", "start a"]
+    assert world.most_up == 1
+
+
 async def test_never_unload_has_one_spelling(make: Any) -> None:
     """Bug 5: a ttl of 0 (never) and a keep_alive of -1 (forever) read the same."""
     groups = {"all": {"members": ["by_config", "by_client"], "swap": False}}
