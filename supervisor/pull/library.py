@@ -9,6 +9,7 @@ the load path. The registries' protocols are ``ollama_registry``'s and ``hugging
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from corral.generator import model_source
 from corral.generator.loader import with_source_files
 from corral.generator.model_source import HubFile, HubQuant, OllamaName, Url
 from corral.generator.settings import ModelConfig
+from corral.supervisor.errors import StartFailed
 from corral.supervisor.pull import download, gguf_meta, huggingface, ollama_registry, progress
 from corral.supervisor.pull import sources as url_sources
 
@@ -236,3 +238,12 @@ def _write_sidecar(path: Path, plan: Plan) -> None:
         encoding="utf-8",
     )
     os.replace(tmp, path)
+
+
+async def present(model: ModelConfig, say: Callable[[str], None]) -> ModelConfig:
+    """``ensure_present`` off the event loop, for the service's auto_pull: a failure is a
+    ``StartFailed`` that names the model and the source, as a failed load is."""
+    try:
+        return await asyncio.to_thread(ensure_present, model, say)
+    except ERRORS as exc:
+        raise StartFailed(f"model {model.name!r}: pulling {model.source} failed: {exc}") from exc

@@ -11,7 +11,8 @@ import openai
 import pytest
 from click.testing import CliRunner
 
-from corral.supervisor.cli import cli
+from corral.generator.cli import cli
+from corral.supervisor.cli import main as _registers_commands  # noqa: F401  (pull, lock, search)
 from tests.supervisor.fake_registries import ollama_model
 from tests.supervisor.file_server import FileServer
 from tests.support import CorralServer, demo_model_file

@@ -9,8 +9,7 @@ import openai
 import psutil
 import pytest
 
-from tests.e2e.conftest import demo_model
-from tests.support import CorralServer, pids_gone, wait_until
+from tests.support import CorralServer, demo_model, pids_gone, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from tests.support import demo_model_file
 MIB = 1024**2
 
 
-def check(tmp_path: Path, config: dict[str, object], *flags: str) -> Result:
+def check(tmp_path: Path, config: Mapping[str, object], *flags: str) -> Result:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), **config}), "utf-8")
     runner = CliRunner()

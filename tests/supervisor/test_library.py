@@ -14,7 +14,8 @@ import yaml
 from click.testing import CliRunner, Result
 
 from corral.generator import loader
-from corral.supervisor.cli import cli
+from corral.generator.cli import cli
+from corral.supervisor.cli import main as _registers_commands  # noqa: F401  (pull, lock, search)
 from tests.supervisor.fake_registries import (
     COMMIT,
     hf_repo,
