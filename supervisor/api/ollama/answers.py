@@ -102,6 +102,23 @@ def generate_answer(
     return {**head, **out}
 
 
+def infill_answer(
+    model: str, answer: Mapping[str, Any], clock: Clock, now_ns: int
+) -> dict[str, Any]:
+    """llama-server's own ``/infill`` answer (``content``, ``stop_type``, token counts) as an
+    ``/api/generate`` answer."""
+    stopped = "length" if answer.get("stop_type") == "limit" else "stop"
+    completion = {
+        "choices": [{"text": answer.get("content") or "", "finish_reason": stopped}],
+        "usage": {
+            "prompt_tokens": answer.get("tokens_evaluated") or 0,
+            "completion_tokens": answer.get("tokens_predicted") or 0,
+        },
+        "timings": answer.get("timings") or {},
+    }
+    return generate_answer(model, completion, clock, now_ns)
+
+
 def load_answer(kind: str, model: str, reason: str) -> dict[str, Any]:
     """The answer to a request with nothing to generate: ``done_reason`` load or unload."""
     body: dict[str, Any] = {"model": model, "created_at": now_text()}

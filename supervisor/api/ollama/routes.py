@@ -41,6 +41,7 @@ from corral.supervisor.http import keep_alive
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
 from corral.supervisor.http.proxy import until_disconnect
+from corral.supervisor.runtime import chat_templates
 from corral.supervisor.runtime.entries import Slot
 from corral.supervisor.service import Service
 
@@ -86,6 +87,9 @@ class Call:
         self.slot: Slot = self.svc.pool.resolve(self.name)
         self.keep = keep_alive.take(body)
         self.stream = body.get("stream") is not False  # Ollama streams unless told not to
+        warning = ollama.context_warning(body, self.name, self.slot.config.context_size)
+        if warning is not None:
+            log.warning("%s", warning)
 
     async def open(self, path: str, payload: dict[str, Any]) -> Opened:
         """Lease the model, apply ``keep_alive`` and send ``payload`` to its child."""
@@ -242,6 +246,10 @@ async def chat(request: Request) -> Response:
     if not body.get("messages"):
         return await call.load_only("chat")
     payload = ollama.chat_request(body, call.stream)
+    if payload.get("tools"):
+        refusal = await asyncio.to_thread(chat_templates.tools_refusal, call.slot.config)
+        if refusal is not None:
+            raise BadRequest(f"{call.name} does not support tools: {refusal}")
     return await _answer(call, "chat", "/v1/chat/completions", payload)
 
 
@@ -252,7 +260,22 @@ async def generate(request: Request) -> Response:
     if not body.get("prompt") and not body.get("images"):
         return await call.load_only("generate")
     path, payload = ollama.generate_request(body, call.stream)
+    if path == "/infill":
+        return await _infill(call, payload)
     return await _answer(call, "generate", path, payload)
+
+
+async def _infill(call: Call, payload: dict[str, Any]) -> Response:
+    """A generate with ``suffix``: llama-server's ``/infill``, answered whole (one NDJSON line
+    when a stream was asked for); a model without fill-in-the-middle tokens gets a 400."""
+    header = await asyncio.to_thread(ollama_models.read_header_facts, call.slot.config)
+    if header.info is not None and "insert" not in ollama_models.capabilities(
+        call.slot.config, header
+    ):
+        raise BadRequest(f"{call.name} does not support insert: its GGUF has no FIM tokens")
+    answer, opened = await call.whole("/infill", payload)
+    now = time.monotonic_ns()
+    return call.one(ollama_answers.infill_answer(call.name, answer, opened.clock, now))
 
 
 async def _answer(
@@ -303,7 +326,11 @@ async def embeddings(request: Request) -> Response:
 @ollama_errors
 async def show(request: Request) -> Response:
     slot = Service.of(request).pool.resolve(model_name(await _body(request)))
-    return JSONResponse(ollama_models.show_answer(slot.config, _facts(request, slot.config)))
+    # The first read of a GGUF header takes a moment (0.24 s for Gemma 3's 262k-token
+    # vocabulary): off the event loop, so streams in flight don't stall.
+    header = await asyncio.to_thread(ollama_models.read_header_facts, slot.config)
+    facts = _facts(request, slot.config)
+    return JSONResponse(ollama_models.show_answer(slot.config, facts, header))
 
 
 @ollama_errors
