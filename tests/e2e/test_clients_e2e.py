@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -265,3 +267,42 @@ def test_readme_snippets_run_as_written(server: CorralServer) -> None:
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip(), f"the snippet printed nothing:\n{script}"
+
+
+@pytest.fixture(scope="module")
+def ollama_js() -> Path:
+    """The ollama npm package, installed once into a cache folder outside the checkout."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed for the ollama JS client (Debian: nodejs, npm)")
+    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "corral-ollama-js"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "node_modules" / "ollama").is_dir():
+        done = subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(folder), "ollama@^0.6"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"npm could not install the ollama package: {done.stderr[-500:]}")
+    return folder / "node_modules"
+
+
+def test_ollama_js_client(server: CorralServer, ollama_js: Path) -> None:
+    script = Path(__file__).with_name("ollama_js_client.mjs")
+    done = subprocess.run(
+        ["node", str(script), str(ollama_js), server.url, NAME],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert NAME in got["list"] and NAME in got["ps"]
+    assert got["show"] == {"family": "gemma3", "capabilities": ["completion", "embedding", "tools"]}
+    assert got["chat"]["done"] is True and 0 < got["chat"]["eval_count"] <= 8
+    assert got["generate_pieces"] > 2, "the answer arrived in one piece, not streamed"
+    assert len(got["embed"]) == 2 and got["embed"][0] > 100
+    assert got["tool_calls"], "the model made no tool call"
+    assert all(c["name"] == "get_weather" and "city" in c["arguments"] for c in got["tool_calls"])
+    assert got["unknown"]["status"] == 404 and "not found" in got["unknown"]["message"]
