@@ -17,6 +17,9 @@
       eachSystem = f: lib.genAttrs (import systems) (system: f nixpkgs.legacyPackages.${system});
 
       pyproject = lib.importTOML ./pyproject.toml;
+      # Every Python dependency comes from pyproject.toml through this one mapping.
+      requirements = import ./nixos-module/requirements.nix { inherit lib; };
+      devRequirements = pyproject.project.optional-dependencies.dev;
 
       corralFor =
         pkgs:
@@ -24,7 +27,8 @@
           pname = "corral";
           inherit (pyproject.project) version;
           pyproject = true;
-          # Only what the build and its tests read: a changed README or flake does not rebuild.
+          # Only what the build and its tests read (examples/ too: tests check them against
+          # the schema): a changed flake or module does not rebuild.
           src = lib.cleanSourceWith {
             src = ./.;
             filter =
@@ -39,27 +43,15 @@
                 "generator"
                 "supervisor"
                 "tests"
+                "examples"
               ];
           };
-          build-system = with pkgs.python3Packages; [
-            setuptools
-            wheel
-          ];
-          dependencies = with pkgs.python3Packages; [
-            pydantic
-            jinja2
-            pyyaml
-            click
-            httpx
-            psutil
-            starlette
-            uvicorn
-            aiohttp
-          ];
-          nativeCheckInputs = with pkgs.python3Packages; [
-            pytestCheckHook
-            pytest-asyncio
-          ];
+          build-system = requirements.packages pkgs.python3Packages pyproject.build-system.requires;
+          dependencies = requirements.packages pkgs.python3Packages pyproject.project.dependencies;
+          nativeCheckInputs = [
+            pkgs.python3Packages.pytestCheckHook
+          ]
+          ++ requirements.packages pkgs.python3Packages (requirements.checkOnly devRequirements);
           # The tests that need nothing from outside: no llama-server, no model, no nix.
           enabledTestPaths = [
             "tests/generator"
@@ -164,16 +156,7 @@
           packages = [
             (pkgs.python3.withPackages (
               ps:
-              (corralFor pkgs).dependencies
-              ++ [
-                ps.pytest
-                ps.pytest-asyncio
-                ps.mypy
-                ps.types-pyyaml
-                ps.types-psutil
-                ps.openai
-                ps.ollama
-              ]
+              requirements.packages ps (pyproject.project.dependencies ++ devRequirements)
             ))
             pkgs.ruff
             pkgs.llama-cpp

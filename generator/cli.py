@@ -7,7 +7,9 @@ adds ``serve`` to this same group; this module imports nothing from it.
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -17,10 +19,17 @@ from corral.generator import dump, loader
 from corral.generator.keys import spellings
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config, ModelConfig
-from corral.generator.units import ServiceSettings, render_units
+from corral.generator.units import ACCELERATIONS, ServiceSettings, render_units
 
+#: A problem that starts with a location: a key, then `.`, `[` or `:`.
+_LOCATED = re.compile(r"[A-Za-z_]\w*[.\[:]")
 #: Exit code for a config that failed validation (click uses 2 for usage errors too).
 EXIT_INVALID = 2
+
+#: ``check``'s memory report, handed in by whoever can estimate (the supervisor, through
+#: ``cli(obj={MEMORY_CHECK: ...})``): config and --fit in, (lines to print, problems) out.
+MemoryCheck = Callable[[Config, bool], tuple[list[str], list[str]]]
+MEMORY_CHECK = "memory_check"
 
 
 def fail(exc: ConfigError) -> NoReturn:
@@ -54,13 +63,19 @@ def cli() -> None:
 @click.option("--user", help="Run as this user instead of a DynamicUser.")
 @click.option(
     "--acceleration",
-    type=click.Choice(["cpu", "cuda", "rocm", "vulkan"]),
+    type=click.Choice(ACCELERATIONS),
     help="GPU kind; decides which devices the unit may open.",
 )
 @click.option(
     "--config-path",
     type=click.Path(path_type=Path),
     help="Where config.yaml will live at run time (default: OUT/config.yaml).",
+)
+@click.option(
+    "--locations",
+    "locations_json",
+    help='JSON: a location prefix and what to print for it instead, e.g. {"": "services.corral."}, '
+    "so that errors name the options the settings came from (the NixOS module passes it).",
 )
 def generate(
     settings_file: Path,
@@ -70,9 +85,11 @@ def generate(
     user: str | None,
     acceleration: str | None,
     config_path: Path | None,
+    locations_json: str | None,
 ) -> None:
     """Validate settings and write config.yaml plus hardened systemd unit(s)."""
     source = str(settings_file)
+    locations = _locations(locations_json)
     try:
         raw = loader.read_file(settings_file)
     except ConfigError as exc:
@@ -110,12 +127,12 @@ def generate(
     else:
         problems.append(f"service: must be a mapping, got {service_raw!r}")
     if problems:
-        fail(ConfigError(problems, source))
+        fail(ConfigError(relocate(problems, locations), source))
     try:
         # Rendered before anything is written, so a failure leaves no half-generated folder.
         units = render_units(service, config)
     except ConfigError as exc:
-        fail(exc)
+        fail(ConfigError(relocate(exc.problems, locations), exc.source))
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump.to_yaml(config, settings_file.name), encoding="utf-8")
     written = ["config.yaml"]
@@ -125,14 +142,52 @@ def generate(
     click.echo(f"wrote {', '.join(written)} to {out}")
 
 
+def _locations(text: str | None) -> dict[str, str]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"must be a JSON object, got {text!r}: {exc}") from None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise click.BadParameter(f"must be a JSON object of strings, got {text!r}")
+    return value
+
+
+def relocate(problems: list[str], locations: dict[str, str]) -> list[str]:
+    """Each problem with the longest matching prefix of ``locations`` replaced by its value.
+
+    ``models."a".ttl: …`` with ``{"": "services.corral."}`` reads
+    ``services.corral.models."a".ttl: …``: the option the user wrote, not a key in a file
+    they never saw.
+    """
+    renamed = []
+    for problem in problems:
+        # A problem about no key ("path '…' contains control characters") keeps its words.
+        located = _LOCATED.match(problem) is not None
+        prefixes = [p for p in locations if located and problem.startswith(p)]
+        longest = max(prefixes, key=len, default=None)
+        renamed.append(problem if longest is None else locations[longest] + problem[len(longest) :])
+    return renamed
+
+
 @cli.command()
 @click.argument("config_file", type=click.Path(dir_okay=False, path_type=Path))
-def check(config_file: Path) -> None:
+@click.option(
+    "--fit",
+    is_flag=True,
+    help="Fail when a model, or the persistent models together, exceed a declared budget.",
+)
+@click.pass_context
+def check(ctx: click.Context, config_file: Path, fit: bool) -> None:
     """Validate CONFIG_FILE (with the environment's overrides) and summarise each model."""
     try:
         config = loader.load(config_file)
     except ConfigError as exc:
         fail(exc)
+    memory_check: MemoryCheck | None = (ctx.obj or {}).get(MEMORY_CHECK)
+    if fit and memory_check is None:
+        raise click.UsageError("--fit needs the memory estimator: run it as `corral check`")
     click.echo(
         f"{config_file}: ok, {len(config.models)} model(s), listening on "
         f"{config.host}:{config.port}"
@@ -145,6 +200,12 @@ def check(config_file: Path) -> None:
                 "requests for it will fail until it is downloaded",
                 err=True,
             )
+    if memory_check is not None:
+        lines, problems = memory_check(config, fit)
+        for line in lines:
+            click.echo(line)
+        if problems:
+            fail(ConfigError(problems, str(config_file)))
 
 
 def summary(model: ModelConfig, config: Config) -> str:

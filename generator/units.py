@@ -11,23 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os.path
 import re
 import shlex
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any
 
 import jinja2
 from pydantic import AfterValidator, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from corral.generator.problems import ConfigError, describe
-from corral.generator.settings import Config, _Strict
+from corral.generator.settings import RESTART_KEYS, Config, Strict, is_loopback
 
-Acceleration = Literal["cpu", "cuda", "rocm", "vulkan"]
-ACCELERATIONS: tuple[str, ...] = get_args(Acceleration)
+#: The accelerators, in one list that the NixOS module reads too (its acceleration option's
+#: enum): accelerations.json, shipped beside this file.
+ACCELERATIONS: tuple[str, ...] = tuple(
+    json.loads((Path(__file__).parent / "accelerations.json").read_text(encoding="utf-8"))
+)
 
 #: SupplementaryGroups= when none are declared: /dev/kfd and /dev/dri/renderD* are often
 #: group render (mode 0660), /dev/dri/card* group video; NVIDIA's nodes are 0666.
@@ -103,7 +107,7 @@ StateDir = Annotated[str, _matching(_STATE_DIR, "must be a relative path under /
 IpPrefix = Annotated[str, AfterValidator(_ip_prefix)]
 
 
-class ServiceSettings(_Strict):
+class ServiceSettings(Strict):
     """How corral runs as a systemd service: identity, devices and the command line."""
 
     name: UnitName = Field("corral", description="Unit name, without .service.")
@@ -125,8 +129,10 @@ class ServiceSettings(_Strict):
     extra_groups: list[Account] | None = Field(
         None, description="SupplementaryGroups=; unset = render and video for rocm and vulkan."
     )
-    acceleration: Acceleration = Field(
-        "cpu", description="cpu, cuda, rocm or vulkan: decides which devices the unit may open."
+    acceleration: str = Field(
+        "cpu",
+        description="cpu, cuda, rocm or vulkan: decides which devices the unit may open.",
+        json_schema_extra={"enum": list(ACCELERATIONS)},
     )
     environment: dict[EnvName, str] = Field(
         default_factory=dict, description="Extra environment variables for corral."
@@ -190,15 +196,6 @@ class ServiceSettings(_Strict):
         """Declared groups, else the ones the accelerator's device nodes need."""
         groups = GPU_GROUPS[self.acceleration] if self.extra_groups is None else self.extra_groups
         return list(groups)
-
-
-def is_loopback(host: str) -> bool:
-    """True when ``host`` only ever reaches this machine (127.0.0.0/8, ::1, localhost)."""
-    name = host.strip("[]").lower()
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return name == "localhost" or name.endswith(".localhost")
 
 
 def quote_arg(arg: str, *, program: bool = False) -> str:
@@ -271,6 +268,12 @@ def _program_prefix(program: str) -> str:
     return program
 
 
+def restart_triggers(config: Config, host: str, port: str) -> str:
+    """The values of ``RESTART_KEYS`` as one line: the unit changes whenever one of them does."""
+    values = {**config.model_dump(include=set(RESTART_KEYS)), "host": host, "port": port}
+    return " ".join(f"{key}={values[key]}" for key in RESTART_KEYS).replace("%", "%%")
+
+
 def unit_context(service: ServiceSettings, config: Config) -> dict[str, Any]:
     """Everything the template needs, decided here so that the template only formats."""
     # The seed's HOST and PORT variables override config.yaml at run time, so here too.
@@ -294,6 +297,13 @@ def unit_context(service: ServiceSettings, config: Config) -> dict[str, Any]:
         "exec_reload": f"{quote_arg(str(service.kill_bin), program=True)} -HUP $MAINPID",
         "environment": [quote_env(k, v) for k, v in service.environment.items()],
         "groups": service.supplementary_groups,
+        "restart_triggers": restart_triggers(config, host, port),
+        # %S is the specifier of /var/lib (quote_env would make it literal); state_directory
+        # holds no characters that need quoting.
+        "cache_environment": [
+            f"CUDA_CACHE_PATH=%S/{service.state_directory}/cache/cuda",
+            f"MESA_SHADER_CACHE_DIR=%S/{service.state_directory}/cache/mesa",
+        ],
         "gpu": service.acceleration != "cpu",
         "private_devices": service.acceleration == "cpu" and not service.device_allow,
         "protect_home": "tmpfs" if in_home else "yes",

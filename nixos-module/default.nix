@@ -2,9 +2,10 @@
 #
 # Owns the wiring: the generated unit(s) installed through `systemd.packages`, config.yaml
 # at a stable path in /etc, a reload (not a restart) when only the config changed, the API
-# key credential, the service user, the firewall, and the assertions that need nothing but
-# the options. It declares no options itself (options.nix) and re-implements none of the
-# generator's validation or rendering (`corral generate` does both at build time).
+# key credential, the user and group it owns (`corral`), the firewall, and the assertions
+# and warnings that need nothing but the options. It declares no options itself
+# (options.nix) and re-implements none of the generator's validation or rendering
+# (`corral generate` does both at build time).
 {
   config,
   lib,
@@ -16,9 +17,24 @@ let
   unitName = cfg.generatorInput.service.name;
   configFile = "${cfg.generated}/config.yaml";
 
+  # A preset (`from`) takes its base's file; a `cmd` in settings runs something else.
   modelsWithoutPath = lib.filterAttrs (
-    name: model: model.path == null && (cfg.settings.models.${name}.cmd or null) == null
+    name: model:
+    model.path == null
+    && model.from == null
+    && model.source == null
+    && (cfg.settings.models.${name}.cmd or null) == null
   ) cfg.models;
+
+  # For the warnings only; the unit's own decision is the generator's (is_loopback).
+  host = cfg.environment.HOST or cfg.host;
+  bare = lib.toLower (lib.removePrefix "[" (lib.removeSuffix "]" host));
+  loopback =
+    bare == "localhost" || lib.hasSuffix ".localhost" bare || lib.hasPrefix "127." bare || bare == "::1";
+  hasKeys = cfg.apiKeyFile != null || (cfg.settings.apiKeys or cfg.settings.api_keys or [ ]) != [ ];
+  nvidiaDriver =
+    builtins.elem "nvidia" (config.services.xserver.videoDrivers or [ ])
+    || (config.hardware.nvidia.datacenter.enable or false);
 in
 {
   imports = [ ./options.nix ];
@@ -36,13 +52,20 @@ in
         }
       ];
 
+    warnings =
+      lib.optional (!loopback && !hasKeys) ''services.corral.host: is ${builtins.toJSON host}, beyond loopback, and no API key is set: every client on the networks that services.corral.ipAddressAllow admits can use the models and the GPU; set services.corral.apiKeyFile''
+      ++ lib.optional (cfg.openFirewall && loopback) ''services.corral.openFirewall: opens port ${toString cfg.port}, but services.corral.host is ${builtins.toJSON host} (loopback), so nothing from outside can connect; set services.corral.host = "0.0.0.0" or leave openFirewall false''
+      ++ lib.optional (cfg.acceleration == "cuda" && !nvidiaDriver) ''services.corral.acceleration: is "cuda", but no NVIDIA driver is configured (services.xserver.videoDrivers has no "nvidia", hardware.nvidia.datacenter.enable is not set): llama.cpp will find no GPU and run on the CPU; add services.xserver.videoDrivers = [ "nvidia" ] (also on a machine without X)'';
+
     # The generator renders the unit; NixOS adds a drop-in for what follows.
     systemd.packages = [ cfg.generated ];
     systemd.services.${unitName} = {
       wantedBy = [ "multi-user.target" ];
       # The unit reads config.yaml from /etc, so a change of models alone leaves the unit
       # file as it was: switch-to-configuration then reloads (ExecReload: SIGHUP) and the
-      # loaded models keep running, instead of restarting and dropping them.
+      # loaded models keep running, instead of restarting and dropping them. What a reload
+      # cannot apply (host, port, limits) is in the unit's X-Restart-Triggers= line, which
+      # the generator writes, so a change of those changes the unit and restarts it.
       reloadTriggers = [ configFile ];
       serviceConfig.LoadCredential = lib.mkIf (cfg.apiKeyFile != null) [
         "api-keys:${cfg.apiKeyFile}"
@@ -54,14 +77,18 @@ in
     # `corral check` and `corral generate` for the administrator.
     environment.systemPackages = [ cfg.package ];
 
-    users.users = lib.mkIf (cfg.user == "corral") {
-      corral = {
+    # The name this module owns, created as services.ollama creates its own; any other user
+    # is the administrator's (a normal user's primary group is `users`, not its name).
+    users.users = lib.mkIf (cfg.user == layout.account) {
+      ${layout.account} = {
         isSystemUser = true;
-        group = if cfg.group == null then "corral" else cfg.group;
+        group = cfg.generatorInput.service.group;
         description = "corral model server";
       };
     };
-    users.groups = lib.mkIf (cfg.group == "corral") { corral = { }; };
+    users.groups = lib.mkIf (cfg.generatorInput.service.group or null == layout.account) {
+      ${layout.account} = { };
+    };
 
     networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [ cfg.port ];
   };

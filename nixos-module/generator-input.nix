@@ -18,11 +18,17 @@ let
   # settings.service.name may rename the unit; the credential directory follows it.
   unitName = cfg.settings.service.name or layout.unitName;
 
+  lock = import ./lock.nix {
+    inherit lib pkgs;
+    inherit (cfg) lockFile;
+  };
+
   model =
-    m:
-    dropEmpty (dropNulls {
+    name: m:
+    dropEmpty (dropNulls ({
       inherit (m)
         from
+        source
         path
         contextSize
         gpuLayers
@@ -34,10 +40,11 @@ let
         parameters
         systemPrompt
         group
+        memory
         preload
         unlisted
         ;
-    });
+    } // lib.optionalAttrs (m.source != null && m.path == null) (lock.model name m)));
 
   group = g: {
     inherit (g)
@@ -55,12 +62,20 @@ let
       modelsPath
       defaultTTL
       healthTimeout
+      memoryMargin
+      maxSwapWait
       ;
+    # A device without a declared budget is detected at start: the generator never sees it.
+    devices =
+      let
+        declared = lib.filterAttrs (_: device: device.memory != null) cfg.devices;
+      in
+      if declared == { } then null else declared;
     llamaServer = lib.getExe' cfg.llamaCpp.finalPackage "llama-server";
     # The file itself reaches the service as a systemd credential (see default.nix).
     apiKeyFile =
       if cfg.apiKeyFile == null then null else "/run/credentials/${unitName}.service/api-keys";
-    models = lib.mapAttrs (_: model) cfg.models;
+    models = lib.mapAttrs model cfg.models;
     groups = lib.mapAttrs (_: group) cfg.groups;
     service = dropNulls {
       name = unitName;
@@ -70,11 +85,20 @@ let
       killBin = "${pkgs.coreutils}/bin/kill";
       inherit (cfg)
         user
-        group
         extraGroups
         acceleration
         environment
+        ipAddressAllow
         ;
+      # No Group= unless one was chosen or the module creates it (default.nix): a normal
+      # user's primary group is `users`, and Group=alice would fail with 216/GROUP.
+      group =
+        if cfg.group != null then
+          cfg.group
+        else if cfg.user == layout.account then
+          layout.account
+        else
+          null;
       stateDirectory = "corral";
     };
   };

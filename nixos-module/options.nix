@@ -42,15 +42,11 @@ in
     llamaCpp.finalPackage = mkOption {
       type = types.package;
       readOnly = true;
-      default =
-        if cfg.acceleration == null then
-          cfg.llamaCpp.package
-        else
-          cfg.llamaCpp.package.override {
-            cudaSupport = cfg.acceleration == "cuda";
-            rocmSupport = cfg.acceleration == "rocm";
-            vulkanSupport = cfg.acceleration == "vulkan";
-          };
+      default = import ./llama-cpp.nix {
+        inherit lib;
+        inherit (cfg) acceleration;
+        package = cfg.llamaCpp.package;
+      };
       defaultText = literalExpression ''
         config.services.corral.llamaCpp.package.override {
           cudaSupport = config.services.corral.acceleration == "cuda";
@@ -59,28 +55,43 @@ in
         }
       '';
       example = literalExpression "pkgs.llama-cpp.override { cudaSupport = true; }";
-      description = "The llama.cpp that corral runs (read-only): the package with acceleration applied.";
+      description = ''
+        The llama.cpp that corral runs (read-only): the package with
+        {option}`services.corral.acceleration` applied, always, so that the build and the
+        unit's devices agree. A package whose `override` takes other names (llama.cpp's own
+        flake says `useCuda`) fails the evaluation with a message that says how to wrap it.
+      '';
     };
 
     acceleration = mkOption {
-      type = types.nullOr (
-        types.enum [
-          "cpu"
-          "cuda"
-          "rocm"
-          "vulkan"
-        ]
-      );
+      # The one list of accelerators is the generator's (generator/accelerations.json).
+      type = types.nullOr (types.enum (lib.importJSON ../generator/accelerations.json));
       default = null;
+      # null is resolved here, once: the unit's devices and the llama.cpp build both read
+      # the resolved value, so they cannot disagree.
+      apply =
+        value:
+        if value != null then
+          value
+        else if pkgs.config.cudaSupport or false then
+          "cuda"
+        else if pkgs.config.rocmSupport or false then
+          "rocm"
+        else
+          "cpu";
       example = "cuda";
       description = ''
         Which GPU llama.cpp is built for, and which devices the unit may open.
 
-        - `null`: {option}`services.corral.llamaCpp.package` as it is (it follows
-          `nixpkgs.config.cudaSupport` and `rocmSupport`);
+        - `null`: what nixpkgs' llama-cpp follows too: `"cuda"` with
+          `nixpkgs.config.cudaSupport = true`, `"rocm"` with `nixpkgs.config.rocmSupport`,
+          else `"cpu"`;
         - `"cpu"`: no GPU support and no GPU devices;
-        - `"cuda"`, `"rocm"`, `"vulkan"`: the package with `cudaSupport`, `rocmSupport` or
-          `vulkanSupport` set, the same override one would write by hand.
+        - `"cuda"`, `"rocm"`, `"vulkan"`: {option}`services.corral.llamaCpp.package` with
+          `cudaSupport`, `rocmSupport` or `vulkanSupport` set (the same override one would
+          write by hand), and only that GPU's device nodes in the unit.
+
+        Reading the option gives the resolved value, never `null`.
       '';
     };
 
@@ -88,14 +99,39 @@ in
       type = types.str;
       default = "127.0.0.1";
       example = "0.0.0.0";
-      description = "Address corral listens on. Anything but loopback needs {option}`services.corral.apiKeyFile` too.";
+      description = ''
+        Address corral listens on. Anything but loopback should have
+        {option}`services.corral.apiKeyFile` too (the module warns without it). A change
+        restarts the service: a reload cannot move a listening socket.
+      '';
     };
 
     port = mkOption {
       type = types.port;
       default = 11434;
       example = 8080;
-      description = "Port corral listens on; 11434 is Ollama's, so Ollama clients keep working.";
+      description = ''
+        Port corral listens on; 11434 is Ollama's, so Ollama clients keep working. A change
+        restarts the service.
+      '';
+    };
+
+    ipAddressAllow = mkOption {
+      type = types.nullOr (types.listOf types.str);
+      default = null;
+      example = [
+        "192.168.1.0/24"
+        "2001:db8:1234::/64"
+      ];
+      description = ''
+        With a {option}`services.corral.host` beyond loopback: the networks that may connect
+        (the unit's `IPAddressAllow=`, besides localhost). `null`: the local networks, which
+        are 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10 (CGNAT, as Tailscale
+        uses), fc00::/7 (IPv6 unique-local) and link-local. Global IPv6 addresses are not
+        among them: a LAN that gives its clients global IPv6 addresses needs its prefix here
+        (with the IPv4 networks it still wants). `[ "any" ]` admits every address.
+        A loopback host admits localhost only, whatever this says.
+      '';
     };
 
     openFirewall = mkOption {
@@ -131,6 +167,41 @@ in
       description = "Seconds a model may take to load before the request fails. `null`: corral's default, 120.";
     };
 
+    devices = mkOption {
+      type = types.attrsOf (
+        types.submodule {
+          options.memory = mkOption {
+            type = types.nullOr (types.either types.ints.unsigned types.str);
+            default = null;
+            example = "24GiB";
+            description = "Memory corral may fill with models on this device, before `memoryMargin`: bytes, or a size such as `24GiB`, `512MiB` or `24GB` (decimal). `null`: detected when corral starts.";
+          };
+        }
+      );
+      default = { };
+      example = literalExpression ''{ gpu0.memory = "24GiB"; cpu.memory = "28GiB"; }'';
+      description = ''
+        Memory budget per device: `cpu`, `gpu0`, `gpu1`, … (the CUDA index). Models that fit
+        side by side stay loaded together; one that doesn't evicts the least recently used
+        idle models. A device not listed is detected when corral starts (free GPU memory
+        through nvidia-ml-py when installed; MemAvailable for the CPU).
+      '';
+    };
+
+    memoryMargin = mkOption {
+      type = types.nullOr (types.either types.ints.unsigned types.str);
+      default = null;
+      example = "1GiB";
+      description = "Memory kept free on every device, below its budget. `null`: corral's default, 512MiB.";
+    };
+
+    maxSwapWait = mkOption {
+      type = types.nullOr types.number;
+      default = null;
+      example = 30;
+      description = "Seconds a loaded model keeps serving its own waiting requests before a swap to a model that does not fit beside it; `0` swaps at once. `null`: corral's default, 10.";
+    };
+
     models = mkOption {
       type = types.attrsOf (types.submodule entries.model);
       default = { };
@@ -162,6 +233,17 @@ in
       description = "Named groups of models with llama-swap's swap, exclusive and persistent rules.";
     };
 
+    lockFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = literalExpression "./corral.lock.json";
+      description = ''
+        The lock file that `corral lock --config FILE` writes: every model `source` resolved
+        to exact URLs and sha256. Each model with a `source` and no `path` becomes
+        `pkgs.fetchurl { url; hash; }` from it; a source missing from it fails evaluation.
+      '';
+    };
+
     apiKeyFile = mkOption {
       type = types.nullOr types.path;
       default = null;
@@ -179,17 +261,23 @@ in
       default = null;
       example = "corral";
       description = ''
-        User to run as. `null`: a [`DynamicUser`](https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html#DynamicUser=).
-        A user named `corral` is created; any other must already exist.
+        User to run as. `null`: a [`DynamicUser`](https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html#DynamicUser=),
+        whose state lives in /var/lib/private/corral. The user `corral` (with its group
+        `corral`) is created by this module, as services.ollama creates its own; any other
+        user must already exist, for example your own, to read models in your home.
       '';
     };
 
     group = mkOption {
       type = types.nullOr types.str;
-      default = cfg.user;
-      defaultText = literalExpression "config.services.corral.user";
+      default = null;
       example = "corral";
-      description = "Group to run as, used only with {option}`services.corral.user`. A group named `corral` is created.";
+      description = ''
+        Primary group to run as, used only with {option}`services.corral.user`. `null`: the
+        user's own primary group (for a normal user on NixOS that is `users`), and no
+        `Group=` in the unit; for the user `corral`, the group `corral`. A group named
+        `corral` is created.
+      '';
     };
 
     extraGroups = mkOption {
@@ -250,7 +338,7 @@ in
     generated = mkOption {
       type = types.package;
       readOnly = true;
-      default = import ./generate.nix { inherit pkgs cfg; };
+      default = import ./generate.nix { inherit pkgs lib cfg; };
       defaultText = literalMD "the output of `corral generate` on {option}`services.corral.generatorInput`";
       example = literalExpression ''"''${config.services.corral.generated}/config.yaml"'';
       description = ''

@@ -17,8 +17,7 @@ from collections.abc import Callable
 
 import uvicorn
 
-from corral.generator.settings import Config
-from corral.generator.units import is_loopback
+from corral.generator.settings import Config, is_loopback
 from corral.supervisor.app import build_app
 from corral.supervisor.service import Service
 

@@ -11,9 +11,14 @@
   # A module: the user's side of the configuration.
   configuration,
   corralBin ? "/bin/false",
+  # nixpkgs' config, e.g. { cudaSupport = true; }.
+  pkgsConfig ? { },
 }:
 let
-  pkgs = import ./stub-pkgs.nix { inherit lib corralBin; };
+  pkgs = import ./stub-pkgs.nix {
+    inherit lib corralBin;
+    config = pkgsConfig;
+  };
   evaluated = lib.evalModules {
     modules = [
       ./stand-ins.nix
@@ -27,6 +32,7 @@ let
 in
 {
   inherit config pkgs;
+  inherit (config) warnings;
   inherit (config.services.corral) generatorInput generated;
   # Every option of services.corral as the manual would show it (forces each description,
   # type, default and example to evaluate).
@@ -44,6 +50,7 @@ in
     loadCredential = service.serviceConfig.LoadCredential or [ ];
     etc = lib.mapAttrs (_: e: e.source) config.environment.etc;
     users = lib.mapAttrs (_: u: { inherit (u) isSystemUser group; }) config.users.users;
+    acceleration = config.services.corral.acceleration;
     groups = lib.attrNames config.users.groups;
     firewall = config.networking.firewall.allowedTCPPorts;
     llamaServer = config.services.corral.generatorInput.llamaServer;

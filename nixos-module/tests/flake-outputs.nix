@@ -15,7 +15,39 @@ let
   stub = import ./stub-pkgs.nix { inherit lib corralBin llamaServerBin; };
   fake = name: stub.stubPackage name "mkdir -p $out/bin";
 
-  # Python packages: any attribute is a fake package, except the functions the flake calls.
+  pyproject = lib.importTOML ../../pyproject.toml;
+  requirements = import ../requirements.nix { inherit lib; };
+
+  # What nixpkgs' python3Packages propagates, where the check below depends on it: uvicorn
+  # carries click and h11, and httptools only in its `standard` extra (not propagated).
+  propagates = {
+    uvicorn = [
+      "click"
+      "h11"
+    ];
+    httpx = [
+      "anyio"
+      "certifi"
+      "httpcore"
+      "idna"
+    ];
+    starlette = [ "anyio" ];
+    pydantic = [
+      "annotated-types"
+      "pydantic-core"
+      "typing-extensions"
+    ];
+  };
+  fakePython =
+    name:
+    fake name
+    // {
+      pname = name;
+      propagatedNames = [ name ] ++ propagates.${name} or [ ];
+    };
+
+  # Python packages: the attributes nixpkgs has that the flake may ask for (a name outside
+  # this list is missing, as it would be in nixpkgs), and the functions the flake calls.
   python3Packages =
     lib.genAttrs [
       "setuptools"
@@ -25,23 +57,50 @@ let
       "pyyaml"
       "click"
       "httpx"
+      "httptools"
       "psutil"
       "starlette"
       "uvicorn"
       "aiohttp"
+      "gguf"
       "pytestCheckHook"
       "pytest"
       "pytest-asyncio"
+      "ruff"
       "mypy"
       "types-pyyaml"
       "types-psutil"
+      "jsonschema"
+      "hypothesis"
       "openai"
       "ollama"
-    ] fake
+    ] fakePython
     // {
       fetchPypi = args: fake "${args.pname}-${args.version}-${args.python}-none-any.whl";
       # The stub corral (which runs corralBin), carrying the recipe for the tests to read.
-      buildPythonApplication = attrs: stub.corral // attrs;
+      # Like nixpkgs' pythonRuntimeDepsCheck, every requirement of pyproject.toml must be
+      # installed by `dependencies` (or what they propagate); otherwise the build fails.
+      buildPythonApplication =
+        attrs:
+        let
+          installed = lib.concatMap (p: p.propagatedNames) attrs.dependencies;
+          missing = lib.filter (
+            r: !(builtins.elem (requirements.normalize (requirements.name r)) installed)
+          ) pyproject.project.dependencies;
+          failed = stub.runCommand "${attrs.pname}-${attrs.version}" { } ''
+            echo "Checking runtime dependencies for ${attrs.pname}-${attrs.version}-py3-none-any.whl" >&2
+            ${lib.concatMapStrings (r: "echo '  - ${r} not installed' >&2
+") missing}
+            exit 1
+          '';
+        in
+        (if missing == [ ] then stub.corral else failed)
+        // attrs
+        // {
+          pythonRuntimeDepsCheck = {
+            inherit missing;
+          };
+        };
     };
 
   pkgs =
@@ -91,6 +150,16 @@ let
         // {
           inherit (test) testScript;
           corral = machine.config.services.corral.generatorInput;
+          # Each specialisation as NixOS builds it: the machine plus its configuration.
+          specialisations = lib.mapAttrs (
+            _: special:
+            (nixosSystem {
+              modules = [
+                test.nodes.machine
+                special.configuration
+              ];
+            }).config.services.corral.generatorInput
+          ) machine.config.specialisation;
         };
     };
 
@@ -103,6 +172,12 @@ let
         virtualisation.cores = lib.mkOption { type = lib.types.int; };
         nixpkgs.hostPlatform = lib.mkOption { type = lib.types.str; };
         system.stateVersion = lib.mkOption { type = lib.types.str; };
+        specialisation = lib.mkOption {
+          default = { };
+          type = lib.types.attrsOf (
+            lib.types.submodule { options.configuration = lib.mkOption { type = lib.types.deferredModule; }; }
+          );
+        };
         systemd.units = lib.mkOption {
           type = lib.types.attrsOf (lib.types.submodule { options.text = lib.mkOption { }; });
         };
@@ -148,6 +223,8 @@ in
   sourceKeeps = lib.genAttrs [
     "pyproject.toml"
     "README.md"
+    "examples/seed.yaml"
+    "generator/accelerations.json"
     "generator/cli.py"
     "generator/templates/corral.service.j2"
     "supervisor/cli.py"
@@ -157,6 +234,33 @@ in
     ".venv/bin/python"
     "models/gemma-3-270m-q4_k_m.gguf"
   ] (relative: src.filter "${toString src.origSrc}/${relative}" "regular");
+  # Which of `files` (paths relative to the checkout) the source filter keeps: the file and
+  # every folder above it, as cleanSourceWith asks (tests/nix/test_package_build.py).
+  kept =
+    files:
+    lib.filter (
+      relative:
+      let
+        parts = lib.splitString "/" relative;
+        folders = builtins.genList (
+          i: lib.concatStringsSep "/" (lib.take (i + 1) parts)
+        ) (builtins.length parts - 1);
+        keeps = path: type: src.filter "${toString src.origSrc}/${path}" type;
+      in
+      lib.all (folder: keeps folder "directory") folders && keeps relative "regular"
+    ) files;
+  # The package's recipe as plain data: attribute names, which are PyPI's normalized names.
+  recipe =
+    let
+      package = outputs.packages.${system}.default;
+      names = map (p: p.pname);
+    in
+    {
+      buildSystem = names package.build-system;
+      dependencies = names package.dependencies;
+      nativeCheckInputs = names package.nativeCheckInputs;
+      inherit (package) enabledTestPaths disabledTestMarks;
+    };
   names = lib.mapAttrs (
     _: value: if lib.isAttrs value && !lib.isDerivation value then lib.attrNames value else null
   ) outputs;

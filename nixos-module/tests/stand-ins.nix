@@ -69,6 +69,9 @@ in
       default = { };
     };
 
+    # Read, not written: the warning for CUDA without an NVIDIA driver.
+    services.xserver.videoDrivers = strings;
+
     networking.firewall.allowedTCPPorts = mkOption {
       type = types.listOf types.port;
       default = [ ];

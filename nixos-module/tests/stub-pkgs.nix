@@ -3,10 +3,14 @@
 #
 # Owns fakes that behave like the real ones where the module depends on it: derivations
 # are real `builtins.derivation`s (so string context, `lib.getExe` and, with `nix-build`,
-# building work), llama-cpp has `.override` and records its flags, and `corral` runs the
-# corral named by `corralBin`. Nothing here is fetched or built until something asks.
+# building work); `config` is nixpkgs' config (cudaSupport, rocmSupport); llama-cpp takes
+# exactly the arguments of nixpkgs' pkgs/by-name/ll/llama-cpp/package.nix, with the same
+# defaults for the GPU flags, and records them; `corral` runs the corral named by
+# `corralBin`. Nothing here is fetched or built until something asks.
 {
   lib,
+  # nixpkgs' `config` (`nixpkgs.config` on NixOS): only the keys the tests set.
+  config ? { },
   # The real corral (for example the dev venv's); builds that run it need `sandbox = false`.
   corralBin ? "/bin/false",
   # A real llama-server for llama-cpp's bin/ (the flake's app test runs it); null: none.
@@ -47,27 +51,60 @@ let
       meta.mainProgram = pname;
     };
 
+  pkgsConfig = {
+    cudaSupport = false;
+    rocmSupport = false;
+  }
+  // config;
+
+  # The arguments of nixpkgs' package.nix (nixos-26.05), in its order. The build inputs'
+  # defaults stand in for what callPackage would pass; an argument outside this list fails
+  # the way it does against nixpkgs: "called with unexpected argument".
   llamaCpp = lib.makeOverridable (
     {
-      cudaSupport ? false,
-      rocmSupport ? false,
+      lib ? null,
+      autoAddDriverRunpath ? null,
+      cmake ? null,
+      fetchFromGitHub ? null,
+      nix-update-script ? null,
+      stdenv ? null,
+      config ? pkgsConfig,
+      cudaSupport ? config.cudaSupport,
+      cudaPackages ? { },
+      rocmSupport ? config.rocmSupport,
+      rocmPackages ? { },
+      openclSupport ? false,
+      clblast ? null,
+      blasSupport ? !(cudaSupport || metalSupport || openclSupport || rocmSupport || vulkanSupport),
+      blas ? null,
+      pkg-config ? null,
+      metalSupport ? false,
       vulkanSupport ? false,
+      rpcSupport ? false,
+      curl ? null,
+      shaderc ? null,
+      vulkan-headers ? null,
+      vulkan-loader ? null,
+      ninja ? null,
+      git ? null,
     }:
     let
-      flags = lib.filter (f: f != "") [
-        (lib.optionalString cudaSupport "cuda")
-        (lib.optionalString rocmSupport "rocm")
-        (lib.optionalString vulkanSupport "vulkan")
+      flags = lib'.filter (f: f != "") [
+        (lib'.optionalString cudaSupport "cuda")
+        (lib'.optionalString rocmSupport "rocm")
+        (lib'.optionalString vulkanSupport "vulkan")
       ];
     in
-    fakePackage (lib.concatStringsSep "-" ([ "llama-cpp" ] ++ flags)) (
+    fakePackage (lib'.concatStringsSep "-" ([ "llama-cpp" ] ++ flags)) (
       "mkdir -p $out/bin\n"
-      + lib.optionalString (llamaServerBin != null) (wrapper "$out/bin/llama-server" llamaServerBin)
+      + lib'.optionalString (llamaServerBin != null) (wrapper "$out/bin/llama-server" llamaServerBin)
     )
     // {
       inherit cudaSupport rocmSupport vulkanSupport;
     }
   ) { };
+  # package.nix's own argument `lib` shadows nixpkgs' lib inside the function above.
+  lib' = lib;
 
   jsonValue =
     let
@@ -97,6 +134,7 @@ let
 in
 {
   inherit writeText;
+  config = pkgsConfig;
   # For harnesses that need more fakes of the same kind (flake-outputs.nix).
   stubPackage = fakePackage;
 
@@ -126,6 +164,15 @@ in
     };
 
   llama-cpp = llamaCpp;
+
+  # Never built here (no network): it keeps what it was asked for, for the tests to read.
+  fetchurl =
+    {
+      url,
+      hash,
+      name ? baseNameOf url,
+    }:
+    shellDerivation name "exit 1" { inherit url hash; };
 
   corral = fakePackage "corral" ("mkdir -p $out/bin\n" + wrapper "$out/bin/corral" corralBin);
 

@@ -1,6 +1,8 @@
 # The NixOS VM test (the flake's `checks.<system>.vm`): a machine with the module and the
-# demo model boots, answers a chat completion through corral, keeps its main process
-# across a reload (SIGHUP), and unloads the model when its TTL runs out.
+# demo model boots, answers a chat completion through corral, scores as the generator's
+# tests promise under `systemd-analyze security` while running, keeps its main process
+# across a reload (SIGHUP), unloads the model when its TTL runs out, and moves to a new
+# port when a configuration with that port is switched to (a restart, not a reload).
 #
 # Owns the end-to-end check of the module on a real NixOS. It needs nixpkgs and KVM, so it
 # runs with `nix flake check`, not in tests/nix.
@@ -12,28 +14,33 @@
 pkgs.testers.runNixOSTest {
   name = "corral";
 
-  nodes.machine = {
-    imports = [ module ];
-    virtualisation.memorySize = 2048;
-    virtualisation.cores = 2;
-    environment.systemPackages = [
-      pkgs.curl
-      pkgs.procps
-    ];
-    services.corral = {
-      enable = true;
-      defaultTTL = 5;
-      models."gemma-3-270m" = {
-        path = demoModel;
-        # The GGUF carries no chat template; without this the answers are garbage.
-        chatTemplate = "gemma";
-        contextSize = 2048;
+  nodes.machine =
+    { lib, ... }:
+    {
+      imports = [ module ];
+      virtualisation.memorySize = 2048;
+      virtualisation.cores = 2;
+      environment.systemPackages = [
+        pkgs.curl
+        pkgs.procps
+      ];
+      services.corral = {
+        enable = true;
+        defaultTTL = 5;
+        models."gemma-3-270m" = {
+          path = demoModel;
+          # The GGUF carries no chat template; without this the answers are garbage.
+          chatTemplate = "gemma";
+          contextSize = 2048;
+        };
       };
+      # The same machine on another port: switching to it must restart corral there.
+      specialisation.port8080.configuration.services.corral.port = lib.mkForce 8080;
     };
-  };
 
   testScript = ''
     import json
+    import re
 
     # pgrep -f matches command lines; the brackets keep it from matching the shell that runs it.
     llama_server = "pgrep -f '[l]lama-server'"
@@ -55,6 +62,12 @@ pkgs.testers.runNixOSTest {
         assert reply["choices"][0]["message"]["content"].strip(), reply
         machine.succeed(llama_server)
 
+    with subtest("systemd-analyze security scores the running unit at most 1.2"):
+        report = machine.succeed("systemd-analyze security --no-pager corral.service")
+        found = re.search(r"Overall exposure level for corral.service: (\d+\.\d)", report)
+        assert found is not None, report
+        assert float(found.group(1)) <= 1.2, report
+
     with subtest("a reload keeps the service's main process"):
         before = machine.succeed("systemctl show --property MainPID --value corral.service")
         machine.succeed("systemctl reload corral.service")
@@ -65,5 +78,13 @@ pkgs.testers.runNixOSTest {
     with subtest("no llama-server is left once the TTL has passed"):
         machine.wait_until_fails(llama_server, timeout=120)
         machine.succeed("systemctl is-active corral.service")
+
+    with subtest("a new port restarts the service on that port"):
+        machine.succeed(
+            "/run/current-system/specialisation/port8080/bin/switch-to-configuration test"
+        )
+        machine.wait_for_open_port(8080)
+        machine.wait_for_closed_port(11434)
+        machine.succeed("curl --fail --silent http://127.0.0.1:8080/health")
   '';
 }

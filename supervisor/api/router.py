@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 from corral.supervisor.errors import BadRequest
 from corral.supervisor.http.json_body import read_json
 from corral.supervisor.runtime.command import build_argv
-from corral.supervisor.runtime.entries import Slot
+from corral.supervisor.runtime.entries import Entry
 from corral.supervisor.runtime.states import ProcessState
 from corral.supervisor.service import Service
 
@@ -30,13 +30,13 @@ _STATUS = {
 }
 
 
-def status(slot: Slot) -> dict[str, object]:
+def status(entry: Entry) -> dict[str, object]:
     """The router's ``status`` object; ``args`` is the running child's command line."""
-    out: dict[str, object] = {"value": _STATUS[slot.state]}
-    port = slot.child.port if slot.child is not None and slot.running() else None
+    out: dict[str, object] = {"value": _STATUS[entry.state]}
+    port = entry.child.port if entry.child is not None and entry.running() else None
     if port is not None:
-        out["args"] = build_argv(slot.config, "llama-server", port)
-    if slot.state is ProcessState.FAILED:
+        out["args"] = build_argv(entry.config, "llama-server", port)
+    if entry.state is ProcessState.FAILED:
         out["failed"] = True
     return out
 
@@ -45,16 +45,16 @@ async def list_models(request: Request) -> JSONResponse:
     svc = Service.of(request)
     data = [
         {
-            "id": slot.name,
+            "id": entry.name,
             "object": "model",
             "owned_by": "corral",
             "created": int(svc.started_at),
-            "aliases": slot.config.aliases,
-            "path": str(slot.config.path) if slot.config.path is not None else None,
-            "status": status(slot),
+            "aliases": entry.config.aliases,
+            "path": str(entry.config.path) if entry.config.path is not None else None,
+            "status": status(entry),
         }
-        for slot in svc.pool.slots.values()
-        if not slot.config.unlisted
+        for entry in svc.pool.entries.values()
+        if not entry.config.unlisted
     ]
     return JSONResponse({"object": "list", "data": data})
 
@@ -70,8 +70,8 @@ async def _model(request: Request) -> str:
 async def load(request: Request) -> JSONResponse:
     """Load now and answer once it is ready (a failed start is the usual 503)."""
     svc = Service.of(request)
-    slot = svc.pool.resolve(await _model(request))
-    async with svc.pool.lease(slot.name):
+    entry = svc.pool.resolve(await _model(request))
+    async with svc.exchange(request, entry.name):
         pass
     return JSONResponse({"success": True})
 
@@ -79,8 +79,8 @@ async def load(request: Request) -> JSONResponse:
 async def unload(request: Request) -> JSONResponse:
     """Unload once its requests finish; a model that is not loaded succeeds as well."""
     svc = Service.of(request)
-    slot = svc.pool.resolve(await _model(request))
-    await svc.pool.unload(slot.name)
+    entry = svc.pool.resolve(await _model(request))
+    await svc.pool.unload(entry.name)
     return JSONResponse({"success": True})
 
 

@@ -26,14 +26,13 @@ import openai
 import pydantic
 import pytest
 
-from tests.e2e.conftest import demo_model
-from tests.support import CorralServer
+from tests.support import CorralServer, demo_model
 
 pytestmark = pytest.mark.e2e
 
 NAME = "gemma-3-270m"
 README = Path(__file__).parents[2] / "README.md"
-WEATHER = {
+WEATHER: Any = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -82,12 +81,12 @@ def api(server: CorralServer) -> Iterator[ollama.Client]:
         yield client
 
 
-def openai_shots() -> list[dict[str, Any]]:
+def openai_shots() -> Any:  # the SDK's TypedDicts, which a dict[str, Any] is not
     """Two weather questions answered by a call each, then the question to answer."""
     messages: list[dict[str, Any]] = []
     for n, (city, weather) in enumerate([("Rome", "sunny"), ("Oslo", "rain")]):
         arguments = json.dumps({"city": city})
-        call = {"id": f"call_{n}", "type": "function"}
+        call: dict[str, Any] = {"id": f"call_{n}", "type": "function"}
         call["function"] = {"name": "get_weather", "arguments": arguments}
         messages += [
             {"role": "user", "content": f"What is the weather in {city}?"},
@@ -100,8 +99,8 @@ def openai_shots() -> list[dict[str, Any]]:
 def test_openai_tool_call_made_by_the_model_and_parsed_by_the_client(oai: openai.OpenAI) -> None:
     answer = oai.chat.completions.create(
         model=NAME,
-        messages=openai_shots(),  # type: ignore[arg-type]
-        tools=[WEATHER],  # type: ignore[list-item]
+        messages=openai_shots(),
+        tools=[WEATHER],
         tool_choice="required",
         parallel_tool_calls=False,
         temperature=0,
@@ -116,10 +115,10 @@ def test_openai_tool_call_made_by_the_model_and_parsed_by_the_client(oai: openai
 def test_ollama_tool_call_and_capabilities(api: ollama.Client) -> None:
     messages: list[dict[str, Any]] = []
     for city, weather in [("Rome", "sunny"), ("Oslo", "rain")]:
-        call = {"function": {"name": "get_weather", "arguments": {"city": city}}}
+        shot = {"function": {"name": "get_weather", "arguments": {"city": city}}}
         messages += [
             {"role": "user", "content": f"What is the weather in {city}?"},
-            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "assistant", "content": "", "tool_calls": [shot]},
             {"role": "tool", "content": weather, "tool_name": "get_weather"},
         ]
     messages.append({"role": "user", "content": "What is the weather in Paris?"})
@@ -140,7 +139,7 @@ def test_tools_refused_for_a_template_without_them(
         oai.chat.completions.create(
             model="gemma-llama3",
             messages=[{"role": "user", "content": "Weather?"}],
-            tools=[WEATHER],  # type: ignore[list-item]
+            tools=[WEATHER],
         )
     with pytest.raises(ollama.ResponseError, match="does not support tools") as caught:
         api.chat("gemma-llama3", messages=[{"role": "user", "content": "x"}], tools=[WEATHER])
@@ -160,16 +159,16 @@ def test_openai_async_stream_retrieve_and_parse(server: CorralServer) -> None:
             assert (await client.models.retrieve(NAME)).id == NAME
             with pytest.raises(openai.NotFoundError):
                 await client.models.retrieve("no-such-model")
-            hello = [{"role": "user", "content": "Say hello."}]
+            hello: Any = [{"role": "user", "content": "Say hello."}]
             whole = await client.chat.completions.create(
                 model=NAME,
-                messages=hello,  # type: ignore[arg-type]
+                messages=hello,
                 max_tokens=8,
             )
             assert whole.choices[0].message.content
             stream = await client.chat.completions.create(
                 model=NAME,
-                messages=hello,  # type: ignore[arg-type]
+                messages=hello,
                 max_tokens=8,
                 stream=True,
             )
@@ -259,14 +258,14 @@ def test_readme_snippets_run_as_written(server: CorralServer) -> None:
     scripts = readme_snippets("python")
     assert len(scripts) >= 2, "the README's openai and ollama examples"
     for script in scripts:
-        done = subprocess.run(
+        ran = subprocess.run(
             [sys.executable, "-c", script.replace("http://127.0.0.1:11434", server.url)],
             capture_output=True,
             text=True,
             timeout=120,
         )
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.strip(), f"the snippet printed nothing:\n{script}"
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.strip(), f"the snippet printed nothing:\n{script}"
 
 
 @pytest.fixture(scope="module")

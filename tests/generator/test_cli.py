@@ -244,3 +244,26 @@ def test_generate_takes_the_config_path_from_the_service_section_in_camel_case(
     )
     assert result.exit_code == 0, result.output
     assert "ExecStart=/bin/false" in (tmp_path / "o2" / "corral.service").read_text()
+
+
+def test_generate_names_the_options_the_settings_came_from(tmp_path: Path) -> None:
+    # What the NixOS module passes (generate.nix): its errors name services.corral options.
+    settings = {
+        "models": {"a": {"path": "a.gguf", "ttl": -5}},
+        "service": {"user": "bad user"},
+    }
+    locations = json.dumps({"": "services.corral.", "service.": "services.corral."})
+    file = write(tmp_path / "settings.json", json.dumps(settings))
+    out = str(tmp_path / "out")
+    result = run("generate", "--settings", str(file), "--out", out, "--locations", locations)
+    assert result.exit_code == EXIT_INVALID
+    lines = result.stderr.splitlines()
+    assert '  services.corral.models."a".ttl: must be >= 0, got -5' in lines
+    assert any(line.startswith("  services.corral.user: ") for line in lines), lines
+
+
+def test_the_acceleration_flag_offers_the_one_list() -> None:
+    from corral.generator.units import ACCELERATIONS
+
+    option = next(p for p in cli.commands["generate"].params if p.name == "acceleration")
+    assert list(option.type.choices) == list(ACCELERATIONS)  # type: ignore[attr-defined]

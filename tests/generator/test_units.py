@@ -7,6 +7,7 @@ the tool is missing; they are the ones that say the unit loads and how exposed i
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,12 +20,18 @@ import pytest
 
 from corral.generator.loader import validate
 from corral.generator.problems import ConfigError
-from corral.generator.units import ServiceSettings, quote_arg, quote_env, quote_path, render_units
+from corral.generator.units import (
+    ACCELERATIONS,
+    ServiceSettings,
+    quote_arg,
+    quote_env,
+    quote_path,
+    render_units,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
-ACCELERATIONS = ["cpu", "cuda", "rocm", "vulkan"]
 SEED_MODELS = "/home/basnijholt/.cache/llama-swap/models"
 #: The exposure the task sets for every accelerator (nixpkgs' llama-swap unit scores 1.5).
 MAX_EXPOSURE = 1.2
@@ -295,3 +302,62 @@ def exposure(unit: Path) -> float:
 def test_exposure_is_at_most_1_2(tmp_path: Path, acceleration: str, host: str) -> None:
     # 0.0.0.0 as the seed binds it: reachable from the local networks only, by default.
     assert exposure(write_unit(tmp_path, acceleration, host)) <= MAX_EXPOSURE
+
+
+def restart_line(text: str) -> str:
+    return next(line for line in lines(text) if line.startswith("X-Restart-Triggers="))
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ({"port": 11434}, {"port": 8080}),
+        ({"host": "127.0.0.1"}, {"host": "127.0.0.2"}),
+        ({}, {"max_body_bytes": 1024}),
+        ({}, {"max_connections": 8}),
+        ({}, {"client_timeout": 5}),
+    ],
+)
+def test_what_a_reload_cannot_apply_changes_the_unit(
+    before: dict[str, Any], after: dict[str, Any]
+) -> None:
+    # NixOS only reloads a service whose unit is unchanged, and a reload never rebinds.
+    assert restart_line(render(**before)) != restart_line(render(**after))
+
+
+def test_what_a_reload_applies_leaves_the_unit_alone() -> None:
+    model = {"name": "m", "path": "/m.gguf"}
+    assert render(models=[model]) == render(models=[{**model, "context_size": 8192}], default_ttl=5)
+
+
+def test_the_restart_line_reads_the_port_the_service_will_use() -> None:
+    line = restart_line(render({"environment": {"PORT": "9000"}}, port=8080))
+    assert "port=9000" in line.split()
+
+
+@pytest.mark.parametrize("acceleration", ACCELERATIONS)
+def test_gpu_caches_live_in_the_state_directory(acceleration: str) -> None:
+    text = lines(render({"acceleration": acceleration}))
+    caches = [line for line in text if "CACHE" in line]
+    if acceleration == "cpu":
+        assert caches == []
+    else:
+        assert caches == [
+            "Environment=CUDA_CACHE_PATH=%S/corral/cache/cuda "
+            "MESA_SHADER_CACHE_DIR=%S/corral/cache/mesa"
+        ]
+
+
+def test_the_accelerations_are_one_list_shipped_as_json() -> None:
+    shipped = Path(__file__).parents[2] / "generator" / "accelerations.json"
+    assert tuple(json.loads(shipped.read_text(encoding="utf-8"))) == ACCELERATIONS
+    assert ACCELERATIONS == ("cpu", "cuda", "rocm", "vulkan")
+    schema = ServiceSettings.model_json_schema()["properties"]["acceleration"]
+    assert schema["enum"] == list(ACCELERATIONS)
+
+
+def test_is_loopback_lives_with_the_settings() -> None:
+    from corral.generator import settings, units
+
+    assert settings.is_loopback("127.0.0.2") and not settings.is_loopback("0.0.0.0")
+    assert units.is_loopback is settings.is_loopback  # type: ignore[attr-defined]  # one copy

@@ -2,7 +2,9 @@
 
 Owns the one way these tests run Nix (nix-instantiate on nixos-module/tests/eval.nix, the
 harness with stand-in NixOS options and stub pkgs) and the skip reasons when Nix or
-nixpkgs' lib is missing. What is asserted lives in the test files.
+nixpkgs' lib is missing. In CI (``CI=true``) those reasons are failures: CI has
+``../shared`` and installs nix-bin, so a skip there would only hide that nothing ran.
+What is asserted lives in the test files.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -26,16 +28,34 @@ TIMEOUT_S = 120
 NO_NIX = "nix-instantiate is not installed (Debian: apt-get install nix-bin; .ci/run does)"
 NO_LIB = (
     "NIXPKGS_LIB is not set: point it at nixpkgs' lib directory (a checkout of "
-    "nix-community/nixpkgs.lib, see DEVELOPERS.md), e.g. NIXPKGS_LIB=/opt/nixpkgs-lib/lib"
+    "nix-community/nixpkgs.lib, see DEVELOPERS.md), e.g. NIXPKGS_LIB=/opt/nixpkgs-lib/lib; "
+    "scripts/test sets it to ../shared/nix/nixpkgs-lib/lib when that is there"
 )
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip with ``reason``; in CI, fail with it (everything a Nix test needs is there)."""
+    if in_ci():
+        pytest.fail(f"CI=true, so this is a failure, not a skip: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def nix_tool(name: str) -> str:
-    """The path of a Nix command, or skip the test with the reason."""
+    """The path of a Nix command, or skip (in CI: fail) the test with the reason."""
     found = shutil.which(name)
     if found is None:
-        pytest.skip(NO_NIX if name == "nix-instantiate" else f"{name} is not installed")
+        unavailable(NO_NIX if name == "nix-instantiate" else f"{name} is not installed")
     return found
+
+
+def writable_store() -> None:
+    """Skip (in CI: fail) where nix-build cannot add to /nix/store."""
+    if not os.access("/nix/store", os.W_OK):
+        unavailable("building needs a writable /nix/store (root without a daemon, as in CI)")
 
 
 def run_nix(args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -65,6 +85,8 @@ class ModuleEval:
 
     lib: Path
     corral_bin: str = "/bin/false"
+    #: nixpkgs' config as a Nix expression, e.g. ``{ cudaSupport = true; }``.
+    pkgs_config: str = "{ }"
 
     def args(self, configuration: str | Path, attr: str) -> list[str]:
         """The harness's arguments, for nix-instantiate or nix-build."""
@@ -73,6 +95,7 @@ class ModuleEval:
             "--arg", "lib", f"import {self.lib}",
             "--arg", "configuration", str(configuration),
             "--argstr", "corralBin", self.corral_bin,
+            "--arg", "pkgsConfig", self.pkgs_config,
             "-A", attr,
         ]  # fmt: skip
 
@@ -106,7 +129,7 @@ def nixpkgs_lib() -> Path:
     nix_tool("nix-instantiate")
     value = os.environ.get("NIXPKGS_LIB")
     if not value:
-        pytest.skip(NO_LIB)
+        unavailable(NO_LIB)
     path = Path(value)
     if not (path / "default.nix").is_file():
         pytest.fail(f"NIXPKGS_LIB: {path} has no default.nix; it must be nixpkgs' lib directory")

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import re
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.nix.conftest import writable_store
 from tests.support import DEMO_FILE, DEMO_SHA256, REPO, demo_model_file, free_port, wait_until
 
 pytestmark = pytest.mark.nix
@@ -68,6 +70,11 @@ def test_nix_run_starts_the_demo(flake: Any) -> None:
     assert '/config.yaml "$@"' in text
 
 
+def pyproject_names(requirements: list[str]) -> list[str]:
+    """PEP 503 names of requirements, which are nixpkgs' python3Packages attributes too."""
+    return [re.sub(r"[-_.]+", "-", re.match(r"\s*([\w.-]+)", r)[1]).lower() for r in requirements]  # type: ignore[index]
+
+
 def test_the_package_builds_from_pyproject_and_runs_the_offline_tests(flake: Any) -> None:
     recipe = f"outputs.packages.{SYSTEM}.default"
     assert flake(f"{recipe}.pyproject") is True
@@ -75,14 +82,17 @@ def test_the_package_builds_from_pyproject_and_runs_the_offline_tests(flake: Any
     assert flake(f"{recipe}.enabledTestPaths") == ["tests/generator", "tests/supervisor"]
     assert flake(f"{recipe}.disabledTestMarks") == ["e2e"]
     assert flake(f"{recipe}.meta.mainProgram") == "corral"
-    dependencies = {p.split("-", 1)[1] for p in flake(f"{recipe}.dependencies")}
-    assert dependencies == {
-        "pydantic", "jinja2", "pyyaml", "click", "httpx", "psutil", "starlette", "uvicorn",
-        "aiohttp",
-    }  # fmt: skip
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    # Defect 1: every runtime requirement, httptools included, from pyproject.toml.
+    assert flake("recipe.dependencies") == pyproject_names(project["dependencies"])
+    assert flake(f"{recipe}.pythonRuntimeDepsCheck.missing") == []
+    # Defect 2: what the tests import beyond pytest.
+    assert {"pytest-asyncio", "jsonschema", "ollama"} <= set(flake("recipe.nativeCheckInputs"))
     keeps = flake("sourceKeeps")
     assert [p for p, kept in keeps.items() if kept] == [
         "README.md",
+        "examples/seed.yaml",
+        "generator/accelerations.json",
         "generator/cli.py",
         "generator/templates/corral.service.j2",
         "pyproject.toml",
@@ -100,16 +110,20 @@ def test_the_vm_machine_serves_the_demo_model_with_its_template(flake: Any) -> N
     script = flake(f"outputs.checks.{SYSTEM}.vm.testScript")
     assert "/v1/chat/completions" in script
     assert "machine.wait_until_fails(llama_server" in script
+    assert "systemd-analyze security --no-pager corral.service" in script
+    # Defect 6, on a real NixOS: the specialisation with another port is switched to.
+    assert flake(f"outputs.checks.{SYSTEM}.vm.specialisations.port8080.port") == 8080
+    assert "switch-to-configuration test" in script
+    assert "wait_for_open_port(8080)" in script
 
 
 @pytest.fixture
 def demo_model_in_store(nix: Any) -> str:
     """The demo model added to the store where packages.demo-model's fixed output lands."""
-    if not os.access("/nix/store", os.W_OK):
-        pytest.skip("building needs a writable /nix/store (root without a daemon, as in CI)")
+    writable_store()
     model = demo_model_file()
     expected = nix.run("nix-store", "--print-fixed-path", "sha256", DEMO_SHA256, DEMO_FILE)
-    path = expected.stdout.strip()
+    path: str = expected.stdout.strip()
     if not Path(path).exists():
         assert hashlib.sha256(model.read_bytes()).hexdigest() == DEMO_SHA256
         added = nix.run("nix-store", "--add-fixed", "sha256", str(model))

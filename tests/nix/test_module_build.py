@@ -8,11 +8,12 @@ pkgs' runCommand stands in for stdenv's; the corral it runs is the real one.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.nix.conftest import writable_store
 
 pytestmark = pytest.mark.nix
 
@@ -22,8 +23,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 @pytest.fixture
 def build(nix: Any, module: Any, corral_bin: Path) -> Any:
     """nix-build an attribute of the harness; returns the finished process."""
-    if not os.access("/nix/store", os.W_OK):
-        pytest.skip("building needs a writable /nix/store (root without a daemon, as in CI)")
+    writable_store()
 
     def run(configuration: str | Path, attr: str = "generated") -> Any:
         real = type(module)(module.lib, str(corral_bin))
@@ -59,3 +59,11 @@ def test_an_alias_clash_fails_the_build_with_the_generators_message(build: Any) 
     assert done.returncode != 0
     assert "aliases: alias 'b' is already the name or an alias of" in done.stderr
     assert "corral-generated.drv' failed" in done.stderr
+
+
+def test_a_build_error_names_the_nix_option(build: Any) -> None:
+    done = build(
+        '{ services.corral = { enable = true; models.a = { path = "/m/a.gguf"; ttl = -5; }; }; }'
+    )
+    assert done.returncode != 0
+    assert 'services.corral.models."a".ttl: must be >= 0, got -5' in done.stderr

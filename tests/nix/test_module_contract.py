@@ -23,8 +23,11 @@ CONFIG_PATH = "/etc/corral/config.yaml"
 
 
 def generate(module: Any, fixture: str, out: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """generatorInput of ``fixture``, and the config.yaml and unit `corral generate` makes."""
-    given = module.value(FIXTURES / fixture, "generatorInput")
+    """generatorInput of ``fixture`` (a file in fixtures/, or a module as Nix text), and the
+    config.yaml and unit `corral generate` makes of it."""
+    configuration = FIXTURES / fixture if fixture.endswith(".nix") else fixture
+    given = module.value(configuration, "generatorInput")
+    out.mkdir(parents=True, exist_ok=True)
     settings = out / "settings.json"
     settings.write_text(json.dumps(given), encoding="utf-8")
     done = subprocess.run(
@@ -60,6 +63,13 @@ def test_every_option_reaches_config_yaml_under_its_own_key(real: Any, tmp_path:
         },
         "api_keys": ["inline-key"],
         "api_key_file": "/run/credentials/corral.service/api-keys",
+        "max_body_bytes": 32 * 1024 * 1024,
+        "max_connections": 1024,
+        "client_timeout": 60.0,
+        "auto_pull": False,
+        "devices": {"gpu0": {"memory": 24 * 1024**3}, "cpu": {"memory": 16 * 1024**3}},
+        "memory_margin": 1024**3,
+        "max_swap_wait": 30.0,
         "models": [
             {
                 "name": "coder",
@@ -73,6 +83,7 @@ def test_every_option_reaches_config_yaml_under_its_own_key(real: Any, tmp_path:
                 "chat_template": "chatml",
                 "parameters": {"temperature": 0.25, "top_k": 40},
                 "system_prompt": "Answer in code.",
+                "memory": 6 * 1024**3,
                 "preload": True,
                 "unlisted": False,
                 "concurrency": 2,
@@ -129,3 +140,47 @@ def test_the_seed_users_six_models_generate(real: Any, tmp_path: Path) -> None:
     assert "SupplementaryGroups=video render" in lines
     assert "DeviceAllow=/dev/nvidiactl rw" in lines  # acceleration = "cuda"
     assert given["service"]["acceleration"] == "cuda"
+
+
+def unit_of(real: Any, options: str, tmp_path: Path, name: str) -> list[str]:
+    configuration = f"{{ services.corral = {{ enable = true; {options} }}; }}"
+    return generate(real, configuration, tmp_path / name)[2].splitlines()
+
+
+def test_null_acceleration_with_cuda_in_nixpkgs_config_renders_a_cuda_unit(
+    real: Any, tmp_path: Path
+) -> None:
+    # Defect 3: a CPU unit (PrivateDevices=yes) would hide the GPU from the CUDA build.
+    cuda = type(real)(real.lib, real.corral_bin, pkgs_config="{ cudaSupport = true; }")
+    _, config, unit = generate(cuda, "{ services.corral.enable = true; }", tmp_path)
+    lines = unit.splitlines()
+    assert config["llama_server"].endswith("-llama-cpp-cuda/bin/llama-server")
+    assert "PrivateDevices=yes" not in lines
+    assert "DeviceAllow=/dev/nvidiactl rw" in lines
+
+
+def test_a_normal_user_gets_no_group_line(real: Any, tmp_path: Path) -> None:
+    # Defect 5: Group=alice fails with 216/GROUP where alice's primary group is users.
+    lines = unit_of(real, 'user = "alice";', tmp_path, "alice")
+    assert "User=alice" in lines
+    assert not [line for line in lines if line.startswith("Group=")]
+
+
+def test_a_new_port_or_host_changes_the_unit(real: Any, tmp_path: Path) -> None:
+    # Defect 6: an unchanged unit is only reloaded, and a reload never rebinds.
+    def significant(lines: list[str]) -> list[str]:
+        return [line for line in lines if line and not line.startswith("#")]
+
+    base = significant(unit_of(real, "port = 11434;", tmp_path, "a"))
+    assert base != significant(unit_of(real, "port = 8080;", tmp_path, "b"))
+    assert base != significant(unit_of(real, 'host = "127.0.0.2";', tmp_path, "c"))
+    limits = "settings.maxConnections = 8; port = 11434;"
+    assert base != significant(unit_of(real, limits, tmp_path, "d"))
+    models = 'port = 11434; models.m.path = "/m.gguf";'
+    assert base == significant(unit_of(real, models, tmp_path, "e"))
+
+
+def test_a_global_ipv6_prefix_can_be_admitted(real: Any, tmp_path: Path) -> None:
+    options = 'host = "::"; ipAddressAllow = [ "192.168.1.0/24" "2001:db8:1234::/64" ];'
+    lines = unit_of(real, options, tmp_path, "v6")
+    assert "IPAddressAllow=localhost 192.168.1.0/24 2001:db8:1234::/64" in lines

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from corral.generator.units import ACCELERATIONS
+
 pytestmark = pytest.mark.nix
 
 ONE_MODEL = '{ services.corral = { enable = true; models."qwen2.5-coder:3b".path = "q.gguf"; }; }'
@@ -34,7 +36,8 @@ def test_a_mistyped_value_names_the_option_path(module: Any) -> None:
 def test_an_unknown_acceleration_lists_the_allowed_ones(module: Any) -> None:
     message = module.error(corral('acceleration = "metal";'))
     assert "services.corral.acceleration" in message
-    assert '"cpu", "cuda", "rocm", "vulkan"' in message
+    # The enum is the generator's one list (generator/accelerations.json).
+    assert ", ".join(f'"{a}"' for a in ACCELERATIONS) in message
 
 
 def test_an_unknown_model_option_is_an_error(module: Any) -> None:
@@ -60,9 +63,12 @@ def test_unset_options_are_left_out_of_the_generator_input(module: Any) -> None:
     assert set(given) == {"host", "port", "llamaServer", "models", "groups", "service"}
     assert "contextSize" not in given["models"]["qwen2.5-coder:3b"]
     assert given["service"]["name"] == "corral"
-    assert "acceleration" not in given["service"]
+    # null is resolved, never dropped: the generator would render a CPU unit.
+    assert given["service"]["acceleration"] == "cpu"
     assert "extraGroups" not in given["service"]
     assert "user" not in given["service"]
+    assert "group" not in given["service"]
+    assert "ipAddressAllow" not in given["service"]
 
 
 def test_a_derivation_or_a_path_becomes_a_string_without_copying(module: Any) -> None:
@@ -83,7 +89,7 @@ def test_a_derivation_or_a_path_becomes_a_string_without_copying(module: Any) ->
 @pytest.mark.parametrize(
     ("acceleration", "package", "flags"),
     [
-        ("null", "llama-cpp", {}),
+        ("null", "llama-cpp", {"cudaSupport": False, "rocmSupport": False}),
         ('"cpu"', "llama-cpp", {"cudaSupport": False, "rocmSupport": False}),
         ('"cuda"', "llama-cpp-cuda", {"cudaSupport": True, "rocmSupport": False}),
         ('"rocm"', "llama-cpp-rocm", {"rocmSupport": True, "vulkanSupport": False}),
@@ -196,3 +202,126 @@ def test_a_preset_hands_over_from_and_not_its_empty_defaults(module: Any) -> Non
     given = module.value(config, "generatorInput")["models"]["pirate"]
     # An empty extraArgs would override the base's and cost the shared llama-server.
     assert given == {"from": "base", "systemPrompt": "Arr.", "preload": False, "unlisted": False}
+
+
+# Defect 3: the default acceleration follows nixpkgs' config, for the unit and the build.
+@pytest.mark.parametrize(
+    ("pkgs_config", "acceleration", "package"),
+    [
+        ("{ }", "cpu", "llama-cpp"),
+        ("{ cudaSupport = true; }", "cuda", "llama-cpp-cuda"),
+        ("{ rocmSupport = true; }", "rocm", "llama-cpp-rocm"),
+    ],
+)
+def test_null_acceleration_follows_nixpkgs_config(
+    module: Any, pkgs_config: str, acceleration: str, package: str
+) -> None:
+    configured = type(module)(module.lib, pkgs_config=pkgs_config)
+    given = configured.value(ONE_MODEL, "generatorInput")
+    assert given["service"]["acceleration"] == acceleration
+    assert given["llamaServer"].endswith(f"-{package}/bin/llama-server")
+
+
+def test_an_explicit_acceleration_wins_over_nixpkgs_config(module: Any) -> None:
+    configured = type(module)(module.lib, pkgs_config="{ cudaSupport = true; }")
+    given = configured.value(corral('acceleration = "cpu";'), "generatorInput")
+    assert given["service"]["acceleration"] == "cpu"
+    assert given["llamaServer"].endswith("-llama-cpp/bin/llama-server")
+
+
+def test_the_stand_in_llama_cpp_takes_only_nixpkgs_arguments(module: Any) -> None:
+    message = module.error(
+        "{ pkgs, ... }: { services.corral = { enable = true;"
+        " llamaCpp.package = pkgs.llama-cpp.override { useCuda = true; }; }; }"
+    )
+    assert "unexpected argument 'useCuda'" in message
+
+
+def test_a_llama_cpp_without_cuda_support_says_what_to_set(module: Any) -> None:
+    # llama.cpp's own flake: its override says useCuda, not cudaSupport.
+    message = module.error(
+        '{ pkgs, lib, ... }: { services.corral = { enable = true; acceleration = "cuda";'
+        " llamaCpp.package = lib.makeOverridable ({ useCuda ? false, useRocm ? false }:"
+        ' pkgs.writeText "llama-cpp-flake" "") { }; }; }'
+    )
+    assert "services.corral.llamaCpp.package: llama-cpp-flake cannot be built" in message
+    assert "its override takes `useCuda`, `useRocm`" in message
+    assert "useCuda = cudaSupport;" in message
+    assert "unexpected argument" not in message
+
+
+# Defect 4: a preset takes its base's file.
+def test_a_preset_needs_no_path(module: Any) -> None:
+    config = corral(
+        'models.base.path = "m.gguf"; models.pirate = { from = "base"; systemPrompt = "Arr."; };'
+    )
+    assert module.value(config, "failedAssertions") == []
+
+
+# Defect 5: no Group= for a user the module does not own.
+def test_a_normal_user_runs_in_its_own_primary_group(module: Any) -> None:
+    config = corral('user = "alice";')
+    service = module.value(config, "generatorInput.service")
+    assert service["user"] == "alice"
+    assert "group" not in service
+    installed = module.value(config, "installed")
+    assert (installed["users"], installed["groups"]) == ({}, [])
+
+
+def test_a_chosen_group_is_kept_and_not_created(module: Any) -> None:
+    config = corral('user = "alice"; group = "media";')
+    assert module.value(config, "generatorInput.service.group") == "media"
+    assert module.value(config, "installed.groups") == []
+
+
+def test_the_user_corral_gets_its_group_corral(module: Any) -> None:
+    config = corral('user = "corral";')
+    assert module.value(config, "generatorInput.service.group") == "corral"
+    assert module.value(config, "installed.groups") == ["corral"]
+
+
+# Also: IPv6 beyond the local networks.
+def test_ip_address_allow_reaches_the_unit_settings(module: Any) -> None:
+    config = corral('host = "::"; ipAddressAllow = [ "192.168.1.0/24" "2001:db8:1234::/64" ];')
+    service = module.value(config, "generatorInput.service")
+    assert service["ipAddressAllow"] == ["192.168.1.0/24", "2001:db8:1234::/64"]
+
+
+# Also: warnings.
+API_KEY = 'apiKeyFile = "/run/secrets/k";'
+
+
+def warnings(module: Any, options: str, pkgs_config: str = "{ }") -> list[str]:
+    configured = type(module)(module.lib, pkgs_config=pkgs_config)
+    found: list[str] = configured.value(corral(options), "warnings")
+    return found
+
+
+def test_the_defaults_warn_of_nothing(module: Any) -> None:
+    assert warnings(module, "") == []
+    assert warnings(module, f'host = "0.0.0.0"; {API_KEY}') == []
+
+
+def test_an_open_host_without_keys_warns(module: Any) -> None:
+    found = warnings(module, 'host = "0.0.0.0";')
+    assert len(found) == 1
+    assert found[0].startswith('services.corral.host: is "0.0.0.0", beyond loopback, and no API')
+    assert warnings(module, 'host = "0.0.0.0"; settings.apiKeys = [ "k" ];') == []
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+def test_open_firewall_on_loopback_warns(module: Any, host: str) -> None:
+    found = warnings(module, f'openFirewall = true; host = "{host}";')
+    assert [w.split(":")[0] for w in found] == ["services.corral.openFirewall"]
+    assert warnings(module, f'openFirewall = true; host = "0.0.0.0"; {API_KEY}') == []
+
+
+def test_cuda_without_an_nvidia_driver_warns(module: Any) -> None:
+    found = warnings(module, 'acceleration = "cuda";')
+    assert [w.split(":")[0] for w in found] == ["services.corral.acceleration"]
+    assert 'services.xserver.videoDrivers = [ "nvidia" ]' in found[0]
+    driver = '{ services.xserver.videoDrivers = [ "nvidia" ]; services.corral.enable = true; }'
+    configured = type(module)(module.lib, pkgs_config="{ cudaSupport = true; }")
+    assert configured.value(driver, "warnings") == []
+    # null acceleration that resolves to CUDA warns the same.
+    assert len(warnings(module, "", pkgs_config="{ cudaSupport = true; }")) == 1

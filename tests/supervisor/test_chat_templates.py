@@ -55,7 +55,7 @@ def test_chatml_renders_the_builtin_turns() -> None:
 
 @pytest.mark.parametrize("name", ["gemma", "chatml"])
 def test_shipped_templates_format_tools_calls_and_results(name: str) -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": "Weather in Rome?"},
         {
             "role": "assistant",
