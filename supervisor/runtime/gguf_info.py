@@ -1,10 +1,10 @@
-"""What a GGUF file says about its model: the metadata in its header, and its size in
-parameters, read once per file version.
+"""What a GGUF file's header holds: its key/value metadata and its tensor table, read once
+per file version. corral's one GGUF header reader.
 
-Owns reading a GGUF header (the key/value metadata and the tensor table) and the per-file
-cache, keyed by path, modification time and size, so that no request reads a 20 GB file
-twice and a replaced file is read again. It does not decide what the metadata means to a
-client (``api.ollama.models``, ``chat_templates``).
+Owns reading a GGUF header and the per-file cache, keyed by path, modification time and
+size, so that no request reads a 20 GB file twice and a replaced file is read again. It
+does not decide what the metadata means: to a client (``api.ollama.models``,
+``chat_templates``) or to memory (``gguf_facts``, a view over this module's ``GGUFInfo``).
 
 The value types, the magic and the file types are the ``gguf`` package's (llama.cpp's own
 Python reader). Its ``GGUFReader`` is not used: it builds a numpy view of every vocabulary
@@ -44,13 +44,25 @@ class GGUFError(ValueError):
 
 
 @dataclass(frozen=True)
+class Tensor:
+    """One entry of the tensor table: its name, shape and ``GGMLQuantizationType`` value."""
+
+    name: str
+    shape: tuple[int, ...]
+    kind: int
+
+
+@dataclass(frozen=True)
 class GGUFInfo:
-    """A GGUF header's metadata. Arrays (the vocabulary, merges, tags) are not kept: their
-    keys map to None in ``metadata`` and their lengths are in ``array_lengths``."""
+    """A GGUF header. Arrays map to None in ``metadata`` and their lengths are in
+    ``array_lengths``; the small ones (per-layer shapes, tags: every array outside
+    ``tokenizer.*``) are kept, decoded, in ``arrays``. The vocabulary is only counted."""
 
     metadata: dict[str, Any]
     parameter_count: int
     array_lengths: dict[str, int] = field(default_factory=dict)
+    arrays: dict[str, list[Any]] = field(default_factory=dict)
+    tensors: tuple[Tensor, ...] = ()
 
     @property
     def architecture(self) -> str:
@@ -99,7 +111,7 @@ def read(path: str | os.PathLike[str]) -> GGUFInfo:
 def _read_header(path: Path) -> GGUFInfo:
     with path.open("rb") as file:
         if os.fstat(file.fileno()).st_size < 24:
-            raise GGUFError(f"{path}: not a GGUF file (shorter than its 24-byte header)")
+            raise GGUFError(f"{path}: not a readable GGUF file (shorter than its 24-byte header)")
         with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
             try:
                 return _Walk(view, path).header()
@@ -116,31 +128,38 @@ class _Walk:
     def header(self) -> GGUFInfo:
         magic, version = self._unpack("<II")
         if magic != GGUF_MAGIC:
-            raise GGUFError(f"{self.path}: not a GGUF file (magic {magic:#010x})")
+            raise GGUFError(f"{self.path}: not a readable GGUF file (magic {magic:#010x})")
         if version not in (2, 3):
             raise GGUFError(f"{self.path}: GGUF version {version}; this reader knows 2 and 3")
         tensor_count, kv_count = self._unpack("<QQ")
         metadata: dict[str, Any] = {}
         lengths: dict[str, int] = {}
+        arrays: dict[str, list[Any]] = {}
         for _ in range(kv_count):
             key = self._string()
             kind = GGUFValueType(self._unpack("<I")[0])
             if kind is GGUFValueType.ARRAY:
-                lengths[key] = self._skip_array()
                 metadata[key] = None
+                if key.startswith("tokenizer."):  # the vocabulary: big, and only counted
+                    lengths[key] = self._skip_array()
+                else:
+                    arrays[key] = self._array()
+                    lengths[key] = len(arrays[key])
             else:
                 metadata[key] = self._value(kind)
+        tensors = []
         parameters = 0
         for _ in range(tensor_count):
-            self._string()  # the tensor's name
+            name = self._string()
             (dims,) = self._unpack("<I")
             shape = self._unpack(f"<{dims}Q")
-            self._unpack("<IQ")  # its type and data offset
+            kind, _offset = self._unpack("<IQ")
+            tensors.append(Tensor(name, shape, kind))
             count = 1
             for extent in shape:
                 count *= extent
             parameters += count
-        return GGUFInfo(metadata, parameters, lengths)
+        return GGUFInfo(metadata, parameters, lengths, arrays, tuple(tensors))
 
     def _unpack(self, fmt: str) -> tuple[Any, ...]:
         values = struct.unpack_from(fmt, self.view, self.at)
@@ -157,6 +176,15 @@ class _Walk:
         if kind is GGUFValueType.STRING:
             return self._string()
         return self._unpack(_SCALARS[kind])[0]
+
+    def _array(self) -> list[Any]:
+        kind_raw, count = self._unpack("<IQ")
+        kind = GGUFValueType(kind_raw)
+        if kind in _SCALARS:
+            return list(self._unpack(f"<{count}{_SCALARS[kind][1]}"))
+        if kind is GGUFValueType.ARRAY:
+            return [self._array() for _ in range(count)]
+        return [self._value(kind) for _ in range(count)]
 
     def _skip_array(self) -> int:
         kind_raw, count = self._unpack("<IQ")

@@ -1,4 +1,5 @@
-"""Reading a GGUF header: metadata, parameter count, the per-file cache, broken files."""
+"""Reading a GGUF header (one reader, one cache): metadata, parameter count, the per-file
+cache, the memory facts as a view over it, broken files."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.supervisor.runtime import gguf_info
+from corral.supervisor.runtime import gguf_facts, gguf_info
 from tests.gguf_files import write_gguf
 
 
@@ -41,7 +42,7 @@ def test_read_once_per_file_version(tmp_path: Path) -> None:
 def test_not_a_gguf_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "notes.gguf"
     path.write_bytes(b"this is not a model, just some text of some length")
-    with pytest.raises(gguf_info.GGUFError, match=r"notes\.gguf: not a GGUF file \(magic"):
+    with pytest.raises(gguf_info.GGUFError, match=r"notes\.gguf: not a readable GGUF file \(magic"):
         gguf_info.read(path)
 
 
@@ -56,3 +57,31 @@ def test_truncated_header_names_the_file(tmp_path: Path) -> None:
 def test_missing_file_is_an_os_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         gguf_info.read(tmp_path / "absent.gguf")
+
+
+def test_memory_facts_are_a_view_over_the_one_cached_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_gguf(tmp_path / "shared.gguf", arch="qwen2")
+    reads: list[Path] = []
+    real = gguf_info._read_header
+
+    def counted(at: Path) -> gguf_info.GGUFInfo:
+        reads.append(at)
+        return real(at)
+
+    monkeypatch.setattr(gguf_info, "_read_header", counted)
+    facts = gguf_facts.read(path)
+    info = gguf_info.read(path)  # /api/show's and the templates' read: the same entry
+    assert gguf_facts.read(path) == facts
+    assert reads == [path]
+    assert facts.architecture == info.architecture == "qwen2"
+    assert facts.vocab_size == info.array_lengths["tokenizer.ggml.tokens"] == 1000
+    assert [name for name, _ in facts.tensors] == [t.name for t in info.tensors]
+
+
+def test_memory_facts_of_a_missing_file_are_a_gguf_error(tmp_path: Path) -> None:
+    # fit.py catches GGUFError only: a missing file must not escape as an OSError there.
+    with pytest.raises(gguf_facts.GGUFError, match=r"absent\.gguf: not a readable GGUF file"):
+        gguf_facts.read(tmp_path / "absent.gguf")
+    assert gguf_facts.GGUFError is gguf_info.GGUFError
