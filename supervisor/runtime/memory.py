@@ -3,7 +3,7 @@
 Owns the arithmetic: the tensors (from the GGUF header, placed on the GPU or the CPU the
 way llama.cpp places them for ``-ngl``), the KV cache (context, parallel slots, sliding
 windows, cache types), the output and compute buffers; and the choice between a declared,
-a measured and an estimated figure. Pure: it reads no file (``gguf_facts`` gives the header, and
+a measured and an estimated figure. Pure: it reads no file (``gguf_facts`` does, and
 ``learned`` keeps the measurements) and detects no device (``devices`` does).
 
 The formulas follow llama.cpp's allocation (src/llama-kv-cache-iswa.cpp, llama-context.cpp)
