@@ -6,7 +6,8 @@ Owns reading a request's JSON (400 when it is not an object with a ``model``), r
 ``tools`` for a model whose template cannot format them (400, before anything loads),
 applying the model's defaults and a client's ``keep_alive`` (an extra field, as on Ollama's
 API, removed before forwarding), and sending the request down the service's one exchange
-path. It does not start or stop anything itself (``runtime.pool``).
+path, with the answer's ``model`` rewritten to the name the client asked for. It does not
+start or stop anything itself (``runtime.pool``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from corral.supervisor.errors import BadRequest, UnknownModel
 from corral.supervisor.http import keep_alive
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
+from corral.supervisor.http.model_field import ModelField
 from corral.supervisor.runtime import chat_templates, views
 from corral.supervisor.runtime.entries import Entry
 from corral.supervisor.service import Service
@@ -70,10 +72,12 @@ async def routed(request: Request) -> Response:
             svc.pool.set_keep_alive(entry, keep)
 
     method, path, headers = request.method, request.url.path, request.headers
+    # The answer names the model as the client did, not as llama-server does (its file path).
+    asked = payload["model"] if isinstance(payload["model"], str) else entry.name
     async with svc.exchange(request, entry.name, on_lease=on_lease) as ex:
         if payload.get("stream") is True:
-            return await ex.stream(method, path, headers, body)
-        return await ex.fetch(method, path, headers, body)
+            return await ex.stream(method, path, headers, body, ModelField(asked))
+        return await ex.fetch(method, path, headers, body, ModelField(asked))
 
 
 def model_entry(svc: Service, entry: Entry) -> dict[str, object]:
