@@ -57,7 +57,10 @@ def server(
         "models": [
             # As examples/demo.yaml, plus embeddings (mean pooling) for the ollama clients.
             demo_model(
-                NAME, args=["--embeddings", "--pooling", "mean"], parameters={"max_tokens": 64}
+                NAME,
+                aliases=["demo"],
+                args=["--embeddings", "--pooling", "mean"],
+                parameters={"max_tokens": 64},
             ),
             # A built-in name corral has no Jinja for: never started, tools refused.
             demo_model("gemma-llama3", chat_template="llama3"),
@@ -110,6 +113,19 @@ def test_openai_tool_call_made_by_the_model_and_parsed_by_the_client(oai: openai
     assert call.type == "function" and call.function.name == "get_weather"
     arguments = json.loads(call.function.arguments)
     assert isinstance(arguments, dict) and isinstance(arguments["city"], str)
+
+
+@pytest.mark.parametrize("asked", [NAME, "demo"])
+def test_openai_answers_name_the_model_as_asked(oai: openai.OpenAI, asked: str) -> None:
+    # llama-server's own answers name its GGUF file; the client reads back what it asked for.
+    hello: Any = [{"role": "user", "content": "Say hello."}]
+    whole = oai.chat.completions.create(model=asked, messages=hello, max_tokens=4)
+    assert whole.model == asked
+    chunks = list(
+        oai.chat.completions.create(model=asked, messages=hello, max_tokens=4, stream=True)
+    )
+    assert len(chunks) > 1 and {c.model for c in chunks} == {asked}
+    assert oai.completions.create(model=asked, prompt="Hi", max_tokens=2).model == asked
 
 
 def test_ollama_tool_call_and_capabilities(api: ollama.Client) -> None:

@@ -266,6 +266,17 @@ def test_generate_stream_uses_response_and_reads_text_chunks() -> None:
     assert objects[-1]["done_reason"] == "length"
 
 
+def test_final_generate_answer_has_no_context() -> None:
+    # Omitted on purpose (see answers.generate_answer): a client must not resend stale ids.
+    text = {"choices": [{"text": "out", "finish_reason": "stop"}], "usage": USAGE}
+    whole = ollama_answers.generate_answer("m", text, CLOCK, 10_000)
+    stream = ollama_stream.Stream("generate", "m", CLOCK)
+    chunk = {"choices": [{"index": 0, "text": "out", "finish_reason": "stop"}]}
+    last = (stream.feed(sse(chunk, b"[DONE]"), 1) + stream.close(2))[-1]
+    assert whole["done"] and last["done"]
+    assert "context" not in whole and "context" not in last
+
+
 def test_stream_assembles_tool_call_fragments_before_done() -> None:
     stream = ollama_stream.Stream("chat", "m", CLOCK)
     first = {"index": 0, "function": {"name": "f", "arguments": '{"x"'}}

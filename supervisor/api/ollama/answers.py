@@ -91,7 +91,15 @@ def chat_answer(model: str, answer: Mapping[str, Any], clock: Clock, now_ns: int
 def generate_answer(
     model: str, answer: Mapping[str, Any], clock: Clock, now_ns: int
 ) -> dict[str, Any]:
-    """A whole chat or text completion answer as an ``/api/generate`` answer."""
+    """A whole chat or text completion answer as an ``/api/generate`` answer.
+
+    Without ``context`` (nor does the stream's last line carry it): Ollama deprecated it,
+    and llama-server's OpenAI answers carry no token ids. Filling it would cost two more
+    requests to the child per answer (the templated prompt through ``/apply-template`` and
+    ``/tokenize``, the reply through ``/tokenize``), and llama-server's prompt cache already
+    reuses a conversation's prefix: send ``messages`` to ``/api/chat`` instead. A client
+    that sends ``context`` back has it ignored.
+    """
     out = chat_answer(model, answer, clock, now_ns)
     message = out.pop("message")
     choice = (answer.get("choices") or [{}])[0]
