@@ -91,6 +91,7 @@
               models."gemma-3-270m" = {
                 path = "${self.packages.${pkgs.stdenv.hostPlatform.system}.demo-model}";
                 chatTemplate = "gemma";
+                parameters.max_tokens = 64; # as examples/demo.yaml: a base model rambles
               };
             }
           );

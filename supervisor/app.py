@@ -19,7 +19,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from corral.supervisor.api import admin, openai
+from corral.supervisor.api import admin, openai, router
 from corral.supervisor.api.ollama import routes as ollama
 from corral.supervisor.errors import ServeError, error_response
 from corral.supervisor.http.auth import RequireKey
@@ -68,7 +68,7 @@ def build_app(service: Service) -> Starlette:
             await service.upstream.close()
 
     app = Starlette(
-        routes=[*openai.routes(), *ollama.routes(), *admin.routes()],
+        routes=[*openai.routes(), *ollama.routes(), *admin.routes(), *router.routes()],
         middleware=[
             Middleware(Limits, config=lambda: service.config),
             Middleware(RequireKey, keys=lambda: service.keys),

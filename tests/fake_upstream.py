@@ -45,6 +45,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--name", default="fake", help="shown in every answer")
+    p.add_argument(
+        "--model-field", help="every answer's `model`, as llama-server's (its file path)"
+    )
     p.add_argument("--load-seconds", type=float, default=0.0, help="503 on /health this long")
     p.add_argument("--crash-during-load", action="store_true", help="exit 3 while loading")
     p.add_argument("--crash-after-seconds", type=float, help="exit 5 this long after ready")
@@ -177,8 +180,12 @@ def _usage(fake: Fake) -> dict[str, int]:
     return {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": n + 3}
 
 
+def _model(fake: Fake, body: dict[str, Any]) -> Any:
+    return fake.args.model_field or body.get("model") or fake.args.name
+
+
 def _head(fake: Fake, body: dict[str, Any], kind: str) -> dict[str, Any]:
-    model = body.get("model") or fake.args.name
+    model = _model(fake, body)
     prefix = "chatcmpl" if kind.startswith("chat") else "cmpl"
     return {"id": f"{prefix}-fake", "object": kind, "created": int(time.time()), "model": model}
 
@@ -233,7 +240,7 @@ def embed_whole(fake: Fake, body: dict[str, Any], text: str) -> dict[str, Any]:
         {"object": "embedding", "index": i, "embedding": _vector(str(item))}
         for i, item in enumerate(items)
     ]
-    return {"object": "list", "model": body.get("model") or fake.args.name, "data": data}
+    return {"object": "list", "model": _model(fake, body), "data": data}
 
 
 def _vector(text: str) -> list[float]:
@@ -249,7 +256,7 @@ def rerank_whole(fake: Fake, body: dict[str, Any], text: str) -> dict[str, Any]:
         for i, d in enumerate(documents)
     ]
     scored.sort(key=lambda r: -float(r["relevance_score"]))
-    return {"object": "list", "model": body.get("model") or fake.args.name, "results": scored}
+    return {"object": "list", "model": _model(fake, body), "results": scored}
 
 
 def responses_whole(fake: Fake, body: dict[str, Any], text: str) -> dict[str, Any]:
@@ -260,7 +267,7 @@ def responses_whole(fake: Fake, body: dict[str, Any], text: str) -> dict[str, An
         "object": "response",
         "created_at": int(time.time()),
         "status": "completed",
-        "model": body.get("model") or fake.args.name,
+        "model": _model(fake, body),
         "output": [{**item, "content": content}],
     }
 

@@ -1,14 +1,18 @@
-"""The OpenAI-compatible routes: requests routed by their ``model``, the model list, and
+"""The OpenAI-compatible routes: requests routed by their ``model`` (Anthropic's
+``/v1/messages`` too, which llama-server serves), the model list and one model, and
 ``/upstream/<model>/<path>`` passthrough.
 
-Owns reading a request's JSON (400 when it is not an object with a ``model``), applying the
-model's defaults and a client's ``keep_alive`` (an extra field, as on Ollama's API, removed
-before forwarding), and sending the request down the service's one exchange path. It does
-not start or stop anything itself (``runtime.pool``).
+Owns reading a request's JSON (400 when it is not an object with a ``model``), refusing
+``tools`` for a model whose template cannot format them (400, before anything loads),
+applying the model's defaults and a client's ``keep_alive`` (an extra field, as on Ollama's
+API, removed before forwarding), and sending the request down the service's one exchange
+path, with the answer's ``model`` rewritten to the name the client asked for. It does not
+start or stop anything itself (``runtime.pool``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from urllib.parse import unquote
@@ -21,7 +25,9 @@ from corral.supervisor.errors import BadRequest, UnknownModel
 from corral.supervisor.http import keep_alive
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
-from corral.supervisor.runtime import views
+from corral.supervisor.http.model_field import ModelField
+from corral.supervisor.runtime import chat_templates, views
+from corral.supervisor.runtime.entries import Entry
 from corral.supervisor.service import Service
 
 #: POST endpoints routed by the body's ``model`` field (llama-server's own paths included).
@@ -35,7 +41,11 @@ MODEL_ROUTED = (
     "/infill",
     "/rerank",
     "/embeddings",
+    "/v1/messages",  # Anthropic's API, served by llama-server itself
+    "/v1/messages/count_tokens",
 )
+#: Endpoints whose ``tools`` go through the model's chat template.
+TOOL_PATHS = frozenset({"/v1/chat/completions", "/v1/responses", "/v1/messages"})
 
 
 async def routed(request: Request) -> Response:
@@ -45,6 +55,12 @@ async def routed(request: Request) -> Response:
     if "model" not in payload:
         raise BadRequest("missing `model`: name one of GET /v1/models")
     entry = svc.pool.resolve(payload["model"])
+    if payload.get("tools") and request.url.path in TOOL_PATHS:
+        # Without this, a template that formats no tools gets them silently dropped, and a
+        # built-in name run without Jinja gets llama-server's 500.
+        refusal = await asyncio.to_thread(chat_templates.tools_refusal, entry.config)
+        if refusal is not None:
+            raise BadRequest(f"model {entry.name!r} does not support tools: {refusal}")
     sent_keep_alive = keep_alive.FIELD in payload
     keep = keep_alive.take(payload)  # removed: llama-server has no such field
     if apply_defaults(payload, entry.config, request.url.path) or sent_keep_alive:
@@ -56,31 +72,39 @@ async def routed(request: Request) -> Response:
             svc.pool.set_keep_alive(entry, keep)
 
     method, path, headers = request.method, request.url.path, request.headers
+    # The answer names the model as the client did, not as llama-server does (its file path).
+    asked = payload["model"] if isinstance(payload["model"], str) else entry.name
     async with svc.exchange(request, entry.name, on_lease=on_lease) as ex:
         if payload.get("stream") is True:
-            return await ex.stream(method, path, headers, body)
-        return await ex.fetch(method, path, headers, body)
+            return await ex.stream(method, path, headers, body, ModelField(asked))
+        return await ex.fetch(method, path, headers, body, ModelField(asked))
+
+
+def model_entry(svc: Service, entry: Entry) -> dict[str, object]:
+    """One model as OpenAI lists it, with corral's aliases, state and expiry."""
+    return {
+        "id": entry.name,
+        "object": "model",
+        "created": int(svc.started_at),
+        "owned_by": "corral",
+        "aliases": entry.config.aliases,
+        "state": entry.state.public,
+        "expires_at": views.expires_at(svc.pool, entry),
+    }
 
 
 async def list_models(request: Request) -> JSONResponse:
     svc = Service.of(request)
-    created = int(svc.started_at)
-    data = []
-    for entry in svc.pool.entries.values():
-        if entry.config.unlisted:
-            continue
-        data.append(
-            {
-                "id": entry.name,
-                "object": "model",
-                "created": created,
-                "owned_by": "corral",
-                "aliases": entry.config.aliases,
-                "state": entry.state.public,
-                "expires_at": views.expires_at(svc.pool, entry),
-            }
-        )
+    data = [model_entry(svc, e) for e in svc.pool.entries.values() if not e.config.unlisted]
     return JSONResponse({"object": "list", "data": data})
+
+
+async def retrieve_model(request: Request) -> JSONResponse:
+    """``GET /v1/models/{id}`` (the SDK's ``models.retrieve``): by name or alias, unlisted
+    models too (they are servable); an unknown one is the usual 404 in OpenAI's shape."""
+    svc = Service.of(request)
+    entry = svc.pool.resolve(request.path_params["model"])
+    return JSONResponse(model_entry(svc, entry))
 
 
 async def passthrough(request: Request) -> Response:
@@ -111,6 +135,7 @@ def routes() -> list[BaseRoute]:
     return [
         *(Route(path, routed, methods=["POST"]) for path in MODEL_ROUTED),
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
         Route(
             "/upstream/{rest:path}",
             passthrough,

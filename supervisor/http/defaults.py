@@ -15,7 +15,7 @@ from corral.generator.settings import ModelConfig
 CHAT_PATHS = frozenset({"/v1/chat/completions"})
 #: Endpoints that generate text (so sampling parameters apply).
 GENERATE_PATHS = CHAT_PATHS | frozenset(
-    {"/v1/completions", "/completion", "/infill", "/v1/responses"}
+    {"/v1/completions", "/completion", "/infill", "/v1/responses", "/v1/messages"}
 )
 
 
@@ -38,5 +38,8 @@ def apply_defaults(body: dict[str, Any], model: ModelConfig, path: str) -> bool:
             changed = True
     elif path == "/v1/responses" and "instructions" not in body:
         body["instructions"] = model.system_prompt
+        changed = True
+    elif path == "/v1/messages" and "system" not in body:  # Anthropic's system prompt
+        body["system"] = model.system_prompt
         changed = True
     return changed

@@ -208,10 +208,9 @@ class Relay(Response):
         except (aiohttp.ClientError, OSError) as exc:
             log.error("request error: model %s: server broke mid-answer: %s", self.model, exc)
             broken = True
-        if transform is not None:
-            last = transform.close(broken)
-        else:
-            last = self._broken_note() if broken else b""
+        last = b"" if transform is None else transform.close(broken)
+        if broken and (transform is None or transform.media_type is None):
+            last += self._broken_note()  # still the child's framing: its SSE gets the note
         await send({"type": "http.response.body", "body": last})
         return not broken
 

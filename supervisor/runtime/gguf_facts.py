@@ -1,20 +1,23 @@
 """What a GGUF header says about a model's memory: tensor sizes and attention shapes.
 
 Owns the translation of GGUF metadata (``{arch}.block_count``, ``attention.head_count_kv``,
-``sliding_window`` …) into a plain ``Facts`` object, and reading a file's header with the
-``gguf`` package. It does not estimate anything (see ``memory``) and keeps no cache: a
-shared header cache can hand its metadata and tensor list to ``from_metadata`` instead.
+``sliding_window`` …) into a plain ``Facts`` object. It is a view: the header is read and
+cached per file by ``gguf_info``, corral's one reader. It does not estimate anything (see
+``memory``).
 """
 
 from __future__ import annotations
 
 import math
-import mmap
-import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from corral.supervisor.runtime import gguf_info
+from corral.supervisor.runtime.gguf_info import GGUFError
+
+__all__ = ["SWA_PATTERNS", "Facts", "GGUFError", "from_metadata", "read"]
 
 #: llama.cpp's built-in sliding-window layouts (src/llama-model.cpp, ``set_swa_pattern``) for
 #: architectures whose GGUF carries ``sliding_window`` but no ``sliding_window_pattern``:
@@ -89,97 +92,28 @@ def from_metadata(metadata: Mapping[str, Any], tensors: Iterable[tuple[str, int]
     )
 
 
-class GGUFError(ValueError):
-    """A file that is not a GGUF this reader understands; the message names the file."""
-
-
 def read(path: Path) -> Facts:
-    """Read ``path``'s header (memory-mapped: the tensor data is never read).
+    """The facts of ``path``'s header, as ``gguf_info`` read it (once per file version).
 
-    Not ``gguf.GGUFReader``: it builds numpy views of every token of the vocabulary, which
-    took 15 s of CPU for the demo's 262144 tokens; this walks the header in well under one.
-    Tensor sizes use the ``gguf`` package's table of block sizes.
+    Tensor sizes use the ``gguf`` package's table of block sizes. Raises ``GGUFError``
+    (``gguf_info``'s) for a file that is missing, unreadable or not a GGUF.
     """
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
     try:
-        with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            header = _Header(data)
-            metadata, infos = header.read()
-    except (OSError, ValueError, struct.error, IndexError) as exc:
+        info = gguf_info.read(path)
+    except OSError as exc:
         raise GGUFError(f"{path}: not a readable GGUF file ({exc})") from None
     tensors = []
-    for name, dims, kind in infos:
+    for tensor in info.tensors:
         try:
-            block, size = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
+            block, size = GGML_QUANT_SIZES[GGMLQuantizationType(tensor.kind)]
         except (KeyError, ValueError):
-            raise GGUFError(f"{path}: tensor {name} has unknown type {kind}") from None
-        tensors.append((name, math.prod(dims) // block * size))
-    return from_metadata(metadata, tensors)
-
-
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?"}
-_SCALARS |= {10: "<Q", 11: "<q", 12: "<d"}
-_STRING, _ARRAY = 8, 9
-
-
-class _Header:
-    """A cursor over a GGUF (v2, v3) header: key/values, then tensor infos."""
-
-    def __init__(self, data: mmap.mmap) -> None:
-        self.data = data
-        self.pos = 0
-
-    def read(self) -> tuple[dict[str, Any], list[tuple[str, list[int], int]]]:
-        if self.data[:4] != b"GGUF":
-            raise ValueError("no GGUF magic")
-        self.pos = 4
-        version, n_tensors, n_kv = self._take("<I"), self._take("<Q"), self._take("<Q")
-        if version not in (2, 3):
-            raise ValueError(f"GGUF version {version}")
-        metadata = {}
-        for _ in range(n_kv):
-            key = self._string()
-            # The vocabulary is big and only its length matters here: count, don't decode.
-            metadata[key] = self._value(self._take("<I"), keep=not key.startswith("tokenizer."))
-        infos = []
-        for _ in range(n_tensors):
-            name = self._string()
-            dims = [self._take("<Q") for _ in range(self._take("<I"))]
-            kind = self._take("<I")
-            self._take("<Q")  # offset into the data section
-            infos.append((name, dims, kind))
-        return metadata, infos
-
-    def _take(self, fmt: str) -> Any:
-        (value,) = struct.unpack_from(fmt, self.data, self.pos)
-        self.pos += struct.calcsize(fmt)
-        return value
-
-    def _string(self) -> str:
-        length = self._take("<Q")
-        text = bytes(self.data[self.pos : self.pos + length]).decode("utf-8", "replace")
-        self.pos += length
-        return text
-
-    def _value(self, kind: int, keep: bool = True) -> Any:
-        if kind in _SCALARS:
-            return self._take(_SCALARS[kind])
-        if kind == _STRING:
-            return self._string()
-        if kind != _ARRAY:
-            raise ValueError(f"unknown value type {kind} at byte {self.pos}")
-        item, count = self._take("<I"), self._take("<Q")
-        if item in _SCALARS:
-            fmt = _SCALARS[item]
-            values = struct.unpack_from(f"<{count}{fmt[1]}", self.data, self.pos)
-            self.pos += count * struct.calcsize(fmt)
-            return list(values) if keep else count
-        if item == _STRING and not keep:
-            for _ in range(count):
-                self.pos += 8 + struct.unpack_from("<Q", self.data, self.pos)[0]
-            return count
-        return [self._value(item, keep) for _ in range(count)]
+            unknown = f"{path}: tensor {tensor.name} has unknown type {tensor.kind}"
+            raise GGUFError(unknown) from None
+        tensors.append((tensor.name, math.prod(tensor.shape) // block * size))
+    tokens = info.array_lengths.get("tokenizer.ggml.tokens", 0)
+    return from_metadata({**info.metadata, **info.arrays, "tokenizer.ggml.tokens": tokens}, tensors)
 
 
 def _first(value: Any) -> int:

@@ -49,8 +49,8 @@ def test_no_ngl_when_gpu_layers_unset() -> None:
 @pytest.mark.parametrize(
     ("template", "flag"),
     [
-        ("gemma", "--chat-template"),
-        ("chatml", "--chat-template"),
+        ("llama3", "--chat-template"),
+        ("mistral-v7", "--chat-template"),
         ("templates/qwen.txt", "--chat-template-file"),
         ("/etc/corral/gemma.jinja", "--chat-template-file"),
         ("mine.j2", "--chat-template-file"),
@@ -64,6 +64,17 @@ def test_chat_template_name_or_file(template: str, flag: str) -> None:
     assert other not in argv
     # A built-in name only works with Jinja off; a template file is Jinja and keeps it on.
     assert ("--no-jinja" in argv) == (flag == "--chat-template")
+
+
+@pytest.mark.parametrize("name", ["gemma", "chatml"])
+def test_builtin_name_with_a_shipped_template_runs_it_with_jinja(name: str) -> None:
+    # Without Jinja, llama-server answers 500 to every request with tools.
+    argv = command.build_argv(model(chat_template=name), BIN, 1)
+    shipped = argv[argv.index("--chat-template-file") + 1]
+    assert shipped.endswith(f"templates/{name}.jinja")
+    assert "--jinja" in argv
+    assert "--no-jinja" not in argv
+    assert "--chat-template" not in argv
 
 
 def test_extra_args_come_last_in_order() -> None:

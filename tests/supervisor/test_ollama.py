@@ -16,6 +16,7 @@ from corral.supervisor.api.ollama import models as ollama_models
 from corral.supervisor.api.ollama import requests as ollama
 from corral.supervisor.api.ollama import stream as ollama_stream
 from corral.supervisor.errors import BadRequest
+from tests.gguf_files import write_gguf
 
 CLOCK = ollama_answers.Clock(arrived_ns=1_000, ready_ns=5_000)
 TIMINGS = {"prompt_n": 7, "prompt_ms": 1.5, "predicted_n": 4, "predicted_ms": 20.25}
@@ -133,9 +134,59 @@ def test_generate_goes_through_the_chat_template_unless_raw() -> None:
     assert path == "/v1/completions" and got["prompt"] == "Hi"
 
 
-def test_generate_with_a_suffix_is_refused_with_where_to_go() -> None:
-    with pytest.raises(BadRequest, match=r"suffix: .* use POST /infill"):
-        ollama.generate_request({"model": "m", "prompt": "a", "suffix": "b"}, False)
+def test_generate_with_a_suffix_goes_to_infill() -> None:
+    body = {
+        "model": "m",
+        "prompt": "def f(",
+        "suffix": "    return x",
+        "options": {"num_predict": 9},
+    }
+    path, got = ollama.generate_request(body, stream=True)
+    assert path == "/infill"
+    assert got == {
+        "model": "m",
+        "input_prefix": "def f(",
+        "input_suffix": "    return x",
+        "max_tokens": 9,
+        "stream": False,  # answered whole, then sent as one line
+    }
+
+
+def test_infill_answer_has_the_generate_shape() -> None:
+    native = {"content": "x):", "stop_type": "limit", "tokens_evaluated": 7, "tokens_predicted": 2}
+    got = ollama_answers.infill_answer("m", native, CLOCK, 10_000)
+    assert got["response"] == "x):" and got["done"] is True and got["done_reason"] == "length"
+    assert got["prompt_eval_count"] == 7 and got["eval_count"] == 2
+
+
+@pytest.mark.parametrize(
+    ("think", "fields"),
+    [
+        (True, {"chat_template_kwargs": {"enable_thinking": True}}),
+        (False, {"chat_template_kwargs": {"enable_thinking": False}}),
+        ("high", {"chat_template_kwargs": {"enable_thinking": True}, "reasoning_effort": "high"}),
+        ("low", {"chat_template_kwargs": {"enable_thinking": True}, "reasoning_effort": "low"}),
+    ],
+)
+def test_think_maps_to_llama_servers_reasoning_settings(think: object, fields: object) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "think": think}
+    got = ollama.chat_request(body, False)
+    assert {k: got[k] for k in ("chat_template_kwargs", "reasoning_effort") if k in got} == fields
+    assert "chat_template_kwargs" not in ollama.chat_request({**body, "think": None}, False)
+
+
+def test_an_unknown_think_level_is_a_bad_request() -> None:
+    body = {"model": "m", "messages": [], "think": "max"}
+    with pytest.raises(BadRequest, match=r'think: must be true, false, "high", "medium", "low"'):
+        ollama.chat_request(body, False)
+
+
+def test_num_ctx_above_the_served_context_warns() -> None:
+    assert ollama.context_warning({"options": {"num_ctx": 4096}}, "m", 4096) is None
+    assert ollama.context_warning({}, "m", 4096) is None
+    warning = ollama.context_warning({"options": {"num_ctx": 32768}}, "m", 4096)
+    assert warning is not None
+    assert "options.num_ctx 32768 is above its context_size 4096" in warning
 
 
 def test_whole_chat_answer_has_ollama_fields_and_nanosecond_durations() -> None:
@@ -213,6 +264,17 @@ def test_generate_stream_uses_response_and_reads_text_chunks() -> None:
     objects = stream.feed(sse(text, b"[DONE]"), 1) + stream.close(2)
     assert [o["response"] for o in objects] == [" sky", ""]
     assert objects[-1]["done_reason"] == "length"
+
+
+def test_final_generate_answer_has_no_context() -> None:
+    # Omitted on purpose (see answers.generate_answer): a client must not resend stale ids.
+    text = {"choices": [{"text": "out", "finish_reason": "stop"}], "usage": USAGE}
+    whole = ollama_answers.generate_answer("m", text, CLOCK, 10_000)
+    stream = ollama_stream.Stream("generate", "m", CLOCK)
+    chunk = {"choices": [{"index": 0, "text": "out", "finish_reason": "stop"}]}
+    last = (stream.feed(sse(chunk, b"[DONE]"), 1) + stream.close(2))[-1]
+    assert whole["done"] and last["done"]
+    assert "context" not in whole and "context" not in last
 
 
 def test_stream_assembles_tool_call_fragments_before_done() -> None:
@@ -313,12 +375,53 @@ def test_ps_entry_expiry_vram_and_forever() -> None:
 
 
 def test_show_renders_a_modelfile() -> None:
-    got = ollama_models.show_answer(MODEL, FACTS)
+    header = ollama_models.HeaderFacts(info=None, template="{{ tools }}", tools_refusal=None)
+    got = ollama_models.show_answer(MODEL, FACTS, header)
     assert got["modelfile"].startswith("FROM /m/qwen2.5-3b-instruct-q4_k_m.gguf\n")
+    assert "PARAMETER num_ctx 2048\n" in got["modelfile"]
     assert 'SYSTEM """Be brief."""' in got["modelfile"]
-    assert got["parameters"] == "temperature 0.2"
-    assert got["template"] == "chatml" and got["capabilities"] == ["completion"]
-    assert "model_info" in got
+    # Ollama's columns: Continue reads num_ctx from here.
+    assert got["parameters"] == f"{'num_ctx':<30} 2048\n{'temperature':<30} 0.2"
+    assert got["template"] == "{{ tools }}"
+    assert got["capabilities"] == ["completion", "tools"]
+    assert got["model_info"] == {}  # no header read: nothing made up
+
+
+def test_show_fills_details_and_model_info_from_the_gguf(tmp_path: Path) -> None:
+    path = write_gguf(tmp_path / "t.gguf", arch="qwen2", context_length=32768, fim=True)
+    model = MODEL.model_copy(update={"path": path, "parameters": {"max_tokens": 64}})
+    header = ollama_models.read_header_facts(model)
+    got = ollama_models.show_answer(model, FACTS, header)
+    assert got["details"]["family"] == "qwen2" and got["details"]["families"] == ["qwen2"]
+    assert got["details"]["parameter_size"] == "30"
+    assert got["details"]["quantization_level"] == "Q4_K_M"
+    info = got["model_info"]
+    assert info["general.architecture"] == "qwen2"
+    assert info["general.parameter_count"] == 30
+    assert info["qwen2.context_length"] == 2048  # what it is served with, not 32768
+    assert info["tokenizer.ggml.tokens"] is None  # arrays as null, as Ollama's show does
+    assert "general.name" not in info and "tokenizer.chat_template" not in info
+    assert f"{'num_predict':<30} 64" in got["parameters"]  # Ollama's name for max_tokens
+    assert "chatml.jinja" not in got["template"] and "<|im_start|>" in got["template"]
+    assert got["capabilities"] == ["completion", "tools", "insert"]
+
+
+def test_show_says_when_a_model_cannot_call_tools(tmp_path: Path) -> None:
+    path = write_gguf(tmp_path / "e.gguf", arch="bert", pooling=True)
+    embed = MODEL.model_copy(update={"path": path, "chat_template": None})
+    got = ollama_models.show_answer(embed, FACTS, ollama_models.read_header_facts(embed))
+    assert got["capabilities"] == ["embedding"]
+    builtin = MODEL.model_copy(update={"chat_template": "llama3"})
+    got = ollama_models.show_answer(builtin, FACTS, ollama_models.read_header_facts(builtin))
+    assert got["capabilities"] == ["completion"] and got["template"] == "llama3"
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [(268_098_176, "268.10M"), (8_000_000_000, "8B"), (7_615_616_512, "7.6B"), (30, "30")],
+)
+def test_parameter_size_reads_like_ollamas(count: int, text: str) -> None:
+    assert ollama_models.human_number(count) == text
 
 
 def test_load_answers() -> None:

@@ -76,7 +76,7 @@ def test_tags_and_show_through_the_ollama_client(server: CorralServer, api: olla
     assert chat.size == 1024 and chat.details is not None
     assert chat.details.format == "gguf" and chat.details.quantization_level == "Q4_K_M"
     shown = api.show("chat")
-    assert shown.parameters == "top_k 5"
+    assert shown.parameters == f"{'num_ctx':<30} 4096\n{'top_k':<30} 5"
     assert shown.modelfile is not None and "chat-3b-q4_k_m.gguf" in shown.modelfile
 
 

@@ -91,7 +91,15 @@ def chat_answer(model: str, answer: Mapping[str, Any], clock: Clock, now_ns: int
 def generate_answer(
     model: str, answer: Mapping[str, Any], clock: Clock, now_ns: int
 ) -> dict[str, Any]:
-    """A whole chat or text completion answer as an ``/api/generate`` answer."""
+    """A whole chat or text completion answer as an ``/api/generate`` answer.
+
+    Without ``context`` (nor does the stream's last line carry it): Ollama deprecated it,
+    and llama-server's OpenAI answers carry no token ids. Filling it would cost two more
+    requests to the child per answer (the templated prompt through ``/apply-template`` and
+    ``/tokenize``, the reply through ``/tokenize``), and llama-server's prompt cache already
+    reuses a conversation's prefix: send ``messages`` to ``/api/chat`` instead. A client
+    that sends ``context`` back has it ignored.
+    """
     out = chat_answer(model, answer, clock, now_ns)
     message = out.pop("message")
     choice = (answer.get("choices") or [{}])[0]
@@ -100,6 +108,23 @@ def generate_answer(
     if message.get("thinking"):
         head["thinking"] = message["thinking"]
     return {**head, **out}
+
+
+def infill_answer(
+    model: str, answer: Mapping[str, Any], clock: Clock, now_ns: int
+) -> dict[str, Any]:
+    """llama-server's own ``/infill`` answer (``content``, ``stop_type``, token counts) as an
+    ``/api/generate`` answer."""
+    stopped = "length" if answer.get("stop_type") == "limit" else "stop"
+    completion = {
+        "choices": [{"text": answer.get("content") or "", "finish_reason": stopped}],
+        "usage": {
+            "prompt_tokens": answer.get("tokens_evaluated") or 0,
+            "completion_tokens": answer.get("tokens_predicted") or 0,
+        },
+        "timings": answer.get("timings") or {},
+    }
+    return generate_answer(model, completion, clock, now_ns)
 
 
 def load_answer(kind: str, model: str, reason: str) -> dict[str, Any]:

@@ -1,17 +1,23 @@
 """The model entries of Ollama's /api/tags, /api/ps and /api/show, from corral's config and
-the facts the routes read from each file (size, modification time). Pure.
+the facts the routes read from each file (size, modification time, GGUF header, template).
+
+Pure, apart from ``read_header_facts``, which reads the GGUF header and the template for
+``/api/show`` (cached per file by ``gguf_info``; run it off the event loop).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from corral.generator.settings import ModelConfig
 from corral.supervisor.api.ollama.answers import now_text
+from corral.supervisor.api.ollama.requests import RENAMED
+from corral.supervisor.runtime import chat_templates, gguf_info
 
 #: Go's largest Duration in seconds: Ollama's expiry for a model kept loaded for good, which
 #: clients (the ollama CLI among them) recognise and show as "Forever".
@@ -26,20 +32,62 @@ class FileFacts:
     mtime: float
 
 
+@dataclass(frozen=True)
+class HeaderFacts:
+    """What ``/api/show`` reads beyond the config: the GGUF header (None for a ``cmd`` model
+    or an unreadable file), the template text and why the model cannot call tools."""
+
+    info: gguf_info.GGUFInfo | None
+    template: str | None
+    tools_refusal: str | None
+
+
+def read_header_facts(model: ModelConfig) -> HeaderFacts:
+    info = None
+    if model.path is not None:
+        try:
+            info = gguf_info.read(model.path)
+        except (OSError, gguf_info.GGUFError):
+            info = None  # a missing or foreign file shows as no details, as with `cmd`
+    try:
+        template, _ = chat_templates.template_text(model)
+    except (OSError, gguf_info.GGUFError):
+        template = None
+    return HeaderFacts(info, template, chat_templates.tools_refusal(model))
+
+
+#: corral's parameter names (OpenAI's) as Ollama's clients read them in /api/show.
+_OLLAMA_NAMES = {openai: ollama for ollama, openai in RENAMED.items()}
+#: Ollama's column for parameter names in /api/show (`fmt.Sprintf("%-*s %#v", 30, k, v)`).
+_NAME_WIDTH = 30
+
 _QUANT = re.compile(r"(?i)(?<![a-z0-9])(i?q\d(?:_[a-z0-9]+)*|f16|bf16|f32)(?![a-z0-9])")
 
 
-def details(model: ModelConfig) -> dict[str, Any]:
+def details(model: ModelConfig, info: gguf_info.GGUFInfo | None = None) -> dict[str, Any]:
+    """Ollama's ``details``; without the GGUF header, the quantization is guessed from the
+    file name."""
     stem = model.path.name if model.path is not None else model.name
     quant = _QUANT.findall(stem)
+    family = info.architecture if info is not None else ""
     return {
         "parent_model": model.from_ or "",
         "format": "gguf",
-        "family": "",
-        "families": None,
-        "parameter_size": "",
-        "quantization_level": quant[-1].upper() if quant else "",
+        "family": family,
+        "families": [family] if family else None,
+        "parameter_size": human_number(info.parameter_count) if info is not None else "",
+        "quantization_level": (info.file_type if info is not None else "")
+        or (quant[-1].upper() if quant else ""),
     }
+
+
+def human_number(count: int) -> str:
+    """Ollama's ``format.HumanNumber``: 268098176 -> "268.10M", 8e9 -> "8B"."""
+    for unit, size, digits in (("B", 1e9, 1), ("M", 1e6, 2)):
+        if count >= size:
+            number = count / size
+            return f"{number:.0f}{unit}" if number == int(number) else f"{number:.{digits}f}{unit}"
+    return f"{count / 1e3:.0f}K" if count >= 1000 else str(count)
 
 
 def digest(model: ModelConfig, facts: FileFacts) -> str:
@@ -79,23 +127,61 @@ def ps_entry(
     return entry
 
 
-def show_answer(model: ModelConfig, facts: FileFacts) -> dict[str, Any]:
-    """``/api/show``: the entry rendered as a Modelfile, its parameters and details."""
-    parameters = "\n".join(f"{k} {json.dumps(v)}" for k, v in model.parameters.items())
+def show_answer(model: ModelConfig, facts: FileFacts, header: HeaderFacts) -> dict[str, Any]:
+    """``/api/show``: the entry as a Modelfile, its parameters (``num_ctx`` first), the GGUF
+    header's details and ``model_info`` the way Ollama fills them, the template text and
+    what the model can do."""
+    pairs = [("num_ctx", model.context_size)]
+    pairs += [(_OLLAMA_NAMES.get(k, k), v) for k, v in model.parameters.items()]
     lines = [f"FROM {model.path or model.name}"]
-    lines += [f"PARAMETER {line}" for line in parameters.splitlines()]
+    lines += [f"PARAMETER {k} {json.dumps(v)}" for k, v in pairs]
     if model.system_prompt:
         lines.append(f'SYSTEM """{model.system_prompt}"""')
-    capabilities = ["completion"]
-    if any(a in ("--embeddings", "--embedding") for a in model.args):
-        capabilities.append("embedding")
     return {
         "modelfile": "\n".join(lines) + "\n",
-        "parameters": parameters,
-        "template": model.chat_template or "",
+        "parameters": "\n".join(f"{k:<{_NAME_WIDTH}} {json.dumps(v)}" for k, v in pairs),
+        "template": header.template or model.chat_template or "",
         "system": model.system_prompt or "",
-        "details": details(model),
-        "model_info": {},  # the GGUF header is not read (yet): no architecture to report
-        "capabilities": capabilities,
+        "details": details(model, header.info),
+        "model_info": model_info(model, header.info),
+        "capabilities": capabilities(model, header),
         "modified_at": now_text(facts.mtime),
     }
+
+
+def model_info(model: ModelConfig, info: gguf_info.GGUFInfo | None) -> dict[str, Any]:
+    """The GGUF header as Ollama shows it: every key but the name and the template, arrays
+    as null, plus ``general.parameter_count``. ``<arch>.context_length`` is the context the
+    model is served with, when that is less than it was trained for: editors size their
+    prompts from it, and llama-server refuses a prompt longer than its ``-c``."""
+    if info is None:
+        return {}
+    out = {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in info.metadata.items()
+        if key not in ("general.name", "tokenizer.chat_template")
+    }
+    out["general.parameter_count"] = info.parameter_count
+    trained = info.arch_value("context_length")
+    if isinstance(trained, int) and model.context_size < trained:
+        out[f"{info.architecture}.context_length"] = model.context_size
+    return out
+
+
+def capabilities(model: ModelConfig, header: HeaderFacts) -> list[str]:
+    """Ollama's capability words: completion, embedding, tools, insert, thinking, vision."""
+    info, template = header.info, header.template or ""
+    meta = info.metadata if info is not None else {}
+    embedding_only = info is not None and info.arch_value("pooling_type") is not None
+    found = [] if embedding_only else ["completion"]
+    if embedding_only or any(a in ("--embeddings", "--embedding") for a in model.args):
+        found.append("embedding")
+    if not embedding_only and header.tools_refusal is None:
+        found.append("tools")
+    if "tokenizer.ggml.fim_pre_token_id" in meta:
+        found.append("insert")  # llama-server's /infill needs the FIM tokens
+    if "enable_thinking" in template or "<think>" in template:
+        found.append("thinking")
+    if "--mmproj" in model.args:
+        found.append("vision")
+    return found

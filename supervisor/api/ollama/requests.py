@@ -8,6 +8,7 @@ leases and talk to the child.
 
 Load-time options (``num_ctx``, ``num_gpu``, ``num_thread`` ...) are not forwarded: a running
 llama-server's context and offload are fixed when it starts, by the model's config entry.
+A ``num_ctx`` above that context gets a warning (``context_warning``) that the routes log.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ LOAD_TIME = frozenset(
 )
 #: Ollama option names that llama-server spells differently; the rest pass through as they are.
 RENAMED = {"num_predict": "max_tokens", "num_keep": "n_keep"}
+#: Ollama's ``think`` levels (gpt-oss), sent to llama-server as OpenAI's ``reasoning_effort``.
+THINK_LEVELS = ("high", "medium", "low")
 #: The first base64 characters of each image format's magic bytes.
 _IMAGE_TYPES = {
     "iVBOR": "image/png",
@@ -59,6 +62,20 @@ def sampling(body: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def context_warning(body: Mapping[str, Any], model: str, context_size: int) -> str | None:
+    """A warning when ``options.num_ctx`` asks for more context than ``model`` runs with:
+    the option cannot change a running server, and a longer prompt will be refused."""
+    options = body.get("options")
+    wanted = options.get("num_ctx") if isinstance(options, Mapping) else None
+    if not isinstance(wanted, int) or isinstance(wanted, bool) or wanted <= context_size:
+        return None
+    return (
+        f"model {model}: options.num_ctx {wanted} is above its context_size {context_size}, "
+        f"which is fixed when its server starts; prompts over {context_size} tokens fail. "
+        f"Raise context_size in the config to serve more"
+    )
+
+
 def _format(value: object) -> dict[str, Any] | None:
     if value is None or value == "":
         return None
@@ -86,9 +103,9 @@ def generate_request(body: Mapping[str, Any], stream: bool) -> tuple[str, dict[s
     ``raw`` prompts go to ``/v1/completions`` untouched; the rest go through the model's
     chat template, as Ollama applies its template, with ``system`` as the system message.
     """
-    if body.get("suffix"):
-        raise BadRequest("suffix: fill-in-the-middle is not translated; use POST /infill")
     prompt = body.get("prompt") or ""
+    if body.get("suffix"):
+        return "/infill", infill_request(body)
     if body.get("raw"):
         return "/v1/completions", _finish_request(
             {"model": body["model"], "prompt": prompt}, body, stream
@@ -102,15 +119,38 @@ def generate_request(body: Mapping[str, Any], stream: bool) -> tuple[str, dict[s
     )
 
 
+def infill_request(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``suffix`` generate as llama-server's ``/infill`` body: the prompt comes before the
+    gap, the suffix after it. Answered whole (llama-server's own answer shape, not OpenAI's:
+    see ``answers.infill_answer``)."""
+    out = {"model": body["model"], "input_prefix": body.get("prompt") or ""}
+    out["input_suffix"] = body["suffix"]
+    out.update(sampling(body))
+    out.pop("response_format", None)  # /infill takes no schema
+    out["stream"] = False
+    return out
+
+
 def _finish_request(out: dict[str, Any], body: Mapping[str, Any], stream: bool) -> dict[str, Any]:
     out.update(sampling(body))
-    think = body.get("think")
-    if isinstance(think, bool):
-        out["chat_template_kwargs"] = {"enable_thinking": think}
+    out.update(_think(body.get("think")))
     out["stream"] = stream
     if stream:
         out["stream_options"] = {"include_usage": True}  # counts and timings at the end
     return out
+
+
+def _think(think: object) -> dict[str, Any]:
+    """Ollama's ``think`` as llama-server's reasoning settings: a bool switches the template's
+    thinking on or off; a level also sets ``reasoning_effort``."""
+    if think is None:
+        return {}
+    if isinstance(think, bool):
+        return {"chat_template_kwargs": {"enable_thinking": think}}
+    if think in THINK_LEVELS:
+        return {"chat_template_kwargs": {"enable_thinking": True}, "reasoning_effort": think}
+    levels = ", ".join(f'"{level}"' for level in THINK_LEVELS)
+    raise BadRequest(f"think: must be true, false, {levels}, got {json.dumps(think)}")
 
 
 def _message(message: object, index: int) -> dict[str, Any]:

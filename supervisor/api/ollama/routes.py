@@ -16,8 +16,10 @@ alone, so a client that knows nothing of it never undoes another client's choice
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import time
 from typing import Any, Literal
 
@@ -26,13 +28,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from corral.supervisor.api.ollama import answers, info, manage, requests, stream
+from corral.supervisor.api.ollama import answers, info, manage, models, requests, stream
 from corral.supervisor.errors import BadRequest, ServeError, UpstreamFailed
 from corral.supervisor.http import keep_alive
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
+from corral.supervisor.runtime import chat_templates
 from corral.supervisor.runtime.entries import Entry
 from corral.supervisor.service import Exchange, Service
+
+log = logging.getLogger("corral")
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -56,6 +61,9 @@ class Call:
         self.entry: Entry = self.svc.pool.resolve(self.name)
         self.keep = keep_alive.take(body)
         self.stream = body.get("stream") is not False  # Ollama streams unless told not to
+        warning = requests.context_warning(body, self.name, self.entry.config.context_size)
+        if warning is not None:
+            log.warning("%s", warning)
 
     def exchange(self) -> contextlib.AbstractAsyncContextManager[Exchange]:
         """The service's one path to the child, applying ``keep_alive`` once leased."""
@@ -114,6 +122,10 @@ async def chat(request: Request) -> Response:
     if not body.get("messages"):
         return await call.load_only("chat")
     payload = requests.chat_request({**body, "model": call.name}, call.stream)
+    if payload.get("tools"):
+        refusal = await asyncio.to_thread(chat_templates.tools_refusal, call.entry.config)
+        if refusal is not None:
+            raise BadRequest(f"{call.name} does not support tools: {refusal}")
     return await _answer(call, "chat", "/v1/chat/completions", payload)
 
 
@@ -123,7 +135,20 @@ async def generate(request: Request) -> Response:
     if not body.get("prompt") and not body.get("images"):
         return await call.load_only("generate")
     path, payload = requests.generate_request({**body, "model": call.name}, call.stream)
+    if path == "/infill":
+        return await _infill(call, payload)
     return await _answer(call, "generate", path, payload)
+
+
+async def _infill(call: Call, payload: dict[str, Any]) -> Response:
+    """A generate with ``suffix``: llama-server's ``/infill``, answered whole (one NDJSON line
+    when a stream was asked for); a model without fill-in-the-middle tokens gets a 400."""
+    header = await asyncio.to_thread(models.read_header_facts, call.entry.config)
+    if header.info is not None and "insert" not in models.capabilities(call.entry.config, header):
+        raise BadRequest(f"{call.name} does not support insert: its GGUF has no FIM tokens")
+    answer, ready_ns = await call.whole("/infill", payload)
+    now = time.monotonic_ns()
+    return call.one(answers.infill_answer(call.name, answer, call.clock(ready_ns), now))
 
 
 async def _answer(

@@ -1,0 +1,56 @@
+"""The ``model`` field of an OpenAI-shaped answer, rewritten to the name the client asked for.
+
+llama-server fills ``model`` with its own idea of the model (the GGUF's path, or its
+``--alias``), in whole answers and in every stream chunk. A client that asked for
+``gemma-3-270m`` must read ``gemma-3-270m`` back: some (Open WebUI, LangChain's callbacks)
+key their bookkeeping by it.
+
+Owns ``ModelField``, a ``proxy.Transform`` that rewrites every ``"model": "<text>"`` pair of
+an answer (JSON, or SSE's ``data:`` lines) and leaves every other byte alone. It does not
+pick the name (``api.openai`` passes what the client sent).
+
+Why a byte rewrite, not ``json.loads`` and ``dumps``: a chunk without ``"model"`` passes
+with one substring search, and one with it costs one regex substitution. Inside a JSON
+string a quote is always escaped (``\\"``), so the unescaped ``"model"`` that the pattern
+matches is always a key, never text a model wrote. Chunks are cut at line ends, so a pair
+split across two network reads is held until its line is whole (a client cannot use half
+a line either).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+#: A ``"model"`` key and its string value: any escape inside the value is skipped whole.
+_PAIR = re.compile(rb'"model"\s*:\s*"[^"\\]*(?:\\.[^"\\]*)*"')
+_KEY = b'"model"'
+
+
+class ModelField:
+    """Rewrites ``model`` to ``name`` on the way through; the content type stays the child's."""
+
+    media_type: str | None = None
+
+    def __init__(self, name: str) -> None:
+        self._pair = b'"model":' + json.dumps(name).encode()
+        self._held = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._held:
+            chunk = self._held + chunk
+            self._held = b""
+        end = chunk.rfind(b"\n") + 1
+        if end < len(chunk):  # an unfinished line: it may hold half a pair
+            self._held = chunk[end:]
+            chunk = chunk[:end]
+        return self._rewrite(chunk)
+
+    def close(self, broken: bool) -> bytes:
+        held, self._held = self._held, b""
+        return self._rewrite(held)
+
+    def _rewrite(self, data: bytes) -> bytes:
+        if _KEY not in data:
+            return data
+        return _PAIR.sub(lambda _: self._pair, data)

@@ -1,0 +1,87 @@
+"""The ``model`` of OpenAI answers is the name the client asked for, not llama-server's file
+path: the transform's bytes, and real openai clients (whole and streamed) against a fake
+upstream that answers with a path, as llama-server does."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from corral.supervisor.http.model_field import ModelField
+from tests.support import CorralServer, fake_cmd
+
+PATH = "/var/lib/corral/models/chat-q4_k_m.gguf"
+MESSAGES: list[openai.types.chat.ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
+
+
+def run(chunks: list[bytes], name: str = "chat") -> bytes:
+    transform = ModelField(name)
+    return b"".join(transform.feed(c) for c in chunks) + transform.close(broken=False)
+
+
+def test_whole_answer_gets_the_asked_name() -> None:
+    answer = json.dumps({"id": "x", "model": PATH, "choices": [], "usage": {"n": 1}}).encode()
+    assert json.loads(run([answer], "c")) == {
+        "id": "x",
+        "model": "c",
+        "choices": [],
+        "usage": {"n": 1},
+    }
+
+
+def test_every_stream_chunk_even_one_split_inside_the_pair() -> None:
+    event = b'data: {"choices":[],"model":"' + PATH.encode() + b'","object":"x"}\n\n'
+    stream = event * 3 + b"data: [DONE]\n\n"
+    for cut in range(1, len(stream)):  # every place a network read may end
+        out = run([stream[:cut], stream[cut:]])
+        assert out == stream.replace(PATH.encode(), b"chat"), cut
+
+
+def test_text_a_model_wrote_is_never_touched() -> None:
+    # Inside a JSON string every quote is escaped: `"model":"x"` there is content.
+    content = json.dumps({"content": 'say "model": "x"', "model": PATH}).encode()
+    assert json.loads(run([content])) == {"content": 'say "model": "x"', "model": "chat"}
+
+
+def test_escapes_in_either_name_stay_valid_json() -> None:
+    answer = json.dumps({"model": 'C:\\models\\a "b".gguf', "n": 1}).encode()
+    assert json.loads(run([answer], 'team/m "x"')) == {"model": 'team/m "x"', "n": 1}
+
+
+def test_an_answer_without_the_field_passes_unchanged() -> None:
+    stream = [b'data: {"a": 1}\n\n', b'data: {"b"', b": 2}\n\n"]
+    assert run(stream) == b"".join(stream)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorralServer]:
+    config = {
+        "default_ttl": 0,
+        "models": [
+            {"name": "chat", "aliases": ["c"], "cmd": fake_cmd("chat", "--model-field", PATH)}
+        ],
+    }
+    with CorralServer(config, tmp_path_factory.mktemp("model-field")) as running:
+        yield running
+
+
+@pytest.mark.parametrize("asked", ["chat", "c"])
+def test_openai_client_reads_the_name_it_asked_for(server: CorralServer, asked: str) -> None:
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0) as client:
+        whole = client.chat.completions.create(model=asked, messages=MESSAGES)
+        assert whole.model == asked
+        chunks = list(client.chat.completions.create(model=asked, messages=MESSAGES, stream=True))
+        assert len(chunks) > 2 and {c.model for c in chunks} == {asked}
+        completion = client.completions.create(model=asked, prompt="hi")
+        assert completion.model == asked
+        assert client.embeddings.create(model=asked, input="hi").model == asked
+
+
+def test_upstream_passthrough_is_left_as_the_child_sent_it(server: CorralServer) -> None:
+    body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+    raw = httpx.post(f"{server.url}/upstream/chat/v1/chat/completions", json=body, timeout=30)
+    assert raw.json()["model"] == PATH
