@@ -78,6 +78,8 @@ async def list_models(request: Request) -> JSONResponse:
                 "aliases": entry.config.aliases,
                 "state": entry.state.public,
                 "expires_at": views.expires_at(svc.pool, entry),
+                # corral's own: bytes in all and per device, and the figure's source
+                "memory": views.memory(svc.pool, entry),
             }
         )
     return JSONResponse({"object": "list", "data": data})

@@ -56,8 +56,12 @@ def is_template_file(chat_template: str) -> bool:
     return "/" in chat_template or chat_template.endswith(_TEMPLATE_SUFFIXES)
 
 
-def build_argv(model: ModelConfig, llama_server: str, port: int) -> list[str]:
-    """The child's argv: llama-server with this model on ``port``, or the model's ``cmd``."""
+def build_argv(model: ModelConfig, llama_server: str, port: int, learn: bool = False) -> list[str]:
+    """The child's argv: llama-server with this model on ``port``, or the model's ``cmd``.
+
+    ``learn``: log at verbosity 4, the only level at which llama-server prints the buffer
+    sizes ``learned`` measures a load by (the model's own ``args`` come after, and win).
+    """
     if model.cmd is not None:
         # str.replace, not str.format: a cmd may hold other braces (JSON, shell ${VAR}).
         return [part.replace("{port}", str(port)) for part in model.cmd]
@@ -84,6 +88,8 @@ def build_argv(model: ModelConfig, llama_server: str, port: int) -> list[str]:
         # name "gemma" would render as the literal text "gemma" (measured: a 3-token prompt
         # and garbage answers). Built-in names are only recognised with Jinja off.
         argv += ["--no-jinja", "--chat-template", model.chat_template]
+    if learn:
+        argv += ["--log-verbosity", "4"]
     return [*argv, *model.args]
 
 
