@@ -24,6 +24,8 @@ class World:
     failing: set[str] = field(default_factory=set)
     #: Models whose load fails out of memory while more than this many others are up.
     out_of_memory: dict[str, int] = field(default_factory=dict)
+    #: Models the kernel's OOM killer ends while they load: SIGKILL, and not a line logged.
+    killed: set[str] = field(default_factory=set)
     #: The buffer-size lines each model logs while loading (what ``learned`` reads).
     buffer_lines: dict[str, list[str]] = field(default_factory=dict)
     up: set[FakeChild] = field(default_factory=set)
@@ -106,6 +108,10 @@ class FakeChild:
             self._move(ProcessState.FAILED)
             self.world.fall(self, "oom")
             raise StartError(self.name, "exited with code 1", ["cudaMalloc failed: out of memory"])
+        if self.name in self.world.killed:
+            self._move(ProcessState.FAILED)
+            self.world.fall(self, "killed")
+            raise StartError(self.name, "exited with code -9 during load", [], exit_code=-9)
         if self.name in self.world.failing:
             self._move(ProcessState.FAILED)
             self.world.fall(self, "fail")

@@ -195,6 +195,22 @@ async def test_an_out_of_memory_retry_happens_only_once(
     assert world.events.count("oom c") == 2
 
 
+async def test_a_load_killed_by_sigkill_counts_as_out_of_memory_but_a_plain_failure_does_not(
+    make: Any, world: World, tmp_path: Path
+) -> None:
+    pool = make(config(tmp_path, "3GiB", ("a", "1GiB"), ("b", "1GiB"), ("c", "1GiB")))
+    await use(pool, "a")
+    world.killed = {"c"}
+    with pytest.raises(StartFailed, match="code -9"):
+        await use(pool, "c")
+    assert "stop reason=out of memory a" in world.events and world.events.count("killed c") == 2
+    await use(pool, "b")
+    world.failing = {"a"}  # no memory in the log, exit code 1: nothing else is stopped
+    with pytest.raises(StartFailed, match="no such file"):
+        await use(pool, "a")
+    assert running(pool) == ["b"] and world.events.count("fail a") == 1
+
+
 async def test_a_ready_childs_buffer_lines_become_its_measured_figure(
     make: Any, world: World, tmp_path: Path
 ) -> None:
