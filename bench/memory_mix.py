@@ -138,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             else:
                 cmd = router_argv(work, args.binary, port, 2)
             rows.append(run(name, cmd, port, work, mix, args.clients))
+            print(name, rows[-1], flush=True)
     print(
         f"{args.requests} requests ({', '.join(f'{m} {mix.count(m)}' for m in MODELS)}), "
         f"{args.clients} clients, max_tokens 8"
