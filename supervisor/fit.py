@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
-from corral.generator.settings import Config, ModelConfig
+from corral.generator.settings import Config
 from corral.generator.sizes import format_size
-from corral.supervisor.runtime import command, devices, gguf_facts, learned, memory
+from corral.supervisor.runtime import devices, learned
+from corral.supervisor.runtime.footprints import footprint_of
 from corral.supervisor.runtime.memory import Footprint
 
 
@@ -41,28 +41,6 @@ def memory_check(config: Config, fit: bool) -> tuple[list[str], list[str]]:
         lines.append("note: no devices declared; --fit has no budget to check against")
         return lines, []
     return lines, problems(config, footprints, budgets)
-
-
-def footprint_of(
-    model: ModelConfig, budgets: Mapping[str, int], measured: learned.Measurements
-) -> tuple[Footprint | None, str]:
-    """The figure to trust for ``model``, or None and why there is none."""
-    gpus = devices.gpu_shares(model, budgets)
-    order = [*gpus, devices.CPU]
-    if model.memory is not None:
-        return memory.choose(model.memory, None, None, order), ""
-    if model.cmd is not None:
-        return None, "skipped: a custom cmd, not llama-server (declare its memory to count it)"
-    path = model.path
-    if path is None or not path.is_file():
-        return None, f"skipped: {path} is not available here (not estimated)"
-    key = learned.launch_id(model.name, command.launch_key(model), _size(path))
-    try:
-        facts = gguf_facts.read(path)
-    except gguf_facts.GGUFError as exc:
-        return None, f"skipped: {exc}"
-    estimate = memory.estimate(facts, memory.launch(model), gpus)
-    return memory.choose(None, measured.get(key), estimate, order), ""
 
 
 def describe(footprint: Footprint) -> str:
@@ -110,10 +88,3 @@ def problems(
 def _budget_of(config: Config, device: str) -> str:
     declared = config.devices[device].memory
     return f"devices.{device}.memory {format_size(declared)} less memory_margin"
-
-
-def _size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None

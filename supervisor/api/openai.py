@@ -90,6 +90,8 @@ def model_entry(svc: Service, entry: Entry) -> dict[str, object]:
         "aliases": entry.config.aliases,
         "state": entry.state.public,
         "expires_at": views.expires_at(svc.pool, entry),
+        # corral's own: bytes in all and per device, and the figure's source
+        "memory": views.memory(svc.pool, entry),
     }
 
 

@@ -51,8 +51,12 @@ def resolve_llama_server(configured: str | None) -> str:
     )
 
 
-def build_argv(model: ModelConfig, llama_server: str, port: int) -> list[str]:
-    """The child's argv: llama-server with this model on ``port``, or the model's ``cmd``."""
+def build_argv(model: ModelConfig, llama_server: str, port: int, learn: bool = False) -> list[str]:
+    """The child's argv: llama-server with this model on ``port``, or the model's ``cmd``.
+
+    ``learn``: log at verbosity 4, the only level at which llama-server prints the buffer
+    sizes ``learned`` measures a load by (the model's own ``args`` come after, and win).
+    """
     if model.cmd is not None:
         # str.replace, not str.format: a cmd may hold other braces (JSON, shell ${VAR}).
         return [part.replace("{port}", str(port)) for part in model.cmd]
@@ -73,6 +77,8 @@ def build_argv(model: ModelConfig, llama_server: str, port: int) -> list[str]:
     if model.gpu_layers is not None:
         argv += ["-ngl", str(model.gpu_layers)]
     argv += _template_args(model.chat_template)
+    if learn:
+        argv += ["--log-verbosity", "4"]
     return [*argv, *model.args]
 
 

@@ -30,8 +30,11 @@ class Launcher:
         binary = self._llama_server() if model.cmd is None else ""
         env = command.build_env(model, os.environ, self.owner)
 
+        # Budgets in force: learn each load's real size (verbosity 4 adds ~200 lines a load).
+        learn = bool(self.config.devices)
+
         def argv(port: int) -> list[str]:
-            return command.build_argv(model, binary, port)
+            return command.build_argv(model, binary, port, learn)
 
         return ChildProcess(model.name, argv, env, self.config.health_timeout, on_exit=on_exit)
 

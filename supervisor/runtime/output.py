@@ -1,7 +1,9 @@
 """A child's output: read without pause, its recent lines kept for errors and ``/logs``.
 
 Owns the ring buffer of a child's last lines (stdout and stderr, interleaved as written),
-how many were ever written (so a failed load can quote only its own), and their debug log.
+how many were ever written (so a failed load can quote only its own), the buffer-size lines
+it logged while loading (kept as they arrive: at ``--log-verbosity 4`` a load writes ~200
+lines, and requests push them out of the ring; ``learned`` reads them), and their debug log.
 It does not run the child (``process``).
 """
 
@@ -22,10 +24,15 @@ class Output:
         self.name = name
         self.total = 0  # lines ever written
         self._lines: deque[str] = deque(maxlen=size)
+        self._buffers: deque[str] = deque(maxlen=64)
 
     def tail(self, n: int) -> list[str]:
         """The last ``n`` lines."""
         return list(self._lines)[-n:] if n > 0 else []
+
+    def buffer_lines(self) -> list[str]:
+        """The buffer-size lines, however far back."""
+        return list(self._buffers)
 
     async def drain(self, stream: asyncio.StreamReader) -> None:
         """Read ``stream`` to its end, without pause: a child blocked on a full pipe would
@@ -45,4 +52,6 @@ class Output:
         line = raw.decode("utf-8", "replace").rstrip("\r")
         self._lines.append(line)
         self.total += 1
+        if " buffer size =" in line:
+            self._buffers.append(line)
         log.debug("%s| %s", self.name, line)

@@ -1,11 +1,11 @@
 """The running set of models: carrying out the scheduler's decisions on one event loop.
 
 Owns each model's entry (its child, in-flight count, queue, last use) and the effects of
-every decision: leasing a place on a ready child, one load per model however many wait,
-swaps (drain the running model's requests, then stop it), TTL unloading, explicit unloads,
-reload and shutdown. It decides nothing itself (``scheduler``), runs no process
-(``launch`` makes children, through an injectable ``ChildFactory``), reads nothing
-out (``views``) and speaks no HTTP (``api``).
+every decision: leasing a place on a ready child, one load per model however many wait
+(its steps: ``loads``), drains (the running model's requests finish, then it stops), TTL
+unloading, explicit unloads, reload and shutdown. It decides nothing itself (``scheduler``),
+runs no process (``launch`` makes children, through an injectable ``ChildFactory``), keeps
+no memory figure (``footprints``), reads nothing out (``views``) and speaks no HTTP (``api``).
 
 No lock: everything runs on one asyncio loop, and each decision is read and recorded with no
 ``await`` in between (a load's claim, a drain's mark), so no other task can see a half-made
@@ -21,16 +21,16 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 
-from corral.generator.settings import Config
+from corral.generator.settings import Config, ModelConfig
 from corral.supervisor.errors import Overloaded, StartFailed, UnknownModel
-from corral.supervisor.pull import library
-from corral.supervisor.runtime import scheduler, views
+from corral.supervisor.runtime import devices, loads, scheduler, views
 from corral.supervisor.runtime.entries import Entry, Lease
+from corral.supervisor.runtime.footprints import Footprints
 from corral.supervisor.runtime.launch import Launcher
 from corral.supervisor.runtime.scheduler import Ttl
-from corral.supervisor.runtime.states import Child, ChildFactory, StartError
+from corral.supervisor.runtime.states import Child, ChildFactory
 
 log = logging.getLogger("corral")
 
@@ -38,11 +38,19 @@ log = logging.getLogger("corral")
 class Pool:
     """Every configured model's entry, and the effects of the scheduler's decisions."""
 
-    def __init__(self, config: Config, owner: str, spawn: ChildFactory | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        owner: str,
+        spawn: ChildFactory | None = None,
+        detected: Mapping[str, int] | None = None,  # memory per device; None: detect now
+    ) -> None:
         self.owner = owner
         self.config = config
         self.entries: dict[str, Entry] = {m.name: Entry(m) for m in config.models}
-        self.placement = scheduler.Placement.from_config(config)
+        self._detected = devices.detect() if detected is None else dict(detected)
+        self.footprints = Footprints(config, self._detected)
+        self.placement = scheduler.Placement.from_config(config, self.footprints.in_force)
         self._spawn: ChildFactory = spawn or Launcher(config, owner)
         self._retiring: set[Entry] = set()  # replaced by a reload, still draining
         self._wake = asyncio.Event()
@@ -112,44 +120,22 @@ class Pool:
             if task is None or task.done():
                 if task is not None and scheduler.shares_failure(entry.failed_at, arrived):
                     task.result()  # the load this request waited for failed: so does it
-                task = entry.load_task = asyncio.create_task(self._load(entry))
+                task = entry.load_task = asyncio.create_task(loads.load(self, entry))
             # Shielded: a request that hangs up stops waiting; the load goes on for the rest.
             await asyncio.shield(task)
         return True
 
-    async def _load(self, entry: Entry) -> None:
-        """One load: wait for conflicting loads, claim, stop what must go, start the child."""
-        while entry.draining:  # an unload or swap of this very model finishes first
-            await entry.drained.wait()
-        while True:
-            plan = scheduler.plan_load(entry.name, entry.key, views.residents(self), self.placement)
-            if not plan.wait_for:
-                break
-            loads = [self._by_ref(r).load_task for r in plan.wait_for]
-            await asyncio.wait([t for t in loads if t is not None])
-        if self.entries.get(entry.name) is not entry:
-            return  # a reload replaced it meanwhile: its waiters follow the name
-        entry.claimed = True  # from here on, other loads see this one and wait for it
-        try:
-            await self._retire([self._by_ref(r) for r in plan.evict], "swap")
-            child = entry.child
-            if child is None or not child.state.live:
-                model = entry.config  # auto_pull: a `source` whose file is missing comes first
-                model = await library.present(model, log.info) if self.config.auto_pull else model
-                child = self._spawn(model, self._on_exit)
-                for sibling in self.entries.values():  # never a replaced one: it retires
-                    if sibling.key == entry.key:
-                        sibling.child = child
-            try:
-                await child.start()
-            except StartError as exc:
-                entry.failed_at = time.monotonic()
-                raise StartFailed(str(exc)) from exc
-            entry.last_used = time.monotonic()
-            entry.keep_alive = None
-        finally:
-            entry.claimed = False
-            self._wake.set()
+    def budget(self, entry: Entry) -> scheduler.Budget | None:
+        """The memory side of ``entry``'s load; None when no budget is in force."""
+        if not self.footprints.in_force:
+            return None
+        return scheduler.Budget(self.footprints.need(entry.config), self.footprints.budgets)
+
+    def spawn(self, model: ModelConfig) -> Child:
+        return self._spawn(model, self._on_exit)
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def _tracked(self, entry: Entry) -> bool:
         """Current, or replaced by a reload but still serving the requests it has."""
@@ -159,7 +145,7 @@ class Pool:
         """The current entries, and those a reload replaced that still drain."""
         return [*self.entries.values(), *self._retiring]
 
-    def _by_ref(self, resident: scheduler.Resident) -> Entry:
+    def by_ref(self, resident: scheduler.Resident) -> Entry:
         return next(e for e in self.every_entry() if id(e) == resident.ref)
 
     def _on_exit(self, child: Child, code: int) -> None:
@@ -175,7 +161,7 @@ class Pool:
             return [entry]
         return [e for e in self.every_entry() if e.child is entry.child]
 
-    async def _retire(self, entries: Iterable[Entry], reason: str) -> None:
+    async def retire(self, entries: Iterable[Entry], reason: str) -> None:
         """Let a load in progress end and the requests in flight finish (never cut a
         generation short), then stop. A swap's victims are never loading (``plan_load``
         waits for those), so its drain is marked before the first ``await``: from the
@@ -203,7 +189,7 @@ class Pool:
         """Stop one model (or all) once its requests finish; returns what was stopped."""
         chosen = [self.resolve(name)] if name is not None else list(self.entries.values())
         running = [e for e in chosen if e.running()]
-        await self._retire(running, reason)
+        await self.retire(running, reason)
         return [e.name for e in running]
 
     def set_keep_alive(self, entry: Entry, seconds: float) -> None:
@@ -231,7 +217,7 @@ class Pool:
             names = scheduler.expired(views.idle_view(self), time.monotonic())
             if not names:
                 return
-            await self._retire([self.entries[names[0]]], "ttl")
+            await self.retire([self.entries[names[0]]], "ttl")
 
     def start_background(self) -> None:
         self._ttl_task = asyncio.create_task(self._ttl_loop())
@@ -269,14 +255,15 @@ class Pool:
                 shared = [e.child for e in new.values() if e.key == entry.key and e.running()]
                 entry.child = shared[0] if shared else None
         self.entries, self.config = new, config
-        self.placement = scheduler.Placement.from_config(config)
+        self.footprints = Footprints(config, self._detected)
+        self.placement = scheduler.Placement.from_config(config, self.footprints.in_force)
         if isinstance(self._spawn, Launcher):  # the binary or health timeout may change
             self._spawn = Launcher(config, self.owner)
         self._retiring.update(retiring)
         self._preload_all()
         self._wake.set()
         try:
-            await self._retire(retiring, "reload")
+            await self.retire(retiring, "reload")
         finally:
             self._retiring.difference_update(retiring)
         kept = [n for n in new if old.get(n) is new[n] and new[n].running()]

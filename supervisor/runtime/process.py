@@ -50,6 +50,7 @@ class ChildProcess:
         self._health_timeout = health_timeout
         self._on_exit = on_exit
         self._output = Output(name, log_lines)
+        self.buffer_lines = self._output.buffer_lines  # what ``learned`` measures a load by
         self._state = ProcessState.STOPPED
         self._proc: asyncio.subprocess.Process | None = None
         self._exited: asyncio.Future[int] | None = None  # the leader's exit code
@@ -257,7 +258,7 @@ class ChildProcess:
         if self._state is ProcessState.STARTING:  # not when a stop() took over meanwhile
             self._move(ProcessState.FAILED)
         log.warning("fail %s: %s", self.name, reason)
-        return StartError(self.name, reason, tail)
+        return StartError(self.name, reason, tail, exit_code=self._code())
 
     def _signal(self, sig: signal.Signals) -> None:
         if self._proc is None:
@@ -294,7 +295,6 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
-    # The error reaches every awaiting caller; if none is left, it must not be logged
-    # as "never retrieved" on top of the "fail" line already written.
+    # The error reaches every awaiting caller; with none left, no "never retrieved" log.
     if not task.cancelled():
         task.exception()

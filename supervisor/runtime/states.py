@@ -90,8 +90,15 @@ class StartError(Exception):
     (a missing file, an unknown flag, not enough memory).
     """
 
-    def __init__(self, model_name: str, reason: str, stderr_tail: Sequence[str]) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        reason: str,
+        stderr_tail: Sequence[str],
+        exit_code: int | None = None,  # negative: the signal that ended it (-9: OOM killer?)
+    ) -> None:
         self.model_name = model_name
+        self.exit_code = exit_code
         self.reason = reason
         self.stderr_tail = list(stderr_tail)
         message = f"model {model_name!r} failed to start: {reason}"
@@ -128,6 +135,10 @@ class Child(Protocol):
     def kill_group_now(self) -> None: ...
 
     def stderr_tail(self, n: int = 20) -> list[str]: ...
+
+    def buffer_lines(self) -> list[str]:
+        """The buffer-size lines it logged while loading (``learned`` reads them)."""
+        ...
 
 
 #: Called when a READY child exits on its own (a crash), with its exit code.

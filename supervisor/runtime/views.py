@@ -3,7 +3,7 @@
 Owns the views taken of ``pool``'s entries: the residents a load decides against and the
 idle children the TTL rule reads (``scheduler``'s inputs), and the figures that
 ``/running``, ``/v1/models`` and ``/api/ps`` report, where "never unloads" reads as ``null``
-(``ttl``, ``expires_at``). It changes nothing.
+(``ttl``, ``expires_at``), and each model's memory (``memory``). It changes nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +27,15 @@ def residents(pool: Pool) -> list[scheduler.Resident]:
     preset's to share, so a load of the same file waits for it to stop.
     """
     return [
-        scheduler.Resident(id(e), e.name, _key(pool, e), loading=e.claimed)
+        scheduler.Resident(
+            id(e),
+            e.name,
+            _key(pool, e),
+            loading=e.claimed,
+            memory=pool.footprints.need(e.config),
+            pending=e.in_flight + e.waiting,
+            last_used=e.last_used,
+        )
         for e in pool.every_entry()
         if e.claimed or (e.child is not None and e.child.state.live)
     ]
@@ -77,7 +85,17 @@ def describe(pool: Pool, entry: Entry) -> dict[str, Any]:
         "queued": entry.waiting,
         "ttl": None if ttl is NEVER else ttl,  # null: kept loaded for good
         "expires_at": expires_at(pool, entry),
+        "memory": memory(pool, entry),
     }
+
+
+def memory(pool: Pool, entry: Entry) -> dict[str, Any] | None:
+    """A model's memory: bytes in all and per device, and where the figure comes from
+    (declared, measured, estimated); None when unknown (a ``cmd`` without ``memory``)."""
+    found = pool.footprints.of(entry.config)
+    if found is None:
+        return None
+    return {"bytes": found.total, "by_device": dict(found.by_device), "source": str(found.source)}
 
 
 def running(pool: Pool) -> list[dict[str, Any]]:

@@ -22,6 +22,12 @@ class World:
     load_seconds: dict[str, float] = field(default_factory=dict)
     stop_seconds: float = 0.005
     failing: set[str] = field(default_factory=set)
+    #: Models whose load fails out of memory while more than this many others are up.
+    out_of_memory: dict[str, int] = field(default_factory=dict)
+    #: Models the kernel's OOM killer ends while they load: SIGKILL, and not a line logged.
+    killed: set[str] = field(default_factory=set)
+    #: The buffer-size lines each model logs while loading (what ``learned`` reads).
+    buffer_lines: dict[str, list[str]] = field(default_factory=dict)
     up: set[FakeChild] = field(default_factory=set)
     most_up: int = 0
     events: list[str] = field(default_factory=list)
@@ -75,6 +81,9 @@ class FakeChild:
     def stderr_tail(self, n: int = 20) -> list[str]:
         return []
 
+    def buffer_lines(self) -> list[str]:
+        return list(self.world.buffer_lines.get(self.name, []))
+
     def kill_group_now(self) -> None:
         return None
 
@@ -94,6 +103,15 @@ class FakeChild:
         await asyncio.sleep(self.world.load_seconds.get(self.name, 0.005))
         if self._state is ProcessState.STOPPING:
             raise StartError(self.name, "stopped while loading", [])
+        crowd = self.world.out_of_memory.get(self.name)
+        if crowd is not None and len(self.world.up) - 1 > crowd:
+            self._move(ProcessState.FAILED)
+            self.world.fall(self, "oom")
+            raise StartError(self.name, "exited with code 1", ["cudaMalloc failed: out of memory"])
+        if self.name in self.world.killed:
+            self._move(ProcessState.FAILED)
+            self.world.fall(self, "killed")
+            raise StartError(self.name, "exited with code -9 during load", [], exit_code=-9)
         if self.name in self.world.failing:
             self._move(ProcessState.FAILED)
             self.world.fall(self, "fail")

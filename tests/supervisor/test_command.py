@@ -82,6 +82,13 @@ def test_extra_args_come_last_in_order() -> None:
     assert argv[-4:] == ["--flash-attn", "on", "-t", "4"]
 
 
+def test_learning_logs_the_buffer_sizes_and_the_models_own_args_still_win() -> None:
+    """Budgets in force: verbosity 4 is the only level at which the buffer sizes are logged."""
+    assert "--log-verbosity" not in command.build_argv(model(), BIN, 1)
+    argv = command.build_argv(model(args=["--log-verbosity", "5"]), BIN, 1, learn=True)
+    assert argv[-4:] == ["--log-verbosity", "4", "--log-verbosity", "5"]
+
+
 def test_cmd_gets_its_port_and_keeps_other_braces() -> None:
     custom = ModelConfig(name="x", cmd=["srv", "--listen=:{port}", "--meta={}", "{port}"])
     assert command.build_argv(custom, BIN, 5555) == ["srv", "--listen=:5555", "--meta={}", "5555"]

@@ -51,7 +51,13 @@ async def ps(request: Request) -> Response:
     pool = Service.of(request).pool
     now = time.time()
     running = [
-        models.ps_entry(e.config, _facts(request, e.config), views.expires_at(pool, e), now)
+        models.ps_entry(
+            e.config,
+            _facts(request, e.config),
+            views.expires_at(pool, e),
+            now,
+            pool.footprints.need(e.config),
+        )
         for e in pool.entries.values()
         if e.running()
     ]

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,17 +113,26 @@ def tag_entry(model: ModelConfig, facts: FileFacts) -> dict[str, Any]:
 
 
 def ps_entry(
-    model: ModelConfig, facts: FileFacts, expires_at: float | None, now: float
+    model: ModelConfig,
+    facts: FileFacts,
+    expires_at: float | None,
+    now: float,
+    memory: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """One running model in ``/api/ps``; ``expires_at`` None means it never unloads.
 
-    ``size_vram`` is the file size unless no layer is offloaded (an estimate: the KV cache
-    is not counted).
+    ``size`` is the model's memory (bytes per device in ``memory``: declared, measured or
+    estimated) and ``size_vram`` its GPUs' part, as Ollama reports them. Unknown (a ``cmd``
+    without ``memory``): the file size, on the GPU unless no layer is offloaded.
     """
     entry = tag_entry(model, facts)
     del entry["modified_at"]
     entry["expires_at"] = now_text(now + FOREVER_S if expires_at is None else expires_at)
-    entry["size_vram"] = 0 if model.gpu_layers == 0 else facts.size
+    if memory:
+        entry["size"] = sum(memory.values())
+        entry["size_vram"] = sum(b for device, b in memory.items() if device != "cpu")
+    else:
+        entry["size_vram"] = 0 if model.gpu_layers == 0 else facts.size
     entry["context_length"] = model.context_size
     return entry
 

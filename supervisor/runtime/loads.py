@@ -1,0 +1,134 @@
+"""One model's load, carried out: decide, claim, stop what must go, start, learn.
+
+Owns the steps of a load task (``pool`` creates one per model, however many requests await
+it): asking ``scheduler.plan_load`` until nothing stands in the way (loads in progress end;
+busy models go idle, or the bounded wait ``max_swap_wait`` runs out and they drain), a
+refusal when the model can never fit, the claim, the evictions, the child's start, one
+more try after an out-of-memory failure, and the measurement of a ready child. Every
+decision is the scheduler's; the evictions are ``pool``'s drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import TYPE_CHECKING
+
+from corral.supervisor.errors import StartFailed
+from corral.supervisor.pull import library
+from corral.supervisor.runtime import learned, placement, scheduler, views
+from corral.supervisor.runtime.entries import Entry
+from corral.supervisor.runtime.states import StartError
+
+if TYPE_CHECKING:
+    from corral.supervisor.runtime.pool import Pool
+
+log = logging.getLogger("corral")
+
+
+async def load(pool: Pool, entry: Entry) -> None:
+    """One load: wait for what stands in the way, claim, stop what must go, start the child."""
+    while entry.draining:  # an unload or swap of this very model finishes first
+        await entry.drained.wait()
+    plan = await _decide(pool, entry)
+    if pool.entries.get(entry.name) is not entry:
+        return  # a reload replaced it meanwhile: its waiters follow the name
+    entry.claimed = True  # from here on, other loads see this one and wait for it
+    try:
+        await pool.retire([pool.by_ref(r) for r in plan.evict], "swap")
+        try:
+            await _start(pool, entry)
+        except StartError as exc:
+            victims = _after_out_of_memory(pool, entry, exc)
+            if victims is None:
+                raise _failed(entry, exc) from exc
+            names = sorted({v.name for v in victims})
+            log.warning(
+                "%s: out of memory while loading; stopping %s, then once more", entry.name, names
+            )
+            await pool.retire(victims, "out of memory")
+            try:
+                await _start(pool, entry)
+            except StartError as again:
+                raise _failed(entry, again) from again
+        entry.last_used = time.monotonic()
+        entry.keep_alive = None
+        if entry.child is not None:
+            pool.footprints.learn(entry.config, entry.child.buffer_lines())
+    finally:
+        entry.claimed = False
+        pool.wake()
+
+
+async def _decide(pool: Pool, entry: Entry) -> scheduler.LoadPlan:
+    """Ask the scheduler until the plan is to evict and start (or a refusal, raised)."""
+    waiting_since = time.monotonic()
+    swap_now = False
+    while True:
+        plan = scheduler.plan_load(
+            entry.name,
+            entry.key,
+            views.residents(pool),
+            pool.placement,
+            pool.budget(entry),
+            swap_now,
+        )
+        if plan.refuse is not None:
+            entry.failed_at = time.monotonic()
+            log.warning("%s", plan.refuse)
+            raise StartFailed(plan.refuse)
+        if plan.wait_for:
+            loads = [pool.by_ref(r).load_task for r in plan.wait_for]
+            await asyncio.wait([t for t in loads if t is not None])
+        elif plan.busy:
+            busy = [pool.by_ref(r) for r in plan.busy]
+            now = time.monotonic()
+            pending = sum(e.in_flight + e.waiting for e in busy)
+            turn = placement.take_turn(now, waiting_since, pending, pool.config.max_swap_wait)
+            if turn.swap:
+                swap_now = True  # the wait ran out: they drain (never cut off), then stop
+                continue
+            await _any_idle(busy, until=turn.recheck_at)
+        else:
+            return plan
+
+
+async def _any_idle(entries: list[Entry], until: float) -> None:
+    """Until one of ``entries`` has nothing in flight, or ``until`` (monotonic seconds)."""
+    waits = [asyncio.create_task(e.idle.wait()) for e in entries]
+    try:
+        left = max(until - time.monotonic(), 0.0)
+        await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+async def _start(pool: Pool, entry: Entry) -> None:
+    child = entry.child
+    if child is None or not child.state.live:
+        model = entry.config  # auto_pull: a `source` whose file is missing comes first
+        model = await library.present(model, log.info) if pool.config.auto_pull else model
+        child = pool.spawn(model)
+        for sibling in pool.entries.values():  # never a replaced one: it retires
+            if sibling.key == entry.key:
+                sibling.child = child
+    await child.start()
+
+
+def _after_out_of_memory(pool: Pool, entry: Entry, exc: StartError) -> list[Entry] | None:
+    """The idle models to stop before one more try, when the load failed for memory."""
+    # The kernel's OOM killer leaves no line in the log: its SIGKILL is the only sign.
+    if not (learned.out_of_memory(exc.stderr_tail) or exc.exit_code == -signal.SIGKILL):
+        return None
+    devices = pool.footprints.need(entry.config) or pool.footprints.budgets
+    residents = views.residents(pool)
+    victims = scheduler.plan_retry(entry.name, entry.key, residents, pool.placement, devices)
+    return None if victims is None else [pool.by_ref(r) for r in victims]
+
+
+def _failed(entry: Entry, exc: StartError) -> StartFailed:
+    entry.failed_at = time.monotonic()
+    return StartFailed(str(exc))
