@@ -77,6 +77,9 @@ def build_argv(model: ModelConfig, llama_server: str, port: int) -> list[str]:
     ]
     if model.gpu_layers is not None:
         argv += ["-ngl", str(model.gpu_layers)]
+    if model.rpc:
+        # llama.cpp splits the layers across these rpc-servers and this machine's devices.
+        argv += ["--rpc", ",".join(model.rpc)]
     if model.chat_template and is_template_file(model.chat_template):
         argv += ["--chat-template-file", model.chat_template]
     elif model.chat_template:
@@ -107,6 +110,7 @@ def launch_key(model: ModelConfig) -> LaunchKey:
         model.gpu_layers,
         model.chat_template,
         tuple(model.args),
+        tuple(model.rpc),
         env,
     )
 
