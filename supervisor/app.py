@@ -24,6 +24,7 @@ from corral.supervisor.api.ollama import routes as ollama
 from corral.supervisor.errors import ServeError, error_response
 from corral.supervisor.http.auth import RequireKey
 from corral.supervisor.http.limits import Limits
+from corral.supervisor.http.peers.router import PeerRouter
 from corral.supervisor.runtime import strays
 from corral.supervisor.service import Service
 
@@ -75,6 +76,10 @@ def build_app(service: Service) -> Starlette:
         middleware=[
             Middleware(Limits, config=lambda: service.config),
             Middleware(RequireKey, keys=lambda: service.keys),
+            # Inside RequireKey: a peer's model needs this corral's key, which stays here.
+            Middleware(
+                PeerRouter, config=lambda: service.config, upstream=lambda: service.upstream
+            ),
         ],
         exception_handlers={
             ServeError: _serve_error,
