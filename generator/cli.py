@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,6 +25,11 @@ from corral.generator.units import ACCELERATIONS, ServiceSettings, render_units
 _LOCATED = re.compile(r"[A-Za-z_]\w*[.\[:]")
 #: Exit code for a config that failed validation (click uses 2 for usage errors too).
 EXIT_INVALID = 2
+
+#: ``check``'s memory report, handed in by whoever can estimate (the supervisor, through
+#: ``cli(obj={MEMORY_CHECK: ...})``): config and --fit in, (lines to print, problems) out.
+MemoryCheck = Callable[[Config, bool], tuple[list[str], list[str]]]
+MEMORY_CHECK = "memory_check"
 
 
 def fail(exc: ConfigError) -> NoReturn:
@@ -170,12 +176,21 @@ def relocate(problems: list[str], locations: dict[str, str]) -> list[str]:
 
 @cli.command()
 @click.argument("config_file", type=click.Path(dir_okay=False, path_type=Path))
-def check(config_file: Path) -> None:
+@click.option(
+    "--fit",
+    is_flag=True,
+    help="Fail when a model, or the persistent models together, exceed a declared budget.",
+)
+@click.pass_context
+def check(ctx: click.Context, config_file: Path, fit: bool) -> None:
     """Validate CONFIG_FILE (with the environment's overrides) and summarise each model."""
     try:
         config = loader.load(config_file)
     except ConfigError as exc:
         fail(exc)
+    memory_check: MemoryCheck | None = (ctx.obj or {}).get(MEMORY_CHECK)
+    if fit and memory_check is None:
+        raise click.UsageError("--fit needs the memory estimator: run it as `corral check`")
     click.echo(
         f"{config_file}: ok, {len(config.models)} model(s), listening on "
         f"{config.host}:{config.port}"
@@ -188,6 +203,12 @@ def check(config_file: Path) -> None:
                 "requests for it will fail until it is downloaded",
                 err=True,
             )
+    if memory_check is not None:
+        lines, problems = memory_check(config, fit)
+        for line in lines:
+            click.echo(line)
+        if problems:
+            fail(ConfigError(problems, str(config_file)))
 
 
 def summary(model: ModelConfig, config: Config) -> str:

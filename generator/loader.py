@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from corral.generator import model_source
 from corral.generator.keys import spellings
 from corral.generator.problems import ConfigError, from_validation_error
 from corral.generator.rules import conflicts
@@ -140,8 +141,29 @@ def resolve_paths(config: Config) -> Config:
         m.model_copy(update={"path": base / m.path.expanduser()}) if m.path is not None else m
         for m in config.models
     ]
+    models = [with_source_files(m, base) for m in models]
     # `base / absolute` is the absolute path itself, so absolute paths pass through unchanged.
     return config.model_copy(update={"models": models, "models_path": config.models_path and base})
+
+
+def with_source_files(model: ModelConfig, folder: Path) -> ModelConfig:
+    """A model with a ``source``: its file where pulls put it (unless ``path`` says), its
+    pulled projector as ``--mmproj``, and the library's defaults under the model's own."""
+    if model.source is None:
+        return model
+    source = model_source.parse(model.source)
+    path = model.path or model_source.local_path(folder, source)
+    mmproj, defaults = model_source.companions(path, source)
+    update: dict[str, Any] = {"path": path}
+    if mmproj is not None and "--mmproj" not in model.args:
+        update["args"] = [*model.args, "--mmproj", str(mmproj)]
+    library_parameters = defaults.get("parameters")
+    if isinstance(library_parameters, dict) and library_parameters:
+        update["parameters"] = {**library_parameters, **model.parameters}
+    system = defaults.get("system_prompt")
+    if model.system_prompt is None and isinstance(system, str):
+        update["system_prompt"] = system
+    return model.model_copy(update=update)
 
 
 def discover(config: Config) -> Config:
@@ -159,7 +181,8 @@ def discover(config: Config) -> Config:
     found = []
     for file in sorted(config.models_path.rglob("*.gguf")):
         split = _SPLIT.match(file.stem)
-        if split and split["part"] != "00001":
+        # A projector is a part of a vision model, not a model (llama.cpp's router skips it too).
+        if (split and split["part"] != "00001") or "mmproj" in file.name:
             continue
         name = _as_name(split["base"] if split else file.stem)
         if file.resolve() in named or name in taken:

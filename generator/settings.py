@@ -15,17 +15,25 @@ import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from corral.generator import presets
+from corral.generator import model_source, presets
 from corral.generator.fields import NAME_PATTERN as NAME_PATTERN
 from corral.generator.fields import Name as Name
 from corral.generator.fields import Strict as Strict
 from corral.generator.remote import PeerConfig, PeerName, RpcAddress
 from corral.generator.rules import conflicts
+from corral.generator.sizes import ACCEPTED, parse_size
 
 #: Arguments that corral passes to every child itself; a model's ``args`` may not set them.
 OWNED_ARGS = ("--port", "--host")
@@ -48,6 +56,32 @@ def is_loopback(host: str) -> bool:
         return name == "localhost" or name.endswith(".localhost")
 
 
+def _size(value: object) -> int:
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise PydanticCustomError("size", "{message}", {"message": str(exc)}) from None
+
+
+#: A memory size in bytes, written as bytes or with a unit ("24GiB", "512MiB", "24GB").
+ByteSize = Annotated[
+    int,
+    BeforeValidator(_size),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[A-Za-z]*\s*$"},
+            ],
+            "description": ACCEPTED,
+        }
+    ),
+]
+
+#: Device names in ``devices``: the CPU's RAM, or a GPU by its index (CUDA_VISIBLE_DEVICES').
+DEVICE_PATTERN = r"^(cpu|gpu[0-9]+)$"
+
+
 class GroupConfig(Strict):
     """A set of models with llama-swap's group semantics.
 
@@ -62,13 +96,26 @@ class GroupConfig(Strict):
     persistent: bool = Field(default=False, description="Never unloaded by another group's load.")
 
 
+class DeviceConfig(Strict):
+    """One device's memory budget."""
+
+    memory: ByteSize = Field(
+        description="Memory corral may fill with models on this device (before memory_margin)."
+    )
+
+
 class ModelConfig(Strict):
     """One servable model: a GGUF file run by llama-server, or a custom ``cmd``."""
 
     # Editors that read the JSON Schema then flag an entry with neither, as validation does.
     model_config = ConfigDict(
         json_schema_extra={
-            "anyOf": [{"required": ["path"]}, {"required": ["cmd"]}, {"required": ["from"]}]
+            "anyOf": [
+                {"required": ["path"]},
+                {"required": ["cmd"]},
+                {"required": ["from"]},
+                {"required": ["source"]},
+            ]
         }
     )
 
@@ -78,11 +125,23 @@ class ModelConfig(Strict):
     path: Path | None = Field(
         default=None, description="GGUF file; relative paths resolve against models_path."
     )
+    source: str | None = Field(
+        default=None,
+        description=(
+            "Where the GGUF comes from: ollama:NAME:TAG (or NAME:TAG), hf:owner/repo:QUANT, "
+            "hf:owner/repo/file.gguf or an https URL; the file is models_path/<stem>.gguf "
+            "unless `path` is set. `corral pull` and `corral lock` read it."
+        ),
+    )
     context_size: int = Field(default=4096, gt=0, description="Context window in tokens (-c).")
     gpu_layers: int | None = Field(
         default=None,
         ge=-1,
         description="Layers offloaded to the GPU (-ngl); unset = llama-server's.",
+    )
+    memory: ByteSize | None = Field(
+        default=None,
+        description="Memory this model takes when loaded; unset = measured, else estimated.",
     )
     ttl: int | None = Field(
         default=None,
@@ -147,6 +206,16 @@ class ModelConfig(Strict):
             )
         return value
 
+    @field_validator("source")
+    @classmethod
+    def _source_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                model_source.parse(value)
+            except model_source.SourceSyntaxError as exc:
+                raise PydanticCustomError("bad_source", "{why}", {"why": str(exc)}) from None
+        return value
+
     @field_validator("args")
     @classmethod
     def _args_not_owned(cls, value: list[str]) -> list[str]:
@@ -164,10 +233,11 @@ class ModelConfig(Strict):
     @model_validator(mode="after")
     def _path_or_cmd(self) -> ModelConfig:
         # A preset whose base is missing is reported by rules, naming the bad `from`.
-        if self.path is None and self.cmd is None and self.from_ is None:
+        if self.path is None and self.cmd is None and self.from_ is None and self.source is None:
             raise PydanticCustomError(
                 "no_path",
-                "needs `path` (a GGUF file) or `cmd` (a command with {placeholder})",
+                "needs `path` (a GGUF file), `source` (where to download it from) "
+                "or `cmd` (a command with {placeholder})",
                 {"placeholder": "{port}"},
             )
         return self
@@ -219,11 +289,47 @@ class Config(Strict):
     client_timeout: float = Field(
         default=60.0, gt=0, description="Seconds a client may take to send its request body."
     )
+    auto_pull: bool = Field(
+        default=False,
+        description=(
+            "Let corral download at run time: a model with a `source` whose file is missing "
+            "is pulled on its first request, and Ollama's /api/pull downloads."
+        ),
+    )
+    devices: dict[str, DeviceConfig] = Field(
+        default_factory=dict,
+        description="Memory budget per device (cpu, gpu0, gpu1, ...); unset = detected at start.",
+    )
+    memory_margin: ByteSize = Field(
+        default=512 * 1024**2,
+        description="Memory kept free on every device, below its budget (default 512MiB).",
+    )
+    max_swap_wait: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a loaded model keeps serving its queue before a swap; 0 = swap now.",
+    )
+    state_dir: Path | None = Field(
+        default=None,
+        description="Where measured memory is kept; unset = env STATE_DIRECTORY, else a default.",
+    )
     models: list[ModelConfig] = Field(default_factory=list, description="The models to serve.")
     peers: dict[PeerName, PeerConfig] = Field(
         default_factory=dict,
         description="Other servers whose models are served here by passing requests on.",
     )
+
+    @field_validator("devices")
+    @classmethod
+    def _device_names(cls, value: dict[str, DeviceConfig]) -> dict[str, DeviceConfig]:
+        for name in value:
+            if re.fullmatch(DEVICE_PATTERN, name) is None:
+                raise PydanticCustomError(
+                    "device_name",
+                    "{name} is not a device; use cpu, or gpu0, gpu1, ... (the GPU's index)",
+                    {"name": repr(name)},
+                )
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -20,7 +20,10 @@ let
   # A preset (`from`) takes its base's file; a `cmd` in settings runs something else.
   modelsWithoutPath = lib.filterAttrs (
     name: model:
-    model.path == null && model.from == null && (cfg.settings.models.${name}.cmd or null) == null
+    model.path == null
+    && model.from == null
+    && model.source == null
+    && (cfg.settings.models.${name}.cmd or null) == null
   ) cfg.models;
 
   # For the warnings only; the unit's own decision is the generator's (is_loopback).

@@ -18,11 +18,17 @@ let
   # settings.service.name may rename the unit; the credential directory follows it.
   unitName = cfg.settings.service.name or layout.unitName;
 
+  lock = import ./lock.nix {
+    inherit lib pkgs;
+    inherit (cfg) lockFile;
+  };
+
   model =
-    m:
-    dropEmpty (dropNulls {
+    name: m:
+    dropEmpty (dropNulls ({
       inherit (m)
         from
+        source
         path
         contextSize
         gpuLayers
@@ -35,10 +41,11 @@ let
         parameters
         systemPrompt
         group
+        memory
         preload
         unlisted
         ;
-    });
+    } // lib.optionalAttrs (m.source != null && m.path == null) (lock.model name m)));
 
   group = g: {
     inherit (g)
@@ -56,12 +63,20 @@ let
       modelsPath
       defaultTTL
       healthTimeout
+      memoryMargin
+      maxSwapWait
       ;
+    # A device without a declared budget is detected at start: the generator never sees it.
+    devices =
+      let
+        declared = lib.filterAttrs (_: device: device.memory != null) cfg.devices;
+      in
+      if declared == { } then null else declared;
     llamaServer = lib.getExe' cfg.llamaCpp.finalPackage "llama-server";
     # The file itself reaches the service as a systemd credential (see default.nix).
     apiKeyFile =
       if cfg.apiKeyFile == null then null else "/run/credentials/${unitName}.service/api-keys";
-    models = lib.mapAttrs (_: model) cfg.models;
+    models = lib.mapAttrs model cfg.models;
     # Each peer's key reaches the service as a credential, as apiKeyFile's does (remote.nix).
     peers =
       if cfg.peers == { } then

@@ -46,6 +46,13 @@ in
           '';
         };
 
+        source = nullOr types.str "ollama:qwen2.5-coder:7b" ''
+          Where the GGUF of model `${name}` comes from: `ollama:NAME:TAG` (Ollama's library),
+          `hf:owner/repo:QUANT` or `hf:owner/repo/file.gguf`. With no {option}`path`, the
+          file is `pkgs.fetchurl` of the entry in {option}`services.corral.lockFile`, which
+          `corral lock` writes; the library's parameters and system prompt become defaults.
+        '';
+
         contextSize = nullOr types.int 32768 ''
           Context window in tokens (llama-server's `-c`). `null`: corral's default, 4096.
         '';
@@ -133,6 +140,12 @@ in
 
         group = nullOr types.str "big" ''
           The name of the entry of {option}`services.corral.groups` this model belongs to.
+        '';
+
+        memory = nullOr (types.either types.ints.unsigned types.str) "6GiB" ''
+          Memory model `${name}` takes when loaded (bytes, or a size such as `6GiB`),
+          overriding the figure corral measured at its last load or estimated from its GGUF
+          header. `null`: measured, else estimated.
         '';
 
         preload = mkOption {

@@ -171,6 +171,41 @@ in
       description = "Seconds a model may take to load before the request fails. `null`: corral's default, 120.";
     };
 
+    devices = mkOption {
+      type = types.attrsOf (
+        types.submodule {
+          options.memory = mkOption {
+            type = types.nullOr (types.either types.ints.unsigned types.str);
+            default = null;
+            example = "24GiB";
+            description = "Memory corral may fill with models on this device, before `memoryMargin`: bytes, or a size such as `24GiB`, `512MiB` or `24GB` (decimal). `null`: detected when corral starts.";
+          };
+        }
+      );
+      default = { };
+      example = literalExpression ''{ gpu0.memory = "24GiB"; cpu.memory = "28GiB"; }'';
+      description = ''
+        Memory budget per device: `cpu`, `gpu0`, `gpu1`, … (the CUDA index). Models that fit
+        side by side stay loaded together; one that doesn't evicts the least recently used
+        idle models. A device not listed is detected when corral starts (free GPU memory
+        through nvidia-ml-py when installed; MemAvailable for the CPU).
+      '';
+    };
+
+    memoryMargin = mkOption {
+      type = types.nullOr (types.either types.ints.unsigned types.str);
+      default = null;
+      example = "1GiB";
+      description = "Memory kept free on every device, below its budget. `null`: corral's default, 512MiB.";
+    };
+
+    maxSwapWait = mkOption {
+      type = types.nullOr types.number;
+      default = null;
+      example = 30;
+      description = "Seconds a loaded model keeps serving its own waiting requests before a swap to a model that does not fit beside it; `0` swaps at once. `null`: corral's default, 10.";
+    };
+
     models = mkOption {
       type = types.attrsOf (types.submodule entries.model);
       default = { };
@@ -200,6 +235,17 @@ in
         { big = { members = [ "qwen2.5-coder:32b" "qwq:32b" ]; }; }
       '';
       description = "Named groups of models with llama-swap's swap, exclusive and persistent rules.";
+    };
+
+    lockFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = literalExpression "./corral.lock.json";
+      description = ''
+        The lock file that `corral lock --config FILE` writes: every model `source` resolved
+        to exact URLs and sha256. Each model with a `source` and no `path` becomes
+        `pkgs.fetchurl { url; hash; }` from it; a source missing from it fails evaluation.
+      '';
     };
 
     apiKeyFile = mkOption {

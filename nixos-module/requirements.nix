@@ -56,6 +56,7 @@ rec {
         "pytest"
         "ruff"
         "mypy"
+        "import-linter"
       ])
       && !(lib.hasPrefix "types-" (attribute requirement))
     ) requirements;

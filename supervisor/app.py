@@ -1,8 +1,8 @@
 """The ASGI application: routes, error answers, API keys, and the service's lifespan.
 
 Owns assembling the parts and what happens at start (reap strays, preload, watch SIGHUP)
-and at shutdown (stop every child). Every error leaves here in the OpenAI envelope, except
-the Ollama routes', which answer in Ollama's shape (``api.ollama.routes``).
+and at shutdown (stop every child). Every error that a route raises becomes its answer here,
+in the shape the path's clients read (``errors.error_response``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ async def _serve_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServeError)
     if exc.status >= 500:
         log.error("request error: %s %s: %s", request.method, request.url.path, exc.message)
-    return exc.response()
+    return exc.response(request.url.path)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -46,22 +46,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         detail = f"no route {request.method} {request.url.path}"
     elif exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
-    return error_response(exc.status_code, str(detail), kind, headers=exc.headers)
+    return error_response(exc.status_code, str(detail), kind, exc.headers, request.url.path)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("request error: %s %s: unexpected", request.method, request.url.path)
-    return error_response(500, f"internal error: {type(exc).__name__}", "server_error")
+    message = f"internal error: {type(exc).__name__}"
+    return error_response(500, message, "server_error", path=request.url.path)
 
 
 def build_app(service: Service) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        reaped = strays.reap_strays(service.pool.owner)
-        if reaped:
-            log.warning(
-                "reaped %d stray llama-server(s) left by an earlier run: %s", len(reaped), reaped
-            )
+        strays.reap_strays(service.pool.owner)  # logs what it reaped
         service.pool.start_background()
         watcher = asyncio.create_task(_watch_sighup(service))
         try:

@@ -13,9 +13,10 @@ from pathlib import Path
 import click
 
 from corral.generator import loader
-from corral.generator.cli import cli, fail
+from corral.generator.cli import MEMORY_CHECK, cli, fail
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
+from corral.supervisor import fit, library_cli
 from corral.supervisor.pull import download, inventory, sources
 
 
@@ -73,6 +74,7 @@ def serve(config_file: Path | None, host: str | None, port: int | None, log_leve
 @click.option("--name", help="Save under this file name (it must end in .gguf).")
 @click.option("--sha256", help="Expected sha256 (64 hex digits); on a mismatch nothing is kept.")
 @click.option("--force", is_flag=True, help="Download again even if the file is there.")
+@click.option("--registry", help=library_cli.REGISTRY_HELP)
 @click.option(
     "--list",
     "show_list",
@@ -86,9 +88,11 @@ def pull_command(
     name: str | None,
     sha256: str | None,
     force: bool,
+    registry: str | None,
     show_list: bool,
 ) -> None:
-    """Download a GGUF into models_path; SOURCE is an https:// URL or hf:owner/repo/file.gguf.
+    """Download a GGUF into models_path. SOURCE: an https:// URL, hf:owner/repo/file.gguf,
+    hf:owner/repo:QUANT, or a model of Ollama's library (ollama:NAME:TAG, or NAME:TAG).
 
     The file appears only once it is whole (and matches --sha256). An interrupted download
     leaves NAME.gguf.part, which the same command resumes.
@@ -115,6 +119,11 @@ def pull_command(
         return
     if source is None:
         raise click.UsageError("missing SOURCE: an https:// URL or hf:owner/repo/file.gguf")
+    if library_cli.is_library_source(source):
+        if name is not None or sha256 is not None:
+            raise click.UsageError("--name and --sha256 are for URLs; the library names files")
+        library_cli.pull_from_library(source, folder, registry, force)
+        return
     try:
         origin = sources.parse(source)
         target = folder / sources.file_name(origin, name)
@@ -129,4 +138,6 @@ def pull_command(
 
 
 def main() -> None:
-    cli()
+    # The generator's `check` prints each model's memory through this hook: only this side
+    # may import both packages.
+    cli(obj={MEMORY_CHECK: fit.memory_check})

@@ -1,7 +1,9 @@
-"""HTTP errors in the OpenAI envelope, and the exceptions that become them.
+"""HTTP errors in the shape each API's clients read, and the exceptions that become them.
 
-Owns the shape every error answer takes (``{"error": {"message", "type", "code", "param"}}``)
-and the mapping from corral's failures to statuses. It does not decide when they happen.
+Owns the shape every error answer takes: OpenAI's envelope (``{"error": {"message", "type",
+"code", "param"}}``) everywhere, except on Ollama's paths (``/`` and ``/api/...``), whose
+clients read ``{"error": "<text>"}`` and show anything else as ``[object Object]``. Owns the
+mapping from corral's failures to statuses too. It does not decide when they happen.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ class ServeError(Exception):
         self.message = message
         self.headers = dict(headers or {})
 
-    def response(self) -> JSONResponse:
-        return error_response(self.status, self.message, self.kind, headers=self.headers)
+    def response(self, path: str = "") -> JSONResponse:
+        """The answer to a request for ``path`` (which picks the shape)."""
+        return error_response(self.status, self.message, self.kind, self.headers, path)
 
 
 class BadRequest(ServeError):
@@ -77,6 +80,16 @@ class StartFailed(ServeError):
     kind = "model_start_failed"
 
 
+class ClientGone(ServeError):
+    """The client hung up before its answer began; nobody reads this answer."""
+
+    status = 499  # nginx's "client closed request"
+    kind = "client_closed_request"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"model {model!r}: the client hung up before the answer")
+
+
 class UpstreamFailed(ServeError):
     """The child died or broke the connection while answering."""
 
@@ -84,8 +97,23 @@ class UpstreamFailed(ServeError):
     kind = "upstream_error"
 
 
+def speaks_ollama(path: str) -> bool:
+    """Whether ``path`` is one of Ollama's (``/``, ``/api/...``), whose clients read errors as
+    a plain string."""
+    return path == "/" or path == "/api" or path.startswith("/api/")
+
+
 def error_response(
-    status: int, message: str, kind: str, *, headers: Mapping[str, str] | None = None
+    status: int,
+    message: str,
+    kind: str,
+    headers: Mapping[str, str] | None = None,
+    path: str = "",
 ) -> JSONResponse:
-    body = {"error": {"message": message, "type": kind, "code": status, "param": None}}
+    """An error answer for a request to ``path``: Ollama's shape on its paths, else OpenAI's."""
+    body: dict[str, object]
+    if speaks_ollama(path):
+        body = {"error": message}
+    else:
+        body = {"error": {"message": message, "type": kind, "code": status, "param": None}}
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))

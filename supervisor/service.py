@@ -1,8 +1,10 @@
 """The running service's shared parts, and the one way a request reaches a child.
 
 Owns what every route needs: the pool, the upstream client, the config (and how to load it
-again on SIGHUP), and ``exchange``: lease the model, forward, give the lease back when the
-answer has been sent or the client has gone. Routes look it up with ``Service.of(request)``.
+again on SIGHUP), and ``exchange``, the one path from a route to a child: lease the model,
+watch for the client hanging up, talk to the child, give the lease back when the answer has
+been sent or the client has gone. Routes look the service up with ``Service.of(request)``.
+It does not read requests (``api``) or decide who runs (``runtime.scheduler``).
 """
 
 from __future__ import annotations
@@ -11,18 +13,77 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
+import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response
 
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
+from corral.supervisor.errors import ClientGone
+from corral.supervisor.http import proxy
 from corral.supervisor.http.auth import Keys
-from corral.supervisor.http.proxy import Upstream, until_disconnect
+from corral.supervisor.runtime import scheduler
+from corral.supervisor.runtime.entries import Lease
 from corral.supervisor.runtime.pool import Pool
 
 log = logging.getLogger("corral")
+
+
+class Exchange:
+    """What a route holds while it talks to a model's child: the lease, and the upstream."""
+
+    def __init__(
+        self, upstream: proxy.Upstream, lease: Lease, stack: contextlib.AsyncExitStack
+    ) -> None:
+        self.lease = lease
+        self._upstream = upstream
+        self._stack = stack
+
+    @property
+    def model(self) -> str:
+        return self.lease.model.name
+
+    async def open(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> aiohttp.ClientResponse:
+        """Send the request to the child; the answer's status and headers are in."""
+        url = self.lease.base_url + path
+        return await self._upstream.open(method, url, headers, body, model=self.model)
+
+    async def read(self, upstream: aiohttp.ClientResponse) -> bytes:
+        return await proxy.read(upstream, self.model)
+
+    async def fetch(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        transform: proxy.Transform | None = None,
+    ) -> Response:
+        """The child's whole answer (read before the lease goes back)."""
+        upstream = await self.open(method, path, headers, body)
+        return await proxy.whole(upstream, self.model, transform)
+
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        transform: proxy.Transform | None = None,
+    ) -> proxy.Relay:
+        """The child's answer relayed as it comes (see ``relay``)."""
+        return self.relay(await self.open(method, path, headers, body), transform)
+
+    def relay(
+        self, upstream: aiohttp.ClientResponse, transform: proxy.Transform | None = None
+    ) -> proxy.Relay:
+        """A response that relays ``upstream`` as it comes. The lease passes to it: it goes
+        back when the relay ends, not when the route returns."""
+        return proxy.Relay(upstream, self.model, self._stack.pop_all().aclose, transform)
 
 
 class Service:
@@ -30,7 +91,7 @@ class Service:
         self.config = config
         self.reload_config = reload_config
         self.pool = Pool(config, owner)
-        self.upstream = Upstream()
+        self.upstream = proxy.Upstream()
         self.keys = Keys.from_config(config)
         self.started_at = time.time()
 
@@ -39,65 +100,49 @@ class Service:
         service: Service = request.app.state.service
         return service
 
+    @contextlib.asynccontextmanager
     async def exchange(
-        self,
-        request: Request,
-        model: str,
-        path: str,
-        body: bytes,
-        *,
-        stream: bool,
-        on_lease: Callable[[], None] | None = None,
-    ) -> Response:
-        """Send one request to ``model``'s child (starting it if needed) and relay the answer.
+        self, request: Request, model: str, *, on_lease: Callable[[], None] | None = None
+    ) -> AsyncIterator[Exchange]:
+        """Hold a place on ``model``'s child (starting it if needed) while the block talks to it.
 
-        ``on_lease`` runs once the model is ready and the request holds its place on it. A
-        client that hangs up before the answer starts (while the model loads, while it waits
-        in the queue, or while a hung child says nothing) gives its place back at once:
-        otherwise a swap would wait forever for a request nobody waits for.
+        Every route that reaches a child comes through here. ``on_lease`` runs once the model
+        is ready and the request holds its place. A client that hangs up before its answer
+        starts (while the model loads, while it queues, or while a hung child says nothing)
+        cancels the block and gives its place back at once, as ``ClientGone``: otherwise a
+        swap would wait forever for a request nobody waits for. The request's body must have
+        been read: after it, ``receive`` only reports the hang-up.
         """
-        work = asyncio.ensure_future(
-            self._exchange(request, model, path, body, stream=stream, on_lease=on_lease)
-        )
-        gone = asyncio.ensure_future(until_disconnect(request.receive))
-        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-        if work.done():
-            gone.cancel()
-            return work.result()
-        work.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await work
-        log.info("request cancelled: model %s: client hung up before the answer", model)
-        return Response(status_code=499)  # nobody reads it; nginx's "client closed request"
+        task = asyncio.current_task()
+        assert task is not None
+        hung_up = False
 
-    async def _exchange(
-        self,
-        request: Request,
-        model: str,
-        path: str,
-        body: bytes,
-        *,
-        stream: bool,
-        on_lease: Callable[[], None] | None,
-    ) -> Response:
+        def on_disconnect(watcher: asyncio.Future[None]) -> None:
+            nonlocal hung_up
+            if not watcher.cancelled() and watcher.exception() is None:
+                hung_up = True
+                task.cancel()
+
+        watcher = asyncio.ensure_future(proxy.until_disconnect(request.receive))
+        watcher.add_done_callback(on_disconnect)
         stack = contextlib.AsyncExitStack()
-        lease = await stack.enter_async_context(self.pool.lease(model))
-        if on_lease is not None:
-            on_lease()
-        url = lease.base_url + path
-        if not stream:
-            async with stack:
-                return await self.upstream.fetch(
-                    request.method, url, request.headers, body, model=model
-                )
         try:
-            # The lease is given back by the relay, once the last chunk is sent.
-            return await self.upstream.stream(
-                request.method, url, request.headers, body, model=model, on_done=stack.aclose
-            )
-        except BaseException:
-            await stack.aclose()
-            raise
+            try:
+                lease = await stack.enter_async_context(self.pool.lease(model))
+                if on_lease is not None:
+                    on_lease()
+                yield Exchange(self.upstream, lease, stack)
+            finally:
+                watcher.remove_done_callback(on_disconnect)
+                watcher.cancel()
+        except asyncio.CancelledError:
+            if not hung_up:
+                raise
+            task.uncancel()
+            log.info("request cancelled: model %s: client hung up before the answer", model)
+            raise ClientGone(model) from None
+        finally:
+            await stack.aclose()  # a no-op once a relay took the lease over
 
     async def reload(self) -> None:
         """Load the config again and apply it; a bad config is logged and the old one kept."""
@@ -107,6 +152,13 @@ class Service:
         except ConfigError as exc:
             log.error("reload failed, keeping the running config: %s", exc)
             return
-        self.keys = keys
-        await self.pool.reload(config)
-        self.config = config
+        plan = scheduler.plan_reload(self.config, config)
+        if plan.restart:
+            log.warning(
+                "reload: %s changed, which only a restart applies: restart corral for it",
+                ", ".join(plan.restart),
+            )
+        # Limits and keys apply to the next request at once; the pool's old children stop
+        # once their requests finish, and pool.reload returns then.
+        self.config, self.keys = config, keys
+        await self.pool.reload(config, plan)

@@ -53,7 +53,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--never-ready", action="store_true", help="503 on /health forever")
     p.add_argument("--ignore-sigterm", action="store_true")
     p.add_argument("--tokens", type=int, default=5, help="tokens per answer (>= 1)")
-    p.add_argument("--token-delay", type=float, default=0.0, help="seconds between tokens")
+    p.add_argument(
+        "--token-delay", type=float, default=0.0, help="seconds per token, streamed or not"
+    )
     p.add_argument("--fail-bind", action="store_true", help="exit 1 as if the port were taken")
     p.add_argument("--stderr-lines", type=int, default=0, help="log lines to print at start")
     p.add_argument("--spawn-grandchild", action="store_true", help="start a sleeping child")
@@ -93,6 +95,8 @@ class Fake:
             return await self.hang(request)
         shape = SHAPES[request.path]
         if not stream or shape.chunks is None:
+            # As slow as the stream would be: a whole answer is generated token by token too.
+            await asyncio.sleep(self.args.token_delay * len(self.tokens()))
             answer = shape.whole(self, body, "".join(self.tokens()))
             say(f"done {request.method} {request.path} chunks=0")
             return web.json_response({**answer, "upstream": self.args.name, "received": body})

@@ -1,7 +1,9 @@
-"""Test helpers shared by the suites: waiting with a timeout, free ports, a real corral server."""
+"""Test helpers shared by the suites: waiting with a timeout, free ports, a real corral server,
+and the requests the suites send it."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -41,6 +43,33 @@ def demo_model_file() -> Path:
     return target
 
 
+def demo_model(name: str = "gemma-3-270m", **extra: object) -> dict[str, object]:
+    """A config entry for the demo file (in the ``models_dir`` fixture's folder), with the
+    chat template it needs."""
+    return {
+        "name": name,
+        "path": DEMO_FILE,
+        "chat_template": "gemma",
+        "context_size": 1024,
+        **extra,
+    }
+
+
+def post(
+    server: CorralServer, path: str, body: object, headers: Mapping[str, str] | None = None
+) -> httpx.Response:
+    """POST ``body`` as JSON to ``path`` on ``server``."""
+    return httpx.post(f"{server.url}{path}", json=body, headers=headers, timeout=30)
+
+
+def completion(
+    server: CorralServer, model: str, timeout: float = 30, **extra: object
+) -> httpx.Response:
+    """A text completion of ``model`` (prompt "x"), whole unless ``stream=True`` is given."""
+    body = {"model": model, "prompt": "x", **extra}
+    return httpx.post(f"{server.url}/v1/completions", json=body, timeout=timeout)
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` on timeout."""
     deadline = time.monotonic() + timeout
@@ -51,6 +80,15 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+async def until(predicate: Callable[[], Any], within: float = 10.0, what: str = "") -> None:
+    """The async ``wait_until``: poll ``predicate`` on the running loop until it holds."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what or predicate}")
+        await asyncio.sleep(0.005)
 
 
 def free_port() -> int:

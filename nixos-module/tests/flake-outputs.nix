@@ -62,6 +62,7 @@ let
       "starlette"
       "uvicorn"
       "aiohttp"
+      "gguf"
       "pytestCheckHook"
       "pytest"
       "pytest-asyncio"

@@ -11,11 +11,12 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import BaseRoute, Route
 
 from corral.supervisor.errors import BadRequest
+from corral.supervisor.runtime import views
 from corral.supervisor.service import Service
 
 
 async def running(request: Request) -> JSONResponse:
-    return JSONResponse({"running": Service.of(request).pool.running_status()})
+    return JSONResponse({"running": views.running(Service.of(request).pool)})
 
 
 async def unload(request: Request) -> JSONResponse:
@@ -26,11 +27,11 @@ async def unload(request: Request) -> JSONResponse:
 
 async def logs(request: Request) -> PlainTextResponse:
     """The model's last llama-server log lines (its stderr ring buffer)."""
-    slot = Service.of(request).pool.resolve(request.path_params["model"])
+    entry = Service.of(request).pool.resolve(request.path_params["model"])
     count = request.query_params.get("lines", "200")
     if not count.isdigit():
         raise BadRequest(f"`lines` must be a whole number, got {count!r}")
-    lines = slot.child.stderr_tail(int(count)) if slot.child else []
+    lines = entry.child.stderr_tail(int(count)) if entry.child else []
     return PlainTextResponse("\n".join(lines) + ("\n" if lines else ""))
 
 

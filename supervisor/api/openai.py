@@ -3,8 +3,8 @@
 
 Owns reading a request's JSON (400 when it is not an object with a ``model``), applying the
 model's defaults and a client's ``keep_alive`` (an extra field, as on Ollama's API, removed
-before forwarding), and handing the exchange to the proxy while the request holds a lease on
-the model. It does not start or stop anything itself (``pool``).
+before forwarding), and sending the request down the service's one exchange path. It does
+not start or stop anything itself (``runtime.pool``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from corral.supervisor.errors import BadRequest, UnknownModel
 from corral.supervisor.http import keep_alive
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
+from corral.supervisor.runtime import views
 from corral.supervisor.service import Service
 
 #: POST endpoints routed by the body's ``model`` field (llama-server's own paths included).
@@ -43,43 +44,40 @@ async def routed(request: Request) -> Response:
     payload = read_json(body)
     if "model" not in payload:
         raise BadRequest("missing `model`: name one of GET /v1/models")
-    slot = svc.pool.resolve(payload["model"])
+    entry = svc.pool.resolve(payload["model"])
     sent_keep_alive = keep_alive.FIELD in payload
     keep = keep_alive.take(payload)  # removed: llama-server has no such field
-    if apply_defaults(payload, slot.config, request.url.path) or sent_keep_alive:
+    if apply_defaults(payload, entry.config, request.url.path) or sent_keep_alive:
         body = json.dumps(payload).encode()
 
     def on_lease() -> None:
         # Inside the lease, once the model is loaded: loading resets a keep_alive.
         if keep is not None:
-            svc.pool.set_keep_alive(slot, keep)
+            svc.pool.set_keep_alive(entry, keep)
 
-    return await svc.exchange(
-        request,
-        slot.name,
-        request.url.path,
-        body,
-        stream=payload.get("stream") is True,
-        on_lease=on_lease,
-    )
+    method, path, headers = request.method, request.url.path, request.headers
+    async with svc.exchange(request, entry.name, on_lease=on_lease) as ex:
+        if payload.get("stream") is True:
+            return await ex.stream(method, path, headers, body)
+        return await ex.fetch(method, path, headers, body)
 
 
 async def list_models(request: Request) -> JSONResponse:
     svc = Service.of(request)
     created = int(svc.started_at)
     data = []
-    for slot in svc.pool.slots.values():
-        if slot.config.unlisted:
+    for entry in svc.pool.entries.values():
+        if entry.config.unlisted:
             continue
         data.append(
             {
-                "id": slot.name,
+                "id": entry.name,
                 "object": "model",
                 "created": created,
                 "owned_by": "corral",
-                "aliases": slot.config.aliases,
-                "state": slot.state.public,
-                "expires_at": svc.pool.expires_at(slot),
+                "aliases": entry.config.aliases,
+                "state": entry.state.public,
+                "expires_at": views.expires_at(svc.pool, entry),
             }
         )
     return JSONResponse({"object": "list", "data": data})
@@ -97,13 +95,14 @@ async def passthrough(request: Request) -> Response:
     for cut in range(len(parts), 0, -1):
         name = "/".join(parts[:cut])
         with contextlib.suppress(UnknownModel):
-            slot = svc.pool.resolve(name)
+            entry = svc.pool.resolve(name)
             path = "/" + "/".join(raw_parts[cut:])
             query = request.scope.get("query_string", b"").decode("ascii", "replace")
             if query:
                 path += "?" + query
             body = await request.body()
-            return await svc.exchange(request, slot.name, path, body, stream=True)
+            async with svc.exchange(request, entry.name) as ex:
+                return await ex.stream(request.method, path, request.headers, body)
     svc.pool.resolve(parts[0])  # raises the 404 that lists the known names
     raise AssertionError("unreachable")
 

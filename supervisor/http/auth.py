@@ -3,7 +3,8 @@
 Owns reading the keys (config.yaml's ``api_keys`` and the lines of ``api_key_file``, so no
 secret needs to sit in the Nix store), taking a key from a request (``Authorization:
 Bearer``, ``x-api-key``, or Basic auth's password) and comparing it in constant time. A
-request without a valid key gets a 401 in the OpenAI shape and learns nothing else; /health
+request without a valid key gets a 401 (in the shape its API's clients read) and learns
+nothing else; /health
 stays open. Keys are never logged.
 """
 
@@ -91,5 +92,5 @@ class RequireKey:
             return
         response = Unauthorized(
             "a valid API key is required: send it as `Authorization: Bearer <key>`"
-        ).response()
+        ).response(scope["path"])
         await response(scope, receive, send)

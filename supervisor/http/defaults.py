@@ -11,11 +11,11 @@ from typing import Any
 
 from corral.generator.settings import ModelConfig
 
-#: Endpoints whose bodies carry chat ``messages``.
-CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+#: Endpoints whose bodies carry chat ``messages`` (of those corral routes by ``model``).
+CHAT_PATHS = frozenset({"/v1/chat/completions"})
 #: Endpoints that generate text (so sampling parameters apply).
 GENERATE_PATHS = CHAT_PATHS | frozenset(
-    {"/v1/completions", "/completions", "/completion", "/infill", "/v1/responses"}
+    {"/v1/completions", "/completion", "/infill", "/v1/responses"}
 )
 
 

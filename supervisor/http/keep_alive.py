@@ -3,8 +3,10 @@
 Owns the value's grammar, Ollama's: a number of seconds (``300``, ``"300"``), a Go duration
 (``"30s"``, ``"5m"``, ``"1h30m"``, ``"1.5h"``), ``0`` to unload as soon as the request ends,
 and any negative value (``-1``, ``"-1m"``) to keep the model loaded for good. It returns
-seconds, the unit ``Pool.set_keep_alive`` takes, or a 400 that names the field and the bad
-value. Pure: it neither applies the value (``routes_*`` hand it to the pool) nor knows models.
+seconds in that grammar (forever as -1), which ``Pool.set_keep_alive`` turns into the
+scheduler's ``Ttl`` (``scheduler.keep_alive_ttl``), or a 400 that names the field and the bad
+value. Pure: it neither applies the value (the ``api`` routes hand it to the pool) nor knows
+models.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Limits that keep one client from hurting the others: body size, body read time, and the
 number of requests handled at once.
 
-Owns the ASGI middleware that enforces them and answers in the OpenAI error shape (413, 408,
-503). The per-model concurrency and queue are the pool's; these are the service's own.
+Owns the ASGI middleware that enforces them and answers 413, 408 or 503 in the shape the
+path's clients read (``errors.error_response``). The per-model concurrency and queue are
+the pool's; these are the service's own.
 """
 
 from __future__ import annotations
@@ -90,4 +91,5 @@ async def _refuse(
     scope: Scope, receive: Receive, send: Send, status: int, message: str, kind: str
 ) -> None:
     headers = {"Retry-After": "1"} if status == 503 else {}
-    await error_response(status, message, kind, headers=headers)(scope, receive, send)
+    answer = error_response(status, message, kind, headers, scope["path"])
+    await answer(scope, receive, send)

@@ -2,8 +2,9 @@
 
 Owns the upstream HTTP client (one aiohttp session with kept-alive connections: measured
 here, httpx's async client costs about 1 ms more per request on this hot path), header
-filtering, and what a broken upstream or a departed client does to the exchange. It does not
-choose the child (``pool``) or read the request's meaning (``api.openai``).
+filtering, the ``Transform`` hook that rewrites an answer on its way (Ollama's NDJSON), and
+what a broken upstream or a departed client does to the exchange. It does not choose the
+child (``runtime.pool``), hold the lease (``service``) or read the request's meaning (``api``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 import aiohttp
 from starlette.responses import Response
@@ -54,6 +56,24 @@ _DROP_RESPONSE = frozenset(
 )
 
 Done = Callable[[], Awaitable[object]]
+
+
+class Transform(Protocol):
+    """Rewrites a child's answer on its way to the client, whole or chunk by chunk.
+
+    ``feed`` gets each piece as it arrives and returns what to send now (``b""``: nothing
+    yet); ``close`` returns the last bytes, ``broken`` when the child stopped mid-answer.
+    ``media_type``: the answer's new content type, or None when the child's stays. Without a
+    transform the bytes pass through untouched, so a route pays for a rewrite only when it
+    asks for one.
+    """
+
+    @property
+    def media_type(self) -> str | None: ...
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def close(self, broken: bool) -> bytes: ...
 
 
 class Upstream:
@@ -98,33 +118,31 @@ class Upstream:
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamFailed(f"model {model!r}: cannot reach its server: {exc}") from exc
 
-    async def fetch(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes, *, model: str
-    ) -> Response:
-        """A whole answer, read before replying: a child that dies mid-answer becomes a 502."""
-        upstream = await self.open(method, url, headers, body, model=model)
-        try:
-            content = await upstream.read()
-        except (aiohttp.ClientError, OSError) as exc:
-            upstream.close()
-            raise UpstreamFailed(
-                f"model {model!r}: its server stopped mid-answer (it may have crashed): {exc}"
-            ) from exc
-        return Response(content, upstream.status, headers=_kept(upstream))
 
-    async def stream(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        *,
-        model: str,
-        on_done: Done,
-    ) -> Relay:
-        """An answer streamed as it is produced; ``on_done`` runs when it ends either way."""
-        upstream = await self.open(method, url, headers, body, model=model)
-        return Relay(upstream, model, on_done)
+async def read(upstream: aiohttp.ClientResponse, model: str) -> bytes:
+    """A whole answer's body: a child that dies mid-answer becomes a 502."""
+    try:
+        return await upstream.read()
+    except (aiohttp.ClientError, OSError) as exc:
+        upstream.close()
+        raise UpstreamFailed(
+            f"model {model!r}: its server stopped mid-answer (it may have crashed): {exc}"
+        ) from exc
+    finally:
+        upstream.release()
+
+
+async def whole(
+    upstream: aiohttp.ClientResponse, model: str, transform: Transform | None = None
+) -> Response:
+    """A whole answer, read before replying (so a child's death is a clean 502)."""
+    content = await read(upstream, model)
+    headers = _kept(upstream)
+    if transform is not None:
+        content = transform.feed(content) + transform.close(broken=False)
+        if transform.media_type is not None:
+            headers = {"content-type": transform.media_type}
+    return Response(content, upstream.status, headers=headers)
 
 
 def _kept(upstream: aiohttp.ClientResponse) -> dict[str, str]:
@@ -136,19 +154,29 @@ class Relay(Response):
 
     It watches the client at the same time: when the client hangs up, closing (not
     releasing) the upstream connection makes llama-server see it and stop generating, which
-    frees its slot for others.
+    frees its slot for others. ``on_done`` runs when it ends, either way (the lease goes back).
     """
 
-    def __init__(self, upstream: aiohttp.ClientResponse, model: str, on_done: Done) -> None:
+    def __init__(
+        self,
+        upstream: aiohttp.ClientResponse,
+        model: str,
+        on_done: Done,
+        transform: Transform | None = None,
+    ) -> None:
         super().__init__(status_code=upstream.status)
         self.upstream = upstream
         self.model = model
         self.on_done = on_done
+        self.transform = transform
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         complete = False
         try:
-            headers = [(k.lower().encode(), v.encode()) for k, v in _kept(self.upstream).items()]
+            kept = _kept(self.upstream)
+            if self.transform is not None and self.transform.media_type is not None:
+                kept = {"content-type": self.transform.media_type}  # a body of corral's own
+            headers = [(k.lower().encode(), v.encode()) for k, v in kept.items()]
             await send(
                 {"type": "http.response.start", "status": self.upstream.status, "headers": headers}
             )
@@ -169,16 +197,23 @@ class Relay(Response):
             await self.on_done()
 
     async def _pump(self, send: Send) -> bool:
-        """Copy body chunks; True when the child's answer ended properly."""
+        """Copy (or transform) body chunks; True when the child's answer ended properly."""
+        transform = self.transform
+        broken = False
         try:
             async for chunk in self.upstream.content.iter_any():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                out = chunk if transform is None else transform.feed(chunk)
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
         except (aiohttp.ClientError, OSError) as exc:
             log.error("request error: model %s: server broke mid-answer: %s", self.model, exc)
-            await send({"type": "http.response.body", "body": self._broken_note()})
-            return False
-        await send({"type": "http.response.body", "body": b""})
-        return True
+            broken = True
+        if transform is not None:
+            last = transform.close(broken)
+        else:
+            last = self._broken_note() if broken else b""
+        await send({"type": "http.response.body", "body": last})
+        return not broken
 
     def _broken_note(self) -> bytes:
         """A last SSE event telling a streaming client why its answer stopped short."""

@@ -120,7 +120,7 @@ def build_env(
 ) -> dict[str, str]:
     """The child's environment: ``base``, the model's own ``env``, then corral's markers.
 
-    ``owner`` should be ``strays.owner_id(...)`` so that only this instance's leftovers
+    ``owner`` should be ``server.owner_id(...)`` so that only this instance's leftovers
     are reaped; the markers come last so a model's ``env`` cannot hide a child from it.
     """
     return {**base, **model.env, MARKER: owner, PARENT_MARKER: str(os.getpid())}

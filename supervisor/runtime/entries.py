@@ -1,7 +1,8 @@
 """One configured model's place in the pool: its child (shared with presets of the same file),
-its requests in flight and waiting, its last use and a client's keep_alive.
+its requests in flight and waiting, its load in progress, its last use and a client's
+keep_alive.
 
-Owns only this bookkeeping; ``pool`` decides what happens to it.
+Owns only this bookkeeping; ``scheduler`` decides and ``pool`` acts on it.
 """
 
 from __future__ import annotations
@@ -13,30 +14,36 @@ from dataclasses import dataclass, field
 
 from corral.generator.settings import ModelConfig
 from corral.supervisor.runtime.command import LaunchKey, launch_key
-from corral.supervisor.runtime.process import ChildProcess
-from corral.supervisor.runtime.states import ProcessState
+from corral.supervisor.runtime.scheduler import Ttl
+from corral.supervisor.runtime.states import Child, ProcessState
 
 
-@dataclass
-class Slot:
+@dataclass(eq=False)  # compared and hashed by identity: a reload may hold two of one name
+class Entry:
     """One configured model and, while loaded, its child."""
 
     config: ModelConfig
-    child: ChildProcess | None = None
+    child: Child | None = None
     in_flight: int = 0
     waiting: int = 0
     last_used: float = field(default_factory=time.monotonic)
-    draining: bool = False
-    start_task: asyncio.Task[None] | None = None
+    #: The load in progress (or the last one): requests for this model await it.
+    load_task: asyncio.Task[None] | None = None
+    #: The load has decided what to stop and owns its place until it ends.
+    claimed: bool = False
     failed_at: float = -math.inf
-    keep_alive: float | None = None  # a client's keep_alive, overriding the ttl until unload
+    keep_alive: Ttl | None = None  # a client's keep_alive, overriding the ttl until unload
+    #: Requests in flight are finishing before the child stops: admit nobody new.
+    draining: bool = False
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     gate: asyncio.Semaphore = field(init=False)
-    #: Slots with equal keys run the same command: they share one child (presets).
+    #: Entries with equal keys run the same command: they share one child (presets).
     key: LaunchKey = field(init=False)
 
     def __post_init__(self) -> None:
         self.idle.set()
+        self.drained.set()
         self.gate = asyncio.Semaphore(self.config.concurrency)
         self.key = launch_key(self.config)
 
@@ -49,7 +56,7 @@ class Slot:
         return self.child.state if self.child is not None else ProcessState.STOPPED
 
     def admitting(self) -> bool:
-        """Ready and not being drained for a swap: a request may go straight through."""
+        """Ready and not being drained: a request may go straight through."""
         return self.state is ProcessState.READY and not self.draining
 
     def running(self) -> bool:

@@ -1,13 +1,17 @@
 """The running set of models: carrying out the scheduler's decisions on one event loop.
 
-Owns each model's slot (its child, in-flight count, queue, last use), admission (concurrency
-limit and bounded queue), starting on demand with one start per model however many wait,
-swapping (drain the running model's requests, then stop it), TTL unloading, explicit unloads,
-reload and shutdown. It does not decide who may run (``scheduler``), run processes itself
-(``process``) or speak HTTP (``routes_*``).
+Owns each model's entry (its child, in-flight count, queue, last use) and the effects of
+every decision: leasing a place on a ready child, one load per model however many wait,
+swaps (drain the running model's requests, then stop it), TTL unloading, explicit unloads,
+reload and shutdown. It decides nothing itself (``scheduler``), runs no process
+(``launch`` makes children, through an injectable ``ChildFactory``), reads nothing
+out (``views``) and speaks no HTTP (``api``).
 
-Everything here runs on one asyncio loop, so slots need no locks of their own; one pool-wide
-lock orders starts and swaps so that two loads never race to evict each other.
+No lock: everything runs on one asyncio loop, and each decision is read and recorded with no
+``await`` in between (a load's claim, a drain's mark), so no other task can see a half-made
+one. Waits (a drain, a stop, a load) happen after the decision, under no lock, so one slow
+model never delays an unrelated one. A load is a task of its own that owns its decision
+until it ends: a waiting request that hangs up cancels only its own wait.
 """
 
 from __future__ import annotations
@@ -16,241 +20,202 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Iterable
 
-from corral.generator.problems import ConfigError
-from corral.generator.settings import Config, ModelConfig
+from corral.generator.settings import Config
 from corral.supervisor.errors import Overloaded, StartFailed, UnknownModel
-from corral.supervisor.runtime import command, scheduler
-from corral.supervisor.runtime.entries import Lease, Slot
-from corral.supervisor.runtime.process import ChildProcess
-from corral.supervisor.runtime.states import ProcessState, StartError
+from corral.supervisor.pull import library
+from corral.supervisor.runtime import scheduler, views
+from corral.supervisor.runtime.entries import Entry, Lease
+from corral.supervisor.runtime.launch import Launcher
+from corral.supervisor.runtime.scheduler import Ttl
+from corral.supervisor.runtime.states import Child, ChildFactory, StartError
 
 log = logging.getLogger("corral")
 
 
 class Pool:
-    """Every configured model's slot, and the effects of the scheduler's decisions."""
+    """Every configured model's entry, and the effects of the scheduler's decisions."""
 
-    def __init__(self, config: Config, owner: str) -> None:
+    def __init__(self, config: Config, owner: str, spawn: ChildFactory | None = None) -> None:
         self.owner = owner
         self.config = config
-        self.slots: dict[str, Slot] = {m.name: Slot(m) for m in config.models}
+        self.entries: dict[str, Entry] = {m.name: Entry(m) for m in config.models}
         self.placement = scheduler.Placement.from_config(config)
-        self.llama_server: str | None = None
-        self._lock = asyncio.Lock()
+        self._spawn: ChildFactory = spawn or Launcher(config, owner)
+        self._retiring: set[Entry] = set()  # replaced by a reload, still draining
         self._wake = asyncio.Event()
         self._ttl_task: asyncio.Task[None] | None = None
         self._preloads: set[asyncio.Task[None]] = set()
         self._closing = False
 
-    # -- lookup ---------------------------------------------------------------------------
-
-    def resolve(self, name: object) -> Slot:
-        """The slot a request's ``model`` (a name or an alias) routes to, or a 404."""
+    def resolve(self, name: object) -> Entry:
+        """The entry a request's ``model`` (a name or an alias) routes to, or a 404."""
         if isinstance(name, str):
             model = self.config.model(name)
             if model is not None:
-                return self.slots[model.name]
+                return self.entries[model.name]
         listed = [m.name for m in self.config.models if not m.unlisted]
         raise UnknownModel(name, listed)
 
-    def ttl(self, slot: Slot) -> float:
-        if slot.keep_alive is not None:
-            return slot.keep_alive
-        return float(slot.config.ttl if slot.config.ttl is not None else self.config.default_ttl)
+    def ttl(self, entry: Entry) -> Ttl:
+        if entry.keep_alive is not None:
+            return entry.keep_alive
+        return scheduler.config_ttl(entry.config.ttl, self.config.default_ttl)
 
     # -- requests -------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def lease(self, name: object) -> AsyncIterator[Lease]:
         """Hold a place on a ready child for one request; start or swap it in if needed."""
-        slot = self.resolve(name)
-        if slot.waiting + slot.in_flight >= slot.config.concurrency + slot.config.max_queue:
-            raise Overloaded(slot.name, slot.waiting)
-        slot = await self._admit(name, slot, time.monotonic())
-        child = slot.child
-        assert child is not None
-        slot.in_flight += 1
-        slot.idle.clear()
+        entry = self.resolve(name)
+        model = entry.config
+        if not scheduler.admits(entry.in_flight, entry.waiting, model.concurrency, model.max_queue):
+            raise Overloaded(entry.name, entry.waiting)
+        entry = await self._admit(name, entry, time.monotonic())
+        assert entry.child is not None
+        entry.in_flight += 1
+        entry.idle.clear()
         try:
-            yield Lease(slot.config, child.base_url)
+            yield Lease(entry.config, entry.child.base_url)
         finally:
-            slot.gate.release()
-            slot.in_flight -= 1
-            slot.last_used = time.monotonic()
-            if slot.in_flight == 0:
-                slot.idle.set()
+            entry.gate.release()
+            entry.in_flight -= 1
+            entry.last_used = time.monotonic()
+            if entry.in_flight == 0:
+                entry.idle.set()
                 self._wake.set()
 
-    async def _admit(self, name: object, slot: Slot, arrived: float) -> Slot:
-        """Wait until ``slot``'s child is ready and this request holds a place on it."""
+    async def _admit(self, name: object, entry: Entry, arrived: float) -> Entry:
+        """Wait until ``entry``'s child is ready and this request holds a place on it."""
         while True:
-            slot.waiting += 1
+            entry.waiting += 1
             try:
-                if await self._ensure_ready(slot, arrived):
-                    await slot.gate.acquire()
-                    if slot.admitting() and self.slots.get(slot.name) is slot:
-                        return slot
-                    # The child went away while we queued (crash, TTL, reload): again.
-                    slot.gate.release()
+                if await self._ensure_ready(entry, arrived):
+                    await entry.gate.acquire()
+                    if entry.admitting() and self._tracked(entry):
+                        return entry
+                    # The child went away while we queued (crash, TTL, swap, reload): again.
+                    entry.gate.release()
             finally:
-                slot.waiting -= 1
-            # A reload may have replaced the slot: follow the name (a 404 if it is gone).
-            slot = self.resolve(name)
+                entry.waiting -= 1
+            # A reload may have replaced the entry: follow the name (a 404 if it is gone).
+            entry = self.resolve(name)
 
-    async def _ensure_ready(self, slot: Slot, arrived: float) -> bool:
-        """Wait until ``slot`` is ready; False when a reload replaced it meanwhile."""
-        while not slot.admitting():
-            task = slot.start_task
-            if task is not None and not task.done():
-                await asyncio.shield(task)
-                continue
-            async with self._lock:
-                if self.slots.get(slot.name) is not slot:
-                    # Starting a replaced slot would leave a child nobody tracks.
-                    return False
-                if slot.admitting():
-                    return True
-                task = slot.start_task
-                if task is not None and task.done() and slot.failed_at >= arrived:
-                    # This request waited for the attempt that failed: it shares the failure
-                    # instead of starting another; the next request tries again.
-                    task.result()
-                if task is None or task.done():
-                    task = slot.start_task = asyncio.create_task(self._load(slot))
-                # Holding the lock through the load keeps another model from evicting it.
-                await asyncio.shield(task)
+    async def _ensure_ready(self, entry: Entry, arrived: float) -> bool:
+        """Wait until ``entry`` is ready; False when a reload replaced it meanwhile."""
+        while not entry.admitting():
+            if self.entries.get(entry.name) is not entry:
+                return False  # starting a replaced entry would leave a child nobody tracks
+            task = entry.load_task
+            if task is None or task.done():
+                if task is not None and scheduler.shares_failure(entry.failed_at, arrived):
+                    task.result()  # the load this request waited for failed: so does it
+                task = entry.load_task = asyncio.create_task(self._load(entry))
+            # Shielded: a request that hangs up stops waiting; the load goes on for the rest.
+            await asyncio.shield(task)
         return True
 
-    async def _load(self, slot: Slot) -> None:
-        # Presets of the same file run on this slot's child: never evict them for it.
-        others = [s.name for s in self.slots.values() if s.running() and s.key != slot.key]
-        for other in scheduler.to_evict(slot.name, others, self.placement):
-            await self._drain_and_stop(self.slots[other], "swap")
-        if slot.child is None or slot.child.state in (ProcessState.FAILED, ProcessState.STOPPED):
-            child = self._new_child(slot.config)
-            for sibling in self._siblings(slot):
-                sibling.child = child
-        assert slot.child is not None
+    async def _load(self, entry: Entry) -> None:
+        """One load: wait for conflicting loads, claim, stop what must go, start the child."""
+        while entry.draining:  # an unload or swap of this very model finishes first
+            await entry.drained.wait()
+        while True:
+            plan = scheduler.plan_load(entry.name, entry.key, views.residents(self), self.placement)
+            if not plan.wait_for:
+                break
+            loads = [self._by_ref(r).load_task for r in plan.wait_for]
+            await asyncio.wait([t for t in loads if t is not None])
+        if self.entries.get(entry.name) is not entry:
+            return  # a reload replaced it meanwhile: its waiters follow the name
+        entry.claimed = True  # from here on, other loads see this one and wait for it
         try:
-            await slot.child.start()
-        except StartError as exc:
-            slot.failed_at = time.monotonic()
-            raise StartFailed(str(exc)) from exc
-        slot.last_used = time.monotonic()
-        slot.keep_alive = None
+            await self._retire([self._by_ref(r) for r in plan.evict], "swap")
+            child = entry.child
+            if child is None or not child.state.live:
+                model = entry.config  # auto_pull: a `source` whose file is missing comes first
+                model = await library.present(model, log.info) if self.config.auto_pull else model
+                child = self._spawn(model, self._on_exit)
+                for sibling in self.entries.values():  # never a replaced one: it retires
+                    if sibling.key == entry.key:
+                        sibling.child = child
+            try:
+                await child.start()
+            except StartError as exc:
+                entry.failed_at = time.monotonic()
+                raise StartFailed(str(exc)) from exc
+            entry.last_used = time.monotonic()
+            entry.keep_alive = None
+        finally:
+            entry.claimed = False
+            self._wake.set()
+
+    def _tracked(self, entry: Entry) -> bool:
+        """Current, or replaced by a reload but still serving the requests it has."""
+        return self.entries.get(entry.name) is entry or entry in self._retiring
+
+    def every_entry(self) -> list[Entry]:
+        """The current entries, and those a reload replaced that still drain."""
+        return [*self.entries.values(), *self._retiring]
+
+    def _by_ref(self, resident: scheduler.Resident) -> Entry:
+        return next(e for e in self.every_entry() if id(e) == resident.ref)
+
+    def _on_exit(self, child: Child, code: int) -> None:
+        # A crash: requests in flight see the broken connection; the next one restarts it.
+        for entry in self.every_entry():
+            if entry.child is child:
+                entry.failed_at = -math.inf
         self._wake.set()
 
-    def _new_child(self, model: ModelConfig) -> ChildProcess:
-        if model.cmd is None and self.llama_server is None:
-            try:
-                self.llama_server = command.resolve_llama_server(self.config.llama_server)
-            except ConfigError as exc:
-                raise StartFailed(f"model {model.name!r} cannot start: {exc}") from exc
-        binary = self.llama_server or ""
-        env = command.build_env(model, os.environ, self.owner)
-        return ChildProcess(
-            model.name,
-            lambda port: command.build_argv(model, binary, port),
-            env,
-            self.config.health_timeout,
-            on_exit=self._on_exit,
-            logger=log,
-        )
+    def sharing(self, entry: Entry) -> list[Entry]:
+        """The entries whose requests go to ``entry``'s child right now."""
+        if entry.child is None:
+            return [entry]
+        return [e for e in self.every_entry() if e.child is entry.child]
 
-    def _on_exit(self, child: ChildProcess, code: int) -> None:
-        # A crash: requests in flight see the broken connection; the next one restarts it.
-        for slot in self.slots.values():
-            if slot.child is child:
-                slot.failed_at = -math.inf
-                self._wake.set()
-
-    def _siblings(self, slot: Slot) -> list[Slot]:
-        """Every slot that runs the same command as ``slot`` (itself included)."""
-        return [s for s in self.slots.values() if s.key == slot.key]
-
-    def _sharing(self, slot: Slot) -> list[Slot]:
-        """The slots whose requests go to ``slot``'s child right now."""
-        if slot.child is None:
-            return [slot]
-        return [s for s in self.slots.values() if s.child is slot.child]
-
-    def _latest(self, slot: Slot) -> Slot:
-        """Of the slots sharing a child, the one used last: its ttl/keep_alive governs."""
-        return max(self._sharing(slot), key=lambda s: s.last_used)
-
-    async def _drain_and_stop(self, slot: Slot, reason: str) -> None:
-        """Let the requests in flight finish (never cut a generation short), then stop."""
-        sharing = self._sharing(slot)
+    async def _retire(self, entries: Iterable[Entry], reason: str) -> None:
+        """Let a load in progress end and the requests in flight finish (never cut a
+        generation short), then stop. A swap's victims are never loading (``plan_load``
+        waits for those), so its drain is marked before the first ``await``: from the
+        decision on, no new request is admitted to them.
+        """
+        loads = [e.load_task for e in entries if e.claimed and e.load_task is not None]
+        if loads:
+            await asyncio.wait(loads)  # the load owns its decision until it ends
+        sharing = {id(s): s for e in entries for s in self.sharing(e)}.values()
         for s in sharing:
             s.draining = True
+            s.drained.clear()
         try:
             for s in sharing:
                 await s.idle.wait()
-            if slot.child is not None:
-                await slot.child.stop(reason)
+            children = {id(s.child): s.child for s in sharing if s.child is not None}
+            await asyncio.gather(*(c.stop(reason) for c in children.values()))
         finally:
             for s in sharing:
                 s.draining = False
+                s.drained.set()
                 s.keep_alive = None
-
-    # -- unloading ------------------------------------------------------------------------
 
     async def unload(self, name: str | None = None, reason: str = "unload") -> list[str]:
         """Stop one model (or all) once its requests finish; returns what was stopped."""
-        slots = [self.resolve(name)] if name is not None else list(self.slots.values())
-        stopped = []
-        async with self._lock:
-            for slot in slots:
-                if slot.running():
-                    await self._drain_and_stop(slot, reason)
-                    stopped.append(slot.name)
-        return stopped
+        chosen = [self.resolve(name)] if name is not None else list(self.entries.values())
+        running = [e for e in chosen if e.running()]
+        await self._retire(running, reason)
+        return [e.name for e in running]
 
-    def set_keep_alive(self, slot: Slot, seconds: float) -> None:
-        """A client's keep_alive: 0 unloads once idle, negative never unloads."""
-        slot.keep_alive = math.inf if seconds < 0 else seconds
+    def set_keep_alive(self, entry: Entry, seconds: float) -> None:
+        """A client's keep_alive (Ollama's meaning: 0 unloads once idle, negative never)."""
+        entry.keep_alive = scheduler.keep_alive_ttl(seconds)
         self._wake.set()
-
-    def expires_at(self, slot: Slot) -> float | None:
-        """Wall-clock time the model unloads if nothing else arrives; None: never or not loaded."""
-        latest = self._latest(slot)
-        ttl = self.ttl(latest)
-        if not slot.running() or ttl <= 0 or math.isinf(ttl):
-            return None
-        busy = any(s.in_flight for s in self._sharing(slot))
-        remaining = max(0.0, latest.last_used + ttl - time.monotonic())
-        return time.time() + (ttl if busy else remaining)
-
-    def _idle_view(self) -> list[scheduler.Idle]:
-        """One entry per running child, named after the slot that used it last."""
-        view = {}
-        for slot in self.slots.values():
-            if slot.child is None or slot.state is not ProcessState.READY or slot.draining:
-                continue
-            sharing = self._sharing(slot)
-            latest = max(sharing, key=lambda s: s.last_used)
-            busy = sum(s.in_flight + s.waiting for s in sharing)
-            view[id(slot.child)] = scheduler.Idle(
-                latest.name, busy, latest.last_used, self._ttl_for_rule(latest)
-            )
-        return list(view.values())
-
-    def _ttl_for_rule(self, slot: Slot) -> float:
-        ttl = self.ttl(slot)
-        if slot.keep_alive == 0:
-            return 1e-9  # keep_alive 0: unload as soon as the last request ends
-        return 0.0 if math.isinf(ttl) else ttl
 
     async def _ttl_loop(self) -> None:
         while not self._closing:
             # Clear before reading the deadline, so a wake-up in between is not lost.
             self._wake.clear()
-            deadline = scheduler.next_deadline(self._idle_view())
+            deadline = scheduler.next_deadline(views.idle_view(self))
             timeout = None if math.isinf(deadline) else max(0.0, deadline - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -261,70 +226,61 @@ class Pool:
                 log.exception("ttl: unloading failed; will try again")
 
     async def _unload_expired(self) -> None:
-        for name in scheduler.expired(self._idle_view(), time.monotonic()):
-            slot = self.slots[name]
-            async with self._lock:
-                # Re-check under the lock: a request may have arrived while we waited.
-                if name in scheduler.expired(self._idle_view(), time.monotonic()):
-                    sharing = self._sharing(slot)
-                    if slot.child is not None:
-                        await slot.child.stop("ttl")
-                    for s in sharing:
-                        s.keep_alive = None
-
-    # -- lifecycle ------------------------------------------------------------------------
+        while True:
+            # Decided afresh before each stop: a request may have arrived during the last.
+            names = scheduler.expired(views.idle_view(self), time.monotonic())
+            if not names:
+                return
+            await self._retire([self.entries[names[0]]], "ttl")
 
     def start_background(self) -> None:
         self._ttl_task = asyncio.create_task(self._ttl_loop())
         self._preload_all()
 
     def _preload_all(self) -> None:
-        for slot in self.slots.values():
-            if slot.config.preload and not slot.running():
-                task = asyncio.create_task(self._preload(slot))
+        for entry in self.entries.values():
+            if entry.config.preload and not entry.running():
+                task = asyncio.create_task(self._preload(entry))
                 self._preloads.add(task)
                 task.add_done_callback(self._preloads.discard)
 
-    async def _preload(self, slot: Slot) -> None:
+    async def _preload(self, entry: Entry) -> None:
         try:
-            await self._ensure_ready(slot, time.monotonic())
+            await self._ensure_ready(entry, time.monotonic())
         except StartFailed as exc:
-            log.error("preload %s failed: %s", slot.name, exc.message)
+            log.error("preload %s failed: %s", entry.name, exc.message)
 
-    async def reload(self, config: Config) -> None:
-        """Apply a new config; models whose settings did not change keep running."""
-        async with self._lock:
-            old = self.slots
-            new: dict[str, Slot] = {}
-            for model in config.models:
-                slot = old.get(model.name)
-                if (
-                    slot is not None
-                    and slot.config == model
-                    and config_runs_same(self.config, config)
-                ):
-                    new[model.name] = slot
-                else:
-                    new[model.name] = Slot(model)
-            in_use = {id(s.child) for s in new.values() if s.child is not None}
-            for name, slot in old.items():
-                # A child still used by a kept preset stays; the changed entry lets go of it.
-                if new.get(name) is not slot and slot.running() and id(slot.child) not in in_use:
-                    await self._drain_and_stop(slot, "reload")
-            for slot in new.values():
-                if slot.child is None:
-                    slot.child = next(
-                        (s.child for s in new.values() if s.key == slot.key and s.running()),
-                        None,
-                    )
-            self.slots = new
-            self.config = config
-            self.placement = scheduler.Placement.from_config(config)
-            self.llama_server = None
-        kept = [n for n in new if old.get(n) is new[n] and new[n].running()]
-        log.info("reloaded config: %d models, kept running: %s", len(new), kept or "none")
+    async def reload(self, config: Config, plan: scheduler.ReloadPlan) -> None:
+        """Apply a new config at once; models the plan keeps go on running, and the children
+        of the others stop once their requests finish (returns then)."""
+        old = self.entries
+        new = {m.name: old[m.name] if m.name in plan.keep else Entry(m) for m in config.models}
+        kept_children = {id(e.child) for e in new.values() if e.child is not None}
+        # A child still used by a kept preset stays; the changed entry lets go of it.
+        retiring = [
+            e
+            for name, e in old.items()
+            if new.get(name) is not e
+            and (e.running() or e.claimed)
+            and id(e.child) not in kept_children
+        ]
+        for entry in new.values():
+            if entry.child is None:
+                shared = [e.child for e in new.values() if e.key == entry.key and e.running()]
+                entry.child = shared[0] if shared else None
+        self.entries, self.config = new, config
+        self.placement = scheduler.Placement.from_config(config)
+        if isinstance(self._spawn, Launcher):  # the binary or health timeout may change
+            self._spawn = Launcher(config, self.owner)
+        self._retiring.update(retiring)
         self._preload_all()
         self._wake.set()
+        try:
+            await self._retire(retiring, "reload")
+        finally:
+            self._retiring.difference_update(retiring)
+        kept = [n for n in new if old.get(n) is new[n] and new[n].running()]
+        log.info("reloaded config: %d models, kept running: %s", len(new), kept or "none")
 
     async def shutdown(self) -> None:
         self._closing = True
@@ -340,31 +296,6 @@ class Pool:
         for child in self._children():
             child.kill_group_now()
 
-    def _children(self) -> list[ChildProcess]:
-        unique = {id(s.child): s.child for s in self.slots.values() if s.child is not None}
+    def _children(self) -> list[Child]:
+        unique = {id(e.child): e.child for e in self.every_entry() if e.child is not None}
         return list(unique.values())
-
-    # -- reporting ------------------------------------------------------------------------
-
-    def describe(self, slot: Slot) -> dict[str, Any]:
-        child = slot.child
-        return {
-            "model": slot.name,
-            "state": slot.state.public,
-            "pid": child.pid if child is not None and slot.running() else None,
-            "port": child.port if child is not None and slot.running() else None,
-            "in_flight": slot.in_flight,
-            "queued": slot.waiting,
-            # -1: kept loaded for good (JSON has no infinity).
-            "ttl": -1 if math.isinf(self.ttl(slot)) else self.ttl(slot),
-            "expires_at": self.expires_at(slot),
-        }
-
-    def running_status(self) -> list[dict[str, Any]]:
-        return [self.describe(s) for s in self.slots.values() if s.running()]
-
-
-def config_runs_same(old: Config, new: Config) -> bool:
-    """Whether global settings that shape every child (binary, timeouts) are unchanged."""
-    keys: Mapping[str, Any] = {"llama_server": None, "health_timeout": None}
-    return all(getattr(old, k) == getattr(new, k) for k in keys)

@@ -1,9 +1,9 @@
 """One child process's life: spawn on a free port, see it become ready, stop it, notice a crash.
 
 Owns a single child (llama-server or a model's ``cmd``) and its process group: the port it
-listens on, its output (a ring buffer of recent lines), its state (see ``states``) and the
-signals sent to it. It does not decide when a model should run or stop (the scheduler
-does), and it does not proxy requests to it.
+listens on, its state (see ``states``) and the signals sent to it. Its output is kept by
+``output``, its probe is ``health``'s. It does not decide when a model should run or stop
+(``scheduler`` does), and it does not proxy requests to it.
 
 Callers ``await start()`` and ``await stop()``; both are safe to call concurrently and
 repeatedly. A crash while READY is reported through ``on_exit``.
@@ -17,53 +17,18 @@ import logging
 import os
 import re
 import signal
-import socket
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 
+from corral.supervisor.runtime.health import PROBE_TIMEOUT, free_port, probe_health
+from corral.supervisor.runtime.output import Output
 from corral.supervisor.runtime.states import ProcessState, StartError, transition
 from corral.supervisor.runtime.strays import parent_death_hook
 
-__all__ = ["ChildProcess", "StartError", "free_port", "probe_health"]
-
 POLL_INTERVAL = 0.01  # readiness is seen within ~10 ms of /health turning 200
-PROBE_TIMEOUT = 1.0
 BIND_ATTEMPTS = 3
-MAX_LINE = 8192
 _BIND_FAILURE = re.compile(r"address already in use|couldn't bind|bind failed|EADDRINUSE", re.I)
-_log = logging.getLogger(__name__)
-
-
-def free_port() -> int:
-    """A loopback port that nothing listens on right now (the child may still lose a race)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def probe_health(port: int, limit: float) -> int | None:
-    """The status code of ``GET /health`` on the child, or None while nothing answers.
-
-    A raw request on purpose: it runs every 10 ms during a load, and a client library's
-    setup per probe would cost more than the probe.
-    """
-    request = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    try:
-        async with asyncio.timeout(limit):
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            try:
-                writer.write(request.encode())
-                status_line = await reader.readline()
-            finally:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
-    except (OSError, TimeoutError):
-        return None
-    parts = status_line.split()
-    return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+log = logging.getLogger("corral")
 
 
 class ChildProcess:
@@ -78,16 +43,13 @@ class ChildProcess:
         *,
         log_lines: int = 200,
         on_exit: Callable[[ChildProcess, int], None] | None = None,
-        logger: logging.Logger | None = None,
     ) -> None:
         self.name = name
         self._argv_for_port = argv_for_port
         self._env = dict(env)
         self._health_timeout = health_timeout
         self._on_exit = on_exit
-        self._logger = logger or _log
-        self._lines: deque[str] = deque(maxlen=log_lines)
-        self._lines_total = 0
+        self._output = Output(name, log_lines)
         self._state = ProcessState.STOPPED
         self._proc: asyncio.subprocess.Process | None = None
         self._exited: asyncio.Future[int] | None = None  # the leader's exit code
@@ -97,7 +59,6 @@ class ChildProcess:
         self._stop_task: asyncio.Task[None] | None = None
         self._port: int | None = None
         self._spawned = 0.0
-        self.started_at: float | None = None  # wall clock of the last spawn
         self.ready_ms: int | None = None  # spawn to ready, last successful start
 
     @property
@@ -118,7 +79,7 @@ class ChildProcess:
 
     def stderr_tail(self, n: int = 20) -> list[str]:
         """The child's last ``n`` output lines (stdout and stderr, interleaved as written)."""
-        return list(self._lines)[-n:] if n > 0 else []
+        return self._output.tail(n)
 
     async def start(self) -> None:
         """Run the child until it is ready; join a start in progress; return at once if READY.
@@ -183,22 +144,22 @@ class ChildProcess:
         for attempt in range(1, BIND_ATTEMPTS + 1):
             port = free_port()
             argv = self._argv_for_port(port)
-            mark = self._lines_total
+            mark = self._output.total
             await self._spawn(argv, port)
             outcome = await self._until_ready(port, deadline)
             if outcome == "ready":
                 self.ready_ms = round((loop.time() - self._spawned) * 1000)
                 self._move(ProcessState.READY)
-                self._logger.info("ready %s in %d ms", self.name, self.ready_ms)
+                log.info("ready %s in %d ms", self.name, self.ready_ms)
                 return
             if outcome == "stopping":  # stop() owns the process from here
                 raise StartError(self.name, "stopped while loading", self.stderr_tail())
             await self._kill_and_reap()
-            since = self.stderr_tail(min(self._lines_total - mark, 20))
+            since = self.stderr_tail(min(self._output.total - mark, 20))
             if outcome == "exited":
                 if attempt < BIND_ATTEMPTS and any(_BIND_FAILURE.search(x) for x in since):
                     # Another program took the port between free_port() and the child's bind.
-                    self._logger.warning("retry %s: port %d was taken", self.name, port)
+                    log.warning("retry %s: port %d was taken", self.name, port)
                     continue
                 reason = f"exited with code {self._code()} during load"
             else:
@@ -208,7 +169,6 @@ class ChildProcess:
     async def _spawn(self, argv: list[str], port: int) -> None:
         loop = asyncio.get_running_loop()
         self._spawned = loop.time()
-        self.started_at = time.time()
         exited: asyncio.Future[int] = loop.create_future()
         try:
             transport, protocol = await loop.subprocess_exec(
@@ -228,9 +188,8 @@ class ChildProcess:
         self._proc, self._port, self._exited = proc, port, exited
         self._transport = transport
         assert proc.stdout is not None
-        # Drained without pause: a child blocked on a full pipe would look hung.
-        self._reader_task = asyncio.create_task(self._drain(proc.stdout))
-        self._logger.info("start %s pid=%d port=%d", self.name, proc.pid, port)
+        self._reader_task = asyncio.create_task(self._output.drain(proc.stdout))
+        log.info("start %s pid=%d port=%d", self.name, proc.pid, port)
 
     async def _until_ready(self, port: int, deadline: float) -> str:
         loop = asyncio.get_running_loop()
@@ -259,11 +218,11 @@ class ChildProcess:
             self._signal(signal.SIGTERM)
             await asyncio.wait({exited}, timeout=grace)
             if not exited.done():
-                self._logger.warning("kill %s: still running %g s after SIGTERM", self.name, grace)
+                log.warning("kill %s: still running %g s after SIGTERM", self.name, grace)
         await self._kill_and_reap()
         code = self._code()
         took = round((time.monotonic() - began) * 1000)
-        self._logger.info(
+        log.info(
             "stop %s reason=%s pid=%s code=%s in %d ms", self.name, reason, self.pid, code, took
         )
         self._move(ProcessState.STOPPED)
@@ -286,7 +245,7 @@ class ChildProcess:
             return  # expected: a stop, or a failed start that _run_start reports itself
         # The leader is gone, but a grandchild could still hold the port and the pipe.
         self._signal(signal.SIGKILL)
-        self._logger.warning("stop %s reason=crash pid=%s code=%d", self.name, self.pid, code)
+        log.warning("stop %s reason=crash pid=%s code=%d", self.name, self.pid, code)
         self._move(ProcessState.FAILED)
         if self._on_exit is not None:
             self._on_exit(self, code)
@@ -297,7 +256,7 @@ class ChildProcess:
     def _failed(self, reason: str, tail: list[str]) -> StartError:
         if self._state is ProcessState.STARTING:  # not when a stop() took over meanwhile
             self._move(ProcessState.FAILED)
-        self._logger.warning("fail %s: %s", self.name, reason)
+        log.warning("fail %s: %s", self.name, reason)
         return StartError(self.name, reason, tail)
 
     def _signal(self, sig: signal.Signals) -> None:
@@ -306,24 +265,6 @@ class ChildProcess:
         # start_new_session made the child a group leader: its pid is the group id.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._proc.pid, sig)
-
-    async def _drain(self, stream: asyncio.StreamReader) -> None:
-        pending = b""
-        while chunk := await stream.read(65536):
-            *lines, pending = (pending + chunk).split(b"\n")
-            if len(pending) > MAX_LINE:  # a line without end must not grow without bound
-                lines.append(pending[:MAX_LINE])
-                pending = b""
-            for line in lines:
-                self._keep(line)
-        if pending:
-            self._keep(pending)
-
-    def _keep(self, raw: bytes) -> None:
-        line = raw.decode("utf-8", "replace").rstrip("\r")
-        self._lines.append(line)
-        self._lines_total += 1
-        self._logger.debug("%s| %s", self.name, line)
 
     def _move(self, target: ProcessState) -> None:
         self._state = transition(self.name, self._state, target)

@@ -1,21 +1,50 @@
-"""Who may run: the scheduling decisions, as pure functions.
+"""Who may run, and for how long: every scheduling decision, as a pure function.
 
-Owns the rules: which running models must stop before another can start (groups with
-llama-swap's swap/exclusive/persistent semantics; with no groups, one model at a time), and
-which idle models have outlived their TTL. It performs no I/O and keeps no state: ``pool``
-carries the decisions out. A memory-aware policy would be another function with this shape.
+Owns the rules: admission (concurrency plus a bounded queue); which running models must stop
+before another can start (groups with llama-swap's swap/exclusive/persistent semantics; with
+no groups, one model at a time), and that a load in progress owns its place until it ends;
+which presets share a child; which waiters share a failed load; how a TTL or a client's
+keep_alive becomes one ``Ttl``, with one value, ``NEVER``, for "never unload"; which idle
+models have outlived it; and what a reload keeps, replaces, or cannot apply without a
+restart. It performs no I/O and keeps no state: ``pool`` carries the decisions out.
+A memory-aware policy would be another function with ``plan_load``'s shape.
 """
 
 from __future__ import annotations
 
+import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from corral.generator.settings import Config
 
 #: Models outside every group share this one: one model at a time, as llama-swap does.
 DEFAULT_GROUP = "(default)"
+
+
+# -- admission ----------------------------------------------------------------------------
+
+
+def admits(in_flight: int, waiting: int, concurrency: int, max_queue: int) -> bool:
+    """Whether one more request may run or queue for a model (else: 503, retry later)."""
+    return in_flight + waiting < concurrency + max_queue
+
+
+def shares_failure(failed_at: float, arrived: float) -> bool:
+    """A request that was waiting when its model's load failed gets that failure, instead
+    of starting another load; one that arrived later tries again."""
+    return failed_at >= arrived
+
+
+def sharing(key: Hashable, keys: Mapping[str, Hashable]) -> list[str]:
+    """The models that run on the same child as a model with launch ``key``: presets that
+    differ only in request defaults. One child serves them all, and none evicts another."""
+    return sorted(name for name, other in keys.items() if other == key)
+
+
+# -- who runs -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -49,25 +78,84 @@ class Placement:
         return self.rules.get(self.group(model), GroupRule())
 
 
-def to_evict(target: str, running: Iterable[str], placement: Placement) -> list[str]:
-    """The running models that must stop before ``target`` may start, in a stable order.
+def conflicts(target: str, other: str, placement: Placement) -> bool:
+    """Whether ``other`` must stop before ``target`` may start.
 
     A swap group holds one member at a time; an exclusive group's load stops every model in
     other groups, except members of persistent groups.
     """
-    group = placement.group(target)
     rule = placement.rule(target)
-    evict = []
-    for other in running:
-        if other == target:
-            continue
-        other_group = placement.group(other)
-        if other_group == group:
-            if rule.swap:
-                evict.append(other)
-        elif rule.exclusive and not placement.rule(other).persistent:
-            evict.append(other)
-    return sorted(evict)
+    if placement.group(other) == placement.group(target):
+        return rule.swap
+    return rule.exclusive and not placement.rule(other).persistent
+
+
+def to_evict(target: str, running: Iterable[str], placement: Placement) -> list[str]:
+    """The running models (by name) that must stop before ``target`` may start, sorted."""
+    return sorted(o for o in running if o != target and conflicts(target, o, placement))
+
+
+@dataclass(frozen=True)
+class Resident:
+    """A child that holds (or is about to hold) memory: running, stopping, or being loaded
+    by a load that has made its decision. ``ref`` tells the pool which one it is."""
+
+    ref: int
+    name: str
+    key: Hashable
+    loading: bool = False
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """A load's next step: let ``wait_for`` (loads in progress) end and decide again, or
+    stop ``evict`` (after their requests finish) and start."""
+
+    wait_for: tuple[Resident, ...] = ()
+    evict: tuple[Resident, ...] = ()
+
+
+def plan_load(
+    target: str, key: Hashable, residents: Iterable[Resident], placement: Placement
+) -> LoadPlan:
+    """What loading ``target`` (launch ``key``) needs first.
+
+    A load that has decided owns its place until it ends: another load that conflicts with
+    it waits, and decides again then, instead of stopping it half-loaded or starting beside
+    it. A resident with the same launch key is the target's own child (a preset): never an
+    obstacle.
+    """
+    blocking = [r for r in residents if r.key != key and conflicts(target, r.name, placement)]
+    loading = tuple(r for r in blocking if r.loading)
+    if loading:
+        return LoadPlan(wait_for=loading)
+    return LoadPlan(evict=tuple(sorted(blocking, key=lambda r: r.name)))
+
+
+# -- how long -----------------------------------------------------------------------------
+
+
+class Never(enum.Enum):
+    """The one value for "never unload" (a ttl of 0 in the config, a negative keep_alive)."""
+
+    NEVER = "never"
+
+
+NEVER: Final = Never.NEVER
+#: Seconds a model stays loaded after its last request ends (0: unload at once), or NEVER.
+Ttl = float | Never
+
+
+def config_ttl(model_ttl: int | None, default_ttl: int) -> Ttl:
+    """The config's TTL: the model's own, else ``default_ttl``; 0 means never unload."""
+    seconds = model_ttl if model_ttl is not None else default_ttl
+    return NEVER if seconds == 0 else float(seconds)
+
+
+def keep_alive_ttl(seconds: float) -> Ttl:
+    """A client's keep_alive (Ollama's meaning): negative keeps the model loaded for good, 0
+    unloads it as soon as its last request ends, anything else is seconds after that."""
+    return NEVER if seconds < 0 or math.isinf(seconds) else seconds
 
 
 @dataclass(frozen=True)
@@ -77,17 +165,49 @@ class Idle:
     name: str
     in_flight: int
     last_used: float
-    ttl: float  # seconds; 0 or less = never unload
+    ttl: Ttl
+
+
+def deadline(model: Idle) -> float:
+    """When ``model`` unloads if nothing arrives (monotonic seconds); inf when never."""
+    if model.in_flight or model.ttl is NEVER:
+        return math.inf
+    return model.last_used + model.ttl
 
 
 def expired(models: Iterable[Idle], now: float) -> list[str]:
     """Models idle (nothing in flight) for at least their TTL since the last request ended."""
-    return sorted(
-        m.name for m in models if m.in_flight == 0 and m.ttl > 0 and now - m.last_used >= m.ttl
-    )
+    return sorted(m.name for m in models if deadline(m) <= now)
 
 
 def next_deadline(models: Iterable[Idle]) -> float:
     """When the next idle model's TTL runs out (monotonic seconds); inf when none will."""
-    deadlines = [m.last_used + m.ttl for m in models if m.in_flight == 0 and m.ttl > 0]
-    return min(deadlines, default=math.inf)
+    return min((deadline(m) for m in models), default=math.inf)
+
+
+# -- reload -------------------------------------------------------------------------------
+
+#: Settings that shape every child: a change restarts every model.
+CHILD_WIDE = ("llama_server", "health_timeout")
+#: Settings read once, when corral starts (the listening socket): a reload cannot apply a
+#: change to them. Limits and API keys are read per request, so a reload applies those.
+RESTART_ONLY = ("host", "port")
+
+
+@dataclass(frozen=True)
+class ReloadPlan:
+    """What a reload does: ``keep`` names models that keep their place and child as they are
+    (the rest start afresh when next asked for); ``restart`` names the settings that
+    changed but that only a restart applies."""
+
+    keep: frozenset[str]
+    restart: tuple[str, ...]
+
+
+def plan_reload(old: Config, new: Config) -> ReloadPlan:
+    """A model is kept when its entry and the settings that shape every child are unchanged."""
+    same_children = all(getattr(old, k) == getattr(new, k) for k in CHILD_WIDE)
+    before = {m.name: m for m in old.models}
+    keep = frozenset(m.name for m in new.models if same_children and before.get(m.name) == m)
+    restart = tuple(k for k in RESTART_ONLY if getattr(old, k) != getattr(new, k))
+    return ReloadPlan(keep=keep, restart=restart)

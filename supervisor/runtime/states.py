@@ -1,9 +1,11 @@
-"""The vocabulary of one child's lifecycle: its states, the moves between them, its errors.
+"""The vocabulary of one child's lifecycle: its states, the moves between them, its errors,
+and what the pool needs of a child (``Child``).
 
 Owns the closed set of states a child process can be in, the transitions allowed between
-them (as data, so a test or a reader can see the whole machine at once) and the exceptions
-that a lifecycle raises. It does not run processes (see ``process``) or decide which model
-should run (the scheduler does).
+them (as data, so a test or a reader can see the whole machine at once), the exceptions
+that a lifecycle raises and the ``Child`` interface, apart from its implementation
+(``process.ChildProcess``) so that tests can give the pool fakes. It does not run processes
+(see ``process``) or decide which model should run (``scheduler`` does).
 
 The machine::
 
@@ -18,7 +20,10 @@ The machine::
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from corral.generator.settings import ModelConfig
 
 
 class ProcessState(enum.Enum):
@@ -34,6 +39,11 @@ class ProcessState(enum.Enum):
     def public(self) -> str:
         """The state as clients see it: unloaded, loading, ready, unloading or failed."""
         return _PUBLIC[self]
+
+    @property
+    def live(self) -> bool:
+        """A process exists and may hold memory: loading, ready or stopping."""
+        return self in (ProcessState.STARTING, ProcessState.READY, ProcessState.STOPPING)
 
 
 _PUBLIC: Mapping[ProcessState, str] = {
@@ -88,3 +98,39 @@ class StartError(Exception):
         if self.stderr_tail:
             message += "; last lines: " + " | ".join(self.stderr_tail[-5:])
         super().__init__(message)
+
+
+class Child(Protocol):
+    """One model's server as the pool drives it: ``process.ChildProcess``, or a test's fake.
+
+    ``start`` returns once the child is READY (joining a start in progress) or raises
+    StartError; ``stop`` returns once it is STOPPED. Both are safe to call concurrently.
+    """
+
+    name: str
+
+    @property
+    def state(self) -> ProcessState: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def port(self) -> int | None: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self, reason: str, grace: float = 10.0) -> None: ...
+
+    def kill_group_now(self) -> None: ...
+
+    def stderr_tail(self, n: int = 20) -> list[str]: ...
+
+
+#: Called when a READY child exits on its own (a crash), with its exit code.
+ExitHook = Callable[[Child, int], None]
+#: Makes the child for a model (not started yet); the pool's default runs a process.
+ChildFactory = Callable[[ModelConfig, ExitHook], Child]

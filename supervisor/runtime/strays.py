@@ -30,7 +30,7 @@ MARKER = "CORRAL_CHILD"
 PARENT_MARKER = "CORRAL_PARENT"
 
 _PR_SET_PDEATHSIG = 1
-_log = logging.getLogger(__name__)
+log = logging.getLogger("corral")
 
 
 def _load_prctl() -> Callable[..., int] | None:
@@ -88,7 +88,7 @@ def reap_strays(owner: str, grace: float = 3.0) -> list[int]:
     psutil.wait_procs(alive, timeout=grace)
     pids = sorted(p.pid for p in found)
     if pids:
-        _log.warning("reaped %d stray process(es) of owner %s: %s", len(pids), owner, pids)
+        log.warning("reaped %d stray process(es) of owner %s: %s", len(pids), owner, pids)
     return pids
 
 

@@ -13,8 +13,7 @@ import ollama
 import openai
 import pytest
 
-from tests.e2e.conftest import DEMO_FILE, demo_model
-from tests.support import CorralServer, wait_until
+from tests.support import DEMO_FILE, CorralServer, demo_model, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -123,7 +123,7 @@ def demo_model_in_store(nix: Any) -> str:
     writable_store()
     model = demo_model_file()
     expected = nix.run("nix-store", "--print-fixed-path", "sha256", DEMO_SHA256, DEMO_FILE)
-    path = expected.stdout.strip()
+    path: str = expected.stdout.strip()
     if not Path(path).exists():
         assert hashlib.sha256(model.read_bytes()).hexdigest() == DEMO_SHA256
         added = nix.run("nix-store", "--add-fixed", "sha256", str(model))

@@ -66,6 +66,10 @@ def test_every_option_reaches_config_yaml_under_its_own_key(real: Any, tmp_path:
         "max_body_bytes": 32 * 1024 * 1024,
         "max_connections": 1024,
         "client_timeout": 60.0,
+        "auto_pull": False,
+        "devices": {"gpu0": {"memory": 24 * 1024**3}, "cpu": {"memory": 16 * 1024**3}},
+        "memory_margin": 1024**3,
+        "max_swap_wait": 30.0,
         "models": [
             {
                 "name": "coder",
@@ -79,6 +83,7 @@ def test_every_option_reaches_config_yaml_under_its_own_key(real: Any, tmp_path:
                 "chat_template": "chatml",
                 "parameters": {"temperature": 0.25, "top_k": 40},
                 "system_prompt": "Answer in code.",
+                "memory": 6 * 1024**3,
                 "preload": True,
                 "unlisted": False,
                 "rpc": ["192.168.1.20:50052"],

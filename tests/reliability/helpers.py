@@ -113,11 +113,6 @@ def assert_no_injected_header(answer: RawAnswer) -> None:
     assert all("\r" not in v and "\n" not in v for _, v in answer.headers), answer.headers
 
 
-def completion(server: CorralServer, model: str, timeout: float = 30) -> httpx.Response:
-    body = {"model": model, "prompt": "x"}
-    return httpx.post(f"{server.url}/v1/completions", json=body, timeout=timeout)
-
-
 def kill(server: CorralServer) -> None:
     """SIGKILL corral and reap it; its children die with it (the parent-death signal)."""
     assert server.proc is not None

@@ -23,9 +23,8 @@ from tests.reliability.helpers import (
     assert_no_orphans,
     assert_openai_error,
     children_per_model,
-    completion,
 )
-from tests.support import CorralServer, fake_cmd, pids_gone, wait_until
+from tests.support import CorralServer, completion, fake_cmd, pids_gone, wait_until
 
 PHASES = ("load", "stream", "idle")
 ROUNDS = 6

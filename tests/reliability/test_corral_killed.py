@@ -14,14 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.reliability.helpers import (
-    assert_no_orphans,
-    completion,
-    kill,
-    marked,
-    same_instance,
-)
-from tests.support import FAKE_UPSTREAM, CorralServer, pids_gone, wait_until
+from tests.reliability.helpers import assert_no_orphans, kill, marked, same_instance
+from tests.support import FAKE_UPSTREAM, CorralServer, completion, pids_gone, wait_until
 
 SLOW = "--tokens 40 --token-delay 0.05"
 

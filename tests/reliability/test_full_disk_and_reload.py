@@ -16,13 +16,8 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.reliability.helpers import (
-    FullDiskCorral,
-    assert_no_orphans,
-    assert_openai_error,
-    completion,
-)
-from tests.support import CorralServer, fake_cmd, wait_until
+from tests.reliability.helpers import FullDiskCorral, assert_no_orphans, assert_openai_error
+from tests.support import CorralServer, completion, fake_cmd, wait_until
 
 SLOW = ("--tokens", "30", "--token-delay", "0.05")
 

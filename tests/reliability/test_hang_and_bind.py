@@ -13,14 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.reliability.helpers import (
-    assert_no_orphans,
-    assert_openai_error,
-    completion,
-    kill,
-    port_taken_once,
-)
-from tests.support import FAKE_UPSTREAM, CorralServer, fake_cmd, wait_until
+from tests.reliability.helpers import assert_no_orphans, assert_openai_error, kill, port_taken_once
+from tests.support import FAKE_UPSTREAM, CorralServer, completion, fake_cmd, wait_until
 
 
 def hang_up_on(server: CorralServer, model: str, stream: bool) -> None:

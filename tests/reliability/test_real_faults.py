@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import DEMO_FILE, demo_model
 from tests.reliability.helpers import (
     assert_envelope,
     assert_no_orphans,
@@ -27,7 +26,7 @@ from tests.reliability.helpers import (
     port_taken_once,
     same_instance,
 )
-from tests.support import CorralServer, wait_until
+from tests.support import DEMO_FILE, CorralServer, demo_model, wait_until
 
 pytestmark = pytest.mark.e2e
 

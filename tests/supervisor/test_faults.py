@@ -12,12 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.support import FAKE_UPSTREAM, CorralServer, fake_cmd, wait_until
-
-
-def completion(server: CorralServer, model: str, **extra: object) -> httpx.Response:
-    body = {"model": model, "prompt": "x", **extra}
-    return httpx.post(f"{server.url}/v1/completions", json=body, timeout=30)
+from tests.support import FAKE_UPSTREAM, CorralServer, completion, fake_cmd, wait_until
 
 
 def crash_once_cmd(name: str, tmp: Path, *fault: str) -> list[str]:

@@ -7,6 +7,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from corral.supervisor.api.openai import MODEL_ROUTED
+from corral.supervisor.http.defaults import GENERATE_PATHS
+from tests import support
 from tests.support import CorralServer, fake_cmd
 
 CONFIG = {
@@ -32,8 +35,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorralServer]:
         yield running
 
 
-def post(server: CorralServer, path: str, body: object, **kw: object) -> httpx.Response:
-    return httpx.post(f"{server.url}{path}", json=body, headers=AUTH, timeout=30, **kw)  # type: ignore[arg-type]
+def post(server: CorralServer, path: str, body: object) -> httpx.Response:
+    return support.post(server, path, body, headers=AUTH)
 
 
 def test_routes_by_name_and_alias_and_applies_defaults_only_where_unset(
@@ -141,3 +144,8 @@ def test_a_relayed_answer_has_one_date_and_no_server_of_corrals_own(server: Corr
     assert len(answer.headers.get_list("server")) <= 1  # the child's, relayed
     health = httpx.get(f"{server.url}/health")
     assert "server" not in health.headers
+
+
+def test_every_path_with_defaults_is_a_routed_one() -> None:
+    """Defaults for a path no route serves would be dead entries."""
+    assert set(MODEL_ROUTED) >= GENERATE_PATHS

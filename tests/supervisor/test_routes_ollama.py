@@ -14,7 +14,7 @@ import httpx
 import ollama
 import pytest
 
-from tests.support import CorralServer, fake_cmd, wait_until
+from tests.support import CorralServer, fake_cmd, post, wait_until
 
 SLOW = ("--tokens", "60", "--token-delay", "0.05")
 
@@ -40,10 +40,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorralServer]:
     }
     with CorralServer(config, tmp) as running:
         yield running
-
-
-def post(server: CorralServer, path: str, body: object) -> httpx.Response:
-    return httpx.post(f"{server.url}{path}", json=body, timeout=30)
 
 
 def lines(answer: httpx.Response) -> list[dict[str, Any]]:

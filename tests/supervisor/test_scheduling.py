@@ -5,17 +5,12 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
 
-from tests.support import CorralServer, fake_cmd, wait_until
-
-
-def completion(server: CorralServer, model: str, timeout: float = 30) -> httpx.Response:
-    return httpx.post(
-        f"{server.url}/v1/completions", json={"model": model, "prompt": "x"}, timeout=timeout
-    )
+from tests.support import CorralServer, completion, fake_cmd, wait_until
 
 
 async def many(server: CorralServer, model: str, count: int) -> list[httpx.Response]:
@@ -100,7 +95,7 @@ def test_ttl_zero_never_unloads_and_model_ttl_overrides_default(tmp_path: Path) 
 
 
 def test_sighup_reload_keeps_unchanged_models_running(tmp_path: Path) -> None:
-    config = {
+    config: dict[str, Any] = {
         "groups": {"all": {"members": ["same", "changed"], "swap": False}},
         "models": [
             {"name": "same", "cmd": fake_cmd("same")},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -12,10 +13,10 @@ from tests.support import CorralServer, corral_bin, fake_cmd
 
 
 def serve(
-    config: dict[str, object], tmp_path: Path, *args: str
+    config: Mapping[str, object], tmp_path: Path, *args: str
 ) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    path.write_text(yaml.safe_dump(dict(config)), encoding="utf-8")
     return subprocess.run(
         [corral_bin(), "serve", "--config", str(path), *args],
         capture_output=True,

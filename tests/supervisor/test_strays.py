@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from corral.generator.settings import ModelConfig
-from corral.supervisor.runtime import command
+from corral.supervisor.runtime import command, strays
 from corral.supervisor.runtime.strays import reap_strays
 
 SLEEPER = f"{sys.executable} -c 'import time; time.sleep(120)'"
@@ -62,7 +62,7 @@ def test_orphan_with_the_marker_is_reaped(owner: str, started: list[int]) -> Non
 
 
 def test_orphan_without_the_marker_is_left_alone(owner: str, started: list[int]) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in (command.MARKER, "CORRAL_PARENT")}
+    env = {k: v for k, v in os.environ.items() if k not in (strays.MARKER, strays.PARENT_MARKER)}
     pid = orphan(env, started)
     assert reap_strays(owner, grace=5.0) == []
     assert alive(pid)

@@ -1,11 +1,12 @@
-"""The Ollama-compatible routes, answered by the running llama-server.
+"""The Ollama-compatible routes that reach a model: ``/api/chat``, ``/api/generate``,
+``/api/embed`` and ``/api/embeddings``, plus the list of every Ollama route.
 
-Owns ``/`` ("Ollama is running"), ``/api/version``, ``/api/tags``, ``/api/ps``,
-``/api/show``, ``/api/chat``, ``/api/generate``, ``/api/embed`` and ``/api/embeddings``:
-reading the request, holding a lease on the model while its child answers, applying the
-client's ``keep_alive``, and streaming NDJSON while watching for the client to leave. Every
-error leaves in Ollama's shape, ``{"error": "..."}``, with the status corral chose. The
-shapes themselves are ``ollama``'s; loading and unloading are the pool's.
+Owns reading such a request (its model, ``keep_alive``, whether it streams), translating it
+(``requests``) and sending it down the service's one exchange path, then answering in
+Ollama's shape: whole (``answers``) or as NDJSON lines while the child streams (``stream``,
+as the relay's transform). Errors leave in Ollama's shape, ``{"error": "..."}`` (the app
+picks it by path). The read-only routes (tags, ps, show, version) are ``info``'s; loading
+and unloading are the pool's.
 
 ``keep_alive`` follows Ollama: 0 unloads the model once the request ends, a negative value
 keeps it loaded, and the last request that sent one wins. It is applied once the lease is
@@ -15,40 +16,25 @@ alone, so a client that knows nothing of it never undoes another client's choice
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import logging
-import os
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
 
-from corral.generator.settings import ModelConfig
-from corral.supervisor.api.ollama import answers as ollama_answers
-from corral.supervisor.api.ollama import models as ollama_models
-from corral.supervisor.api.ollama import requests as ollama
-from corral.supervisor.api.ollama import stream as ollama_stream
+from corral.supervisor.api.ollama import answers, info, manage, requests, stream
 from corral.supervisor.errors import BadRequest, ServeError, UpstreamFailed
 from corral.supervisor.http import keep_alive
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
-from corral.supervisor.http.proxy import until_disconnect
-from corral.supervisor.runtime.entries import Slot
-from corral.supervisor.service import Service
+from corral.supervisor.runtime.entries import Entry
+from corral.supervisor.service import Exchange, Service
 
-log = logging.getLogger("corral")
-
-NDJSON = "application/x-ndjson"
 _JSON_HEADERS = {"Content-Type": "application/json"}
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 class ChildError(ServeError):
@@ -59,199 +45,84 @@ class ChildError(ServeError):
         self.status = status
 
 
-def ollama_errors(handler: Handler) -> Handler:
-    """Errors in Ollama's shape: its clients read ``error`` as a string."""
-
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except ServeError as exc:
-            if exc.status >= 500:
-                log.error("request error: %s %s: %s", request.method, request.url.path, exc)
-            return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
-
-    return wrapped
-
-
-# -- requests for one model ---------------------------------------------------------------
-
-
 class Call:
     """One request for a model: the parts it needs, and when it arrived (for durations)."""
 
     def __init__(self, request: Request, body: dict[str, Any]) -> None:
         self.arrived_ns = time.monotonic_ns()
+        self.request = request
         self.svc = Service.of(request)
-        self.name = model_name(body)
-        self.slot: Slot = self.svc.pool.resolve(self.name)
+        self.name = info.model_name(body)
+        self.entry: Entry = self.svc.pool.resolve(self.name)
         self.keep = keep_alive.take(body)
         self.stream = body.get("stream") is not False  # Ollama streams unless told not to
 
-    async def open(self, path: str, payload: dict[str, Any]) -> Opened:
-        """Lease the model, apply ``keep_alive`` and send ``payload`` to its child."""
-        apply_defaults(payload, self.slot.config, path)
-        stack = contextlib.AsyncExitStack()
-        lease = await stack.enter_async_context(self.svc.pool.lease(self.slot.name))
-        try:
-            clock = ollama_answers.Clock(self.arrived_ns, time.monotonic_ns())
-            self._apply_keep_alive()
-            data = json.dumps(payload).encode()
-            upstream = await self.svc.upstream.open(
-                "POST", lease.base_url + path, _JSON_HEADERS, data, model=self.slot.name
-            )
-            if upstream.status != 200:
-                content = await _read(upstream, self.slot.name)
-                raise ChildError(
-                    upstream.status, ollama_answers.upstream_error(upstream.status, content)
-                )
-            return Opened(upstream, stack, clock)
-        except BaseException:
-            await stack.aclose()
-            raise
+    def exchange(self) -> contextlib.AbstractAsyncContextManager[Exchange]:
+        """The service's one path to the child, applying ``keep_alive`` once leased."""
+        return self.svc.exchange(self.request, self.entry.name, on_lease=self._apply_keep_alive)
 
-    async def whole(self, path: str, payload: dict[str, Any]) -> tuple[dict[str, Any], Opened]:
-        """The child's whole JSON answer; the lease is given back before this returns."""
-        opened = await self.open(path, payload)
-        async with opened.stack:
-            content = await _read(opened.upstream, self.slot.name)
+    async def send(
+        self, ex: Exchange, path: str, payload: dict[str, Any]
+    ) -> aiohttp.ClientResponse:
+        """Send ``payload`` to the child; a child's error status becomes a ``ChildError``."""
+        apply_defaults(payload, self.entry.config, path)
+        upstream = await ex.open("POST", path, _JSON_HEADERS, json.dumps(payload).encode())
+        if upstream.status != 200:
+            content = await ex.read(upstream)
+            raise ChildError(upstream.status, answers.upstream_error(upstream.status, content))
+        return upstream
+
+    async def whole(self, path: str, payload: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """The child's whole JSON answer and when the model was ready (ns); the lease is
+        given back before this returns."""
+        async with self.exchange() as ex:
+            ready_ns = time.monotonic_ns()
+            content = await ex.read(await self.send(ex, path, payload))
         try:
             answer = json.loads(content)
         except ValueError as exc:
             raise UpstreamFailed(f"model {self.name!r}: its server's answer is not JSON") from exc
-        return answer, opened
+        return answer, ready_ns
 
     async def load_only(self, kind: str) -> Response:
         """Nothing to generate: load the model (Ollama's preload), or with ``keep_alive`` 0
         unload it without loading it first."""
         if self.keep == 0:
-            await self.svc.pool.unload(self.slot.name)
-            return self.one(ollama_answers.load_answer(kind, self.name, "unload"))
-        async with self.svc.pool.lease(self.slot.name):
-            self._apply_keep_alive()
-        return self.one(ollama_answers.load_answer(kind, self.name, "load"))
+            await self.svc.pool.unload(self.entry.name)
+            return self.one(answers.load_answer(kind, self.name, "unload"))
+        async with self.exchange():
+            pass
+        return self.one(answers.load_answer(kind, self.name, "load"))
 
     def one(self, answer: dict[str, Any]) -> Response:
         """A single object, as one NDJSON line when the client asked for a stream."""
         if self.stream:
-            return Response(_line(answer), media_type=NDJSON)
+            return Response(stream.line(answer), media_type=stream.MEDIA_TYPE)
         return JSONResponse(answer)
+
+    def clock(self, ready_ns: int) -> answers.Clock:
+        return answers.Clock(self.arrived_ns, ready_ns)
 
     def _apply_keep_alive(self) -> None:
         if self.keep is not None:
-            self.svc.pool.set_keep_alive(self.slot, self.keep)
+            self.svc.pool.set_keep_alive(self.entry, self.keep)
 
 
-@dataclass(frozen=True)
-class Opened:
-    """A child's answer being received, and the lease held until it has been."""
-
-    upstream: aiohttp.ClientResponse
-    stack: contextlib.AsyncExitStack
-    clock: ollama_answers.Clock
-
-
-async def _read(upstream: aiohttp.ClientResponse, model: str) -> bytes:
-    try:
-        return await upstream.read()
-    except (aiohttp.ClientError, OSError) as exc:
-        upstream.close()
-        raise UpstreamFailed(
-            f"model {model!r}: its server stopped mid-answer (it may have crashed): {exc}"
-        ) from exc
-    finally:
-        upstream.release()
-
-
-class NDJSONRelay(Response):
-    """Ollama's NDJSON, translated from the child's events as they arrive, each line sent
-    at once. A client that hangs up closes the upstream connection, which stops
-    llama-server's generation; the lease is given back either way."""
-
-    def __init__(self, opened: Opened, stream: ollama_stream.Stream) -> None:
-        super().__init__(status_code=200)
-        self.opened, self.stream = opened, stream
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        upstream = self.opened.upstream
-        complete = False
-        try:
-            # No content-length (Response's default of 0 would end the body at once).
-            headers = [(b"content-type", NDJSON.encode())]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            pump = asyncio.ensure_future(self._pump(send))
-            watch = asyncio.ensure_future(until_disconnect(receive))
-            await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
-            watch.cancel()
-            if not pump.done():
-                pump.cancel()
-                log.info(
-                    "request cancelled: model %s: client hung up mid-answer", self.stream.model
-                )
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                complete = await pump
-        finally:
-            if complete:
-                upstream.release()
-            else:
-                upstream.close()
-            await self.opened.stack.aclose()
-
-    async def _pump(self, send: Send) -> bool:
-        try:
-            async for chunk in self.opened.upstream.content.iter_any():
-                await _send_lines(send, self.stream.feed(chunk, time.monotonic_ns()))
-        except (aiohttp.ClientError, OSError) as exc:
-            log.error(
-                "request error: model %s: server broke mid-answer: %s", self.stream.model, exc
-            )
-        # After a break, close() reports it as Ollama's in-stream error object.
-        await _send_lines(send, self.stream.close(time.monotonic_ns()))
-        await send({"type": "http.response.body", "body": b""})
-        return not self.stream.failed
-
-
-async def _send_lines(send: Send, objects: list[dict[str, Any]]) -> None:
-    if objects:
-        body = "".join(_line(o) for o in objects).encode()
-        await send({"type": "http.response.body", "body": body, "more_body": True})
-
-
-def _line(answer: dict[str, Any]) -> str:
-    """One NDJSON line, written as compactly as Ollama writes it."""
-    return json.dumps(answer, ensure_ascii=False, separators=(",", ":")) + "\n"
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    return read_json(await request.body())
-
-
-def model_name(body: dict[str, Any]) -> str:
-    name = body.get("model") or body.get("name")  # `name` is /api/show's older spelling
-    if not isinstance(name, str):
-        raise BadRequest(f"model is required, as a name from GET /api/tags; got {name!r}")
-    return name
-
-
-# -- handlers -----------------------------------------------------------------------------
-
-
-@ollama_errors
 async def chat(request: Request) -> Response:
-    body = await _body(request)
+    body = read_json(await request.body())
     call = Call(request, body)
     if not body.get("messages"):
         return await call.load_only("chat")
-    payload = ollama.chat_request(body, call.stream)
+    payload = requests.chat_request({**body, "model": call.name}, call.stream)
     return await _answer(call, "chat", "/v1/chat/completions", payload)
 
 
-@ollama_errors
 async def generate(request: Request) -> Response:
-    body = await _body(request)
+    body = read_json(await request.body())
     call = Call(request, body)
     if not body.get("prompt") and not body.get("images"):
         return await call.load_only("generate")
-    path, payload = ollama.generate_request(body, call.stream)
+    path, payload = requests.generate_request({**body, "model": call.name}, call.stream)
     return await _answer(call, "generate", path, payload)
 
 
@@ -260,38 +131,38 @@ async def _answer(
 ) -> Response:
     """A chat or generate answer: NDJSON lines as they come, or one object at the end."""
     if call.stream:
-        opened = await call.open(path, payload)
-        return NDJSONRelay(opened, ollama_stream.Stream(kind, call.name, opened.clock))
-    answer, opened = await call.whole(path, payload)
-    build = ollama_answers.chat_answer if kind == "chat" else ollama_answers.generate_answer
-    return JSONResponse(build(call.name, answer, opened.clock, time.monotonic_ns()))
+        async with call.exchange() as ex:
+            upstream = await call.send(ex, path, payload)
+            clock = call.clock(time.monotonic_ns())
+            return ex.relay(upstream, stream.NDJSONLines(stream.Stream(kind, call.name, clock)))
+    answer, ready_ns = await call.whole(path, payload)
+    build = answers.chat_answer if kind == "chat" else answers.generate_answer
+    return JSONResponse(build(call.name, answer, call.clock(ready_ns), time.monotonic_ns()))
 
 
-@ollama_errors
 async def embed(request: Request) -> Response:
-    body = await _body(request)
+    body = read_json(await request.body())
     call = Call(request, body)
-    inputs = ollama.embed_inputs(body, "input")
+    inputs = requests.embed_inputs(body, "input")
     if not inputs:
         await call.load_only("generate")
         return JSONResponse({"model": call.name, "embeddings": []})
     dimensions = body.get("dimensions")
     if dimensions is not None and (not isinstance(dimensions, int) or dimensions <= 0):
         raise BadRequest(f"dimensions: must be a whole number > 0, got {json.dumps(dimensions)}")
-    payload = {"model": call.name, "input": inputs, **ollama.sampling(body)}
-    answer, opened = await call.whole("/v1/embeddings", payload)
+    payload = {"model": call.name, "input": inputs, **requests.sampling(body)}
+    answer, ready_ns = await call.whole("/v1/embeddings", payload)
     now = time.monotonic_ns()
     return JSONResponse(
-        ollama_answers.embed_answer(call.name, answer, dimensions, opened.clock, now)
+        answers.embed_answer(call.name, answer, dimensions, call.clock(ready_ns), now)
     )
 
 
-@ollama_errors
 async def embeddings(request: Request) -> Response:
     """The legacy endpoint: one ``prompt``, one ``embedding``."""
-    body = await _body(request)
+    body = read_json(await request.body())
     call = Call(request, body)
-    inputs = ollama.embed_inputs(body, "prompt")
+    inputs = requests.embed_inputs(body, "prompt")
     if not inputs:
         await call.load_only("generate")
         return JSONResponse({"embedding": []})
@@ -300,62 +171,17 @@ async def embeddings(request: Request) -> Response:
     return JSONResponse({"embedding": data[0].get("embedding", [])})
 
 
-@ollama_errors
-async def show(request: Request) -> Response:
-    slot = Service.of(request).pool.resolve(model_name(await _body(request)))
-    return JSONResponse(ollama_models.show_answer(slot.config, _facts(request, slot.config)))
-
-
-@ollama_errors
-async def tags(request: Request) -> Response:
-    pool = Service.of(request).pool
-    listed = [s.config for s in pool.slots.values() if not s.config.unlisted]
-    return JSONResponse(
-        {"models": [ollama_models.tag_entry(m, _facts(request, m)) for m in listed]}
-    )
-
-
-@ollama_errors
-async def ps(request: Request) -> Response:
-    pool = Service.of(request).pool
-    now = time.time()
-    models = [
-        ollama_models.ps_entry(s.config, _facts(request, s.config), pool.expires_at(s), now)
-        for s in pool.slots.values()
-        if s.running()
-    ]
-    return JSONResponse({"models": models})
-
-
-def _facts(request: Request, model: ModelConfig) -> ollama_models.FileFacts:
-    """The model file's size and time; a ``cmd`` model without a file reads as empty."""
-    try:
-        stat = os.stat(model.path) if model.path is not None else None
-    except OSError:
-        stat = None
-    if stat is None:
-        return ollama_models.FileFacts(0, Service.of(request).started_at)
-    return ollama_models.FileFacts(stat.st_size, stat.st_mtime)
-
-
-async def version(request: Request) -> Response:
-    return JSONResponse({"version": ollama.VERSION})
-
-
-async def root(request: Request) -> Response:
-    return PlainTextResponse("Ollama is running")
-
-
 def routes() -> list[BaseRoute]:
     # GET routes answer HEAD too (starlette adds it): clients probe `/` with HEAD.
     return [
-        Route("/", root, methods=["GET"]),
-        Route("/api/version", version, methods=["GET"]),
-        Route("/api/tags", tags, methods=["GET"]),
-        Route("/api/ps", ps, methods=["GET"]),
-        Route("/api/show", show, methods=["POST"]),
+        Route("/", info.root, methods=["GET"]),
+        Route("/api/version", info.version, methods=["GET"]),
+        Route("/api/tags", info.tags, methods=["GET"]),
+        Route("/api/ps", info.ps, methods=["GET"]),
+        Route("/api/show", info.show, methods=["POST"]),
         Route("/api/chat", chat, methods=["POST"]),
         Route("/api/generate", generate, methods=["POST"]),
         Route("/api/embed", embed, methods=["POST"]),
         Route("/api/embeddings", embeddings, methods=["POST"]),
+        *manage.routes(),
     ]

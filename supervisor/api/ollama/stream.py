@@ -1,14 +1,15 @@
 """A child's server-sent events turned into Ollama's NDJSON objects, as they arrive.
 
-Owns the incremental parse (chunk boundaries, tool-call fragments) and the closing ``done``
-object, or an ``{"error": ...}`` line when the answer stops short. Pure: the relay in
-``routes`` feeds it bytes and writes what it returns.
+Owns the incremental parse (chunk boundaries, tool-call fragments), the closing ``done``
+object, or an ``{"error": ...}`` line when the answer stops short, and NDJSON's encoding.
+``Stream`` is pure; ``NDJSONLines`` wraps it as the proxy relay's transform (it reads the clock).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from corral.supervisor.api.ollama.answers import (
@@ -19,6 +20,13 @@ from corral.supervisor.api.ollama.answers import (
     tool_calls,
     upstream_error,
 )
+
+MEDIA_TYPE = "application/x-ndjson"
+
+
+def line(answer: Mapping[str, Any]) -> str:
+    """One NDJSON line, written as compactly as Ollama writes it."""
+    return json.dumps(answer, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 class Stream:
@@ -115,3 +123,25 @@ class Stream:
         last.update(done=True, done_reason=done_reason(self._finish))
         last.update(self.clock.stats(now_ns, self._usage, self._timings))
         return [*out, last]
+
+
+class NDJSONLines:
+    """A ``Stream`` as the relay's transform (``proxy.Transform``): the child's events in,
+    Ollama's NDJSON lines out, each sent as soon as it is complete."""
+
+    media_type = MEDIA_TYPE
+
+    def __init__(self, stream: Stream, clock: Callable[[], int] = time.monotonic_ns) -> None:
+        self.stream = stream
+        self._clock = clock
+
+    def feed(self, chunk: bytes) -> bytes:
+        return _lines(self.stream.feed(chunk, self._clock()))
+
+    def close(self, broken: bool) -> bytes:
+        # After a break the stream has no ``done``: close() reports it as an error object.
+        return _lines(self.stream.close(self._clock()))
+
+
+def _lines(objects: list[dict[str, Any]]) -> bytes:
+    return "".join(line(o) for o in objects).encode()

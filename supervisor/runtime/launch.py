@@ -1,0 +1,44 @@
+"""The pool's default ``ChildFactory``: a ``ChildProcess`` running llama-server (or a model's
+``cmd``) for a model.
+
+Owns finding the llama-server binary once per config (a failure is the model's 503, not a
+crash) and wiring ``command``'s argv and env into a ``process.ChildProcess``. It starts
+nothing itself: the pool calls ``start``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from corral.generator.problems import ConfigError
+from corral.generator.settings import Config, ModelConfig
+from corral.supervisor.errors import StartFailed
+from corral.supervisor.runtime import command
+from corral.supervisor.runtime.process import ChildProcess
+from corral.supervisor.runtime.states import ExitHook
+
+
+class Launcher:
+    """Makes a model's child the way ``config`` says; the binary is looked up on first use."""
+
+    def __init__(self, config: Config, owner: str) -> None:
+        self.config = config
+        self.owner = owner
+        self._binary: str | None = None
+
+    def __call__(self, model: ModelConfig, on_exit: ExitHook) -> ChildProcess:
+        binary = self._llama_server() if model.cmd is None else ""
+        env = command.build_env(model, os.environ, self.owner)
+
+        def argv(port: int) -> list[str]:
+            return command.build_argv(model, binary, port)
+
+        return ChildProcess(model.name, argv, env, self.config.health_timeout, on_exit=on_exit)
+
+    def _llama_server(self) -> str:
+        if self._binary is None:
+            try:
+                self._binary = command.resolve_llama_server(self.config.llama_server)
+            except ConfigError as exc:
+                raise StartFailed(f"cannot start a model: {exc}") from exc
+        return self._binary

@@ -1,0 +1,48 @@
+"""A child's output: read without pause, its recent lines kept for errors and ``/logs``.
+
+Owns the ring buffer of a child's last lines (stdout and stderr, interleaved as written),
+how many were ever written (so a failed load can quote only its own), and their debug log.
+It does not run the child (``process``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+
+MAX_LINE = 8192
+log = logging.getLogger("corral")
+
+
+class Output:
+    """One child's recent output lines."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self.total = 0  # lines ever written
+        self._lines: deque[str] = deque(maxlen=size)
+
+    def tail(self, n: int) -> list[str]:
+        """The last ``n`` lines."""
+        return list(self._lines)[-n:] if n > 0 else []
+
+    async def drain(self, stream: asyncio.StreamReader) -> None:
+        """Read ``stream`` to its end, without pause: a child blocked on a full pipe would
+        look hung."""
+        pending = b""
+        while chunk := await stream.read(65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            if len(pending) > MAX_LINE:  # a line without end must not grow without bound
+                lines.append(pending[:MAX_LINE])
+                pending = b""
+            for line in lines:
+                self._keep(line)
+        if pending:
+            self._keep(pending)
+
+    def _keep(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        self._lines.append(line)
+        self.total += 1
+        log.debug("%s| %s", self.name, line)

@@ -1,0 +1,84 @@
+"""The pool read for others: the scheduler's inputs, and what the service shows of each model.
+
+Owns the views taken of ``pool``'s entries: the residents a load decides against and the
+idle children the TTL rule reads (``scheduler``'s inputs), and the figures that
+``/running``, ``/v1/models`` and ``/api/ps`` report, where "never unloads" reads as ``null``
+(``ttl``, ``expires_at``). It changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
+
+from corral.supervisor.runtime import scheduler
+from corral.supervisor.runtime.entries import Entry
+from corral.supervisor.runtime.scheduler import NEVER
+
+if TYPE_CHECKING:
+    from corral.supervisor.runtime.pool import Pool
+
+
+def residents(pool: Pool) -> list[scheduler.Resident]:
+    """Every child that holds memory or is about to: live ones, and claimed loads.
+
+    An entry a reload replaced gets a key of its own: its child is on the way out, never a
+    preset's to share, so a load of the same file waits for it to stop.
+    """
+    return [
+        scheduler.Resident(id(e), e.name, _key(pool, e), loading=e.claimed)
+        for e in pool.every_entry()
+        if e.claimed or (e.child is not None and e.child.state.live)
+    ]
+
+
+def _key(pool: Pool, entry: Entry) -> Hashable:
+    return entry.key if pool.entries.get(entry.name) is entry else ("replaced", id(entry))
+
+
+def idle_view(pool: Pool) -> list[scheduler.Idle]:
+    """One item per ready child, named after the entry that used it last (whose ttl counts)."""
+    view = {}
+    for entry in pool.entries.values():
+        if entry.child is None or not entry.admitting():
+            continue
+        sharing = pool.sharing(entry)
+        latest = max(sharing, key=lambda e: e.last_used)
+        busy = sum(e.in_flight + e.waiting for e in sharing)
+        view[id(entry.child)] = scheduler.Idle(
+            latest.name, busy, latest.last_used, pool.ttl(latest)
+        )
+    return list(view.values())
+
+
+def expires_at(pool: Pool, entry: Entry) -> float | None:
+    """Wall-clock time the model unloads if nothing else arrives; None: never or not loaded."""
+    sharing = pool.sharing(entry)
+    latest = max(sharing, key=lambda e: e.last_used)
+    ttl = pool.ttl(latest)
+    if not entry.running() or ttl is NEVER:
+        return None
+    busy = any(e.in_flight for e in sharing)
+    remaining = max(0.0, latest.last_used + ttl - time.monotonic())
+    return time.time() + (ttl if busy else remaining)
+
+
+def describe(pool: Pool, entry: Entry) -> dict[str, Any]:
+    """One model as ``/running`` shows it."""
+    child = entry.child if entry.running() else None
+    ttl = pool.ttl(entry)
+    return {
+        "model": entry.name,
+        "state": entry.state.public,
+        "pid": child.pid if child is not None else None,
+        "port": child.port if child is not None else None,
+        "in_flight": entry.in_flight,
+        "queued": entry.waiting,
+        "ttl": None if ttl is NEVER else ttl,  # null: kept loaded for good
+        "expires_at": expires_at(pool, entry),
+    }
+
+
+def running(pool: Pool) -> list[dict[str, Any]]:
+    return [describe(pool, e) for e in pool.entries.values() if e.running()]
