@@ -39,13 +39,21 @@ from corral.generator.units import (
 DEFAULT_PORT = 50052
 
 
+def _rpc_server_on_path() -> Path:
+    found = shutil.which("rpc-server") or shutil.which("ggml-rpc-server")
+    return Path(found or "/usr/bin/rpc-server")
+
+
 class RpcWorkerSettings(Strict):
     """One rpc-server: where it listens, which devices it offers, and how it is confined."""
 
     name: UnitName = Field("corral-rpc", description="Unit name, without .service.")
     rpc_server: AbsolutePath = Field(
-        default_factory=lambda: Path(shutil.which("rpc-server") or "/usr/bin/rpc-server"),
-        description="llama.cpp's rpc-server; default: rpc-server on PATH, else /usr/bin.",
+        default_factory=_rpc_server_on_path,
+        description=(
+            "llama.cpp's rpc-server; default: rpc-server (or ggml-rpc-server, its newer name) "
+            "on PATH, else /usr/bin/rpc-server."
+        ),
     )
     host: str = Field(
         min_length=1,
