@@ -74,8 +74,12 @@ def build_app(service: Service) -> Starlette:
             Middleware(Limits, config=lambda: service.config),
             Middleware(RequireKey, keys=lambda: service.keys),
             # Inside RequireKey: a peer's model needs this corral's key, which stays here.
+            # Ollama's model routes reach a peer through the one exchange path (translated).
             Middleware(
-                PeerRouter, config=lambda: service.config, upstream=lambda: service.upstream
+                PeerRouter,
+                config=lambda: service.config,
+                upstream=lambda: service.upstream,
+                exchanged=ollama.MODEL_PATHS,
             ),
         ],
         exception_handlers={

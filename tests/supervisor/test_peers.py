@@ -33,7 +33,7 @@ class Recorder(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", 0)))
-        Recorder.seen.append({k.lower(): v for k, v in self.headers.items()})
+        Recorder.seen.append({k.lower(): v for k, v in self.headers.items()} | {":path": self.path})
         body = json.dumps({"choices": [{"message": {"role": "assistant", "content": "c"}}]})
         self.send_response(200)
         self.send_header("content-type", "application/json")
@@ -125,6 +125,21 @@ def test_the_ollama_client_gets_the_peers_model(pair: tuple[CorralServer, Corral
         whole = api.generate(model="b-big", prompt="hi", stream=False)
     assert parts[-1].done and "big" in "".join(p.message.content or "" for p in parts)
     assert "big" in whole.response
+
+
+def test_the_ollama_client_gets_an_openai_only_peers_model_translated(
+    pair: tuple[CorralServer, CorralServer],
+) -> None:
+    """Peer c speaks only OpenAI's API: A's one exchange path translates Ollama's request
+    to it and its answer back, with c's key."""
+    a, _ = pair
+    headers = {"Authorization": f"Bearer {A_KEY}"}
+    with ollama.Client(host=a.url, headers=headers, timeout=30) as api:
+        answer = api.chat(model="cee", messages=[{"role": "user", "content": "hi"}], stream=False)
+    assert answer.message.content == "c" and answer.done
+    seen = Recorder.seen[-1]
+    assert seen[":path"] == "/v1/chat/completions"
+    assert seen["authorization"] == f"Bearer {C_KEY}"
 
 
 def test_lists_merge_the_peers_models_and_say_where_each_runs(

@@ -36,6 +36,9 @@ from corral.supervisor.service import Exchange, Service
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
+#: The routes that reach a model; a peer's model too, translated to OpenAI's API on the way.
+MODEL_PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings"})
+
 
 class ChildError(ServeError):
     """The child answered with an error status: relayed with its status and message."""
@@ -53,19 +56,26 @@ class Call:
         self.request = request
         self.svc = Service.of(request)
         self.name = info.model_name(body)
-        self.entry: Entry = self.svc.pool.resolve(self.name)
+        # A peer's model has no entry here: no defaults, no keep_alive (the peer's own).
+        peer = self.svc.peers.route(self.name)
+        self.entry: Entry | None = None if peer is not None else self.svc.pool.resolve(self.name)
         self.keep = keep_alive.take(body)
         self.stream = body.get("stream") is not False  # Ollama streams unless told not to
 
     def exchange(self) -> contextlib.AbstractAsyncContextManager[Exchange]:
-        """The service's one path to the child, applying ``keep_alive`` once leased."""
-        return self.svc.exchange(self.request, self.entry.name, on_lease=self._apply_keep_alive)
+        """The service's one path to the child (or the peer), applying ``keep_alive`` once
+        leased."""
+        target = self.name if self.entry is None else self.entry.name
+        return self.svc.exchange(self.request, target, on_lease=self._apply_keep_alive)
 
     async def send(
         self, ex: Exchange, path: str, payload: dict[str, Any]
     ) -> aiohttp.ClientResponse:
-        """Send ``payload`` to the child; a child's error status becomes a ``ChildError``."""
-        apply_defaults(payload, self.entry.config, path)
+        """Send ``payload`` to the child or peer (as OpenAI's API, under the name it knows);
+        an error status becomes a ``ChildError``."""
+        if self.entry is not None:
+            apply_defaults(payload, self.entry.config, path)
+        payload = {**payload, "model": ex.model}
         upstream = await ex.open("POST", path, _JSON_HEADERS, json.dumps(payload).encode())
         if upstream.status != 200:
             content = await ex.read(upstream)
@@ -88,7 +98,8 @@ class Call:
         """Nothing to generate: load the model (Ollama's preload), or with ``keep_alive`` 0
         unload it without loading it first."""
         if self.keep == 0:
-            await self.svc.pool.unload(self.entry.name)
+            if self.entry is not None:  # a peer unloads by its own rules
+                await self.svc.pool.unload(self.entry.name)
             return self.one(answers.load_answer(kind, self.name, "unload"))
         async with self.exchange():
             pass
@@ -104,7 +115,7 @@ class Call:
         return answers.Clock(self.arrived_ns, ready_ns)
 
     def _apply_keep_alive(self) -> None:
-        if self.keep is not None:
+        if self.keep is not None and self.entry is not None:
             self.svc.pool.set_keep_alive(self.entry, self.keep)
 
 

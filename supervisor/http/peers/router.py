@@ -63,9 +63,16 @@ def decide(table: PeerTable, body: bytes) -> tuple[Route | None, bytes]:
 
 class PeerRouter:
     def __init__(
-        self, app: ASGIApp, config: Callable[[], Config], upstream: Callable[[], Upstream]
+        self,
+        app: ASGIApp,
+        config: Callable[[], Config],
+        upstream: Callable[[], Upstream],
+        exchanged: frozenset[str] = frozenset(),
     ) -> None:
+        """``exchanged``: paths whose routes reach peers through ``Service.exchange``
+        themselves (Ollama's, translated to OpenAI's API): passed on to them untouched."""
         self.app = app
+        self.exchanged = exchanged
         self.config = config
         self.upstream = upstream
         self.created = time.time()
@@ -82,7 +89,7 @@ class PeerRouter:
         table = self.table() if scope["type"] == "http" else None
         if table is None or not table.routes:
             await self.app(scope, receive, send)
-        elif scope["method"] == "POST":
+        elif scope["method"] == "POST" and scope["path"] not in self.exchanged:
             await self._post(table, scope, receive, send)
         elif scope["method"] == "GET" and scope["path"] in lists.MERGED:
             await self._merged(table, scope, receive, send)
