@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
-from corral.generator import dump, loader
+from corral.generator import dump, loader, rpc_worker
 from corral.generator.keys import spellings
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config, ModelConfig
@@ -42,6 +42,9 @@ def fail(exc: ConfigError) -> NoReturn:
 @click.version_option(package_name="corral")
 def cli() -> None:
     """corral: local GGUF models, loaded on demand, behind one OpenAI/Ollama endpoint."""
+
+
+cli.add_command(rpc_worker.command)
 
 
 @cli.command()

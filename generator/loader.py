@@ -81,6 +81,11 @@ def normalize(raw: Mapping[str, Any]) -> dict[str, Any]:
         data["groups"] = {
             k: _without_nulls(g) if isinstance(g, Mapping) else g for k, g in groups.items()
         }
+    peers = data.get("peers")
+    if isinstance(peers, Mapping):
+        data["peers"] = {
+            k: _without_nulls(p) if isinstance(p, Mapping) else p for k, p in peers.items()
+        }
     if isinstance(data.get("service"), Mapping):
         data["service"] = _without_nulls(data["service"])
     return data
@@ -171,6 +176,8 @@ def discover(config: Config) -> Config:
         return config
     named = {m.path.resolve() for m in config.models if m.path is not None}
     taken = {name for m in config.models for name in m.names}
+    # A file named like a peer's model would make the name route to two places.
+    taken |= {n for peer in config.peers.values() for m in peer.entries for n in m.names}
     found = []
     for file in sorted(config.models_path.rglob("*.gguf")):
         split = _SPLIT.match(file.stem)

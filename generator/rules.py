@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from corral.generator.keys import spellings
+from corral.generator.remote import peer_clashes
 
 
 def conflicts(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -31,7 +32,7 @@ def conflicts(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
     found = _name_clashes(entries)
     names = {e["name"] for _, e in entries if isinstance(e.get("name"), str)}
     member_of, membership = _group_members(groups, names)
-    found += membership + _preset_bases(entries, names)
+    found += membership + _preset_bases(entries, names) + peer_clashes(raw)
     for index, entry in entries:
         group, name = entry.get("group"), _text(entry.get("name"))
         if not isinstance(group, str):

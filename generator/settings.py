@@ -18,13 +18,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
-    AliasChoices,
-    AliasGenerator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    StringConstraints,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -32,7 +28,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from corral.generator import model_source, presets
-from corral.generator.keys import spellings
+from corral.generator.fields import NAME_PATTERN as NAME_PATTERN
+from corral.generator.fields import Name as Name
+from corral.generator.fields import Strict as Strict
+from corral.generator.remote import PeerConfig, PeerName, RpcAddress
 from corral.generator.rules import conflicts
 from corral.generator.sizes import ACCEPTED, parse_size
 
@@ -42,12 +41,6 @@ OWNED_ARGS = ("--port", "--host")
 #: Keys that a reload (SIGHUP) cannot apply to a running corral: the listening socket and the
 #: limits are made once, at start. A change of any of them needs a restart.
 RESTART_KEYS = ("host", "port", "max_body_bytes", "max_connections", "client_timeout")
-
-#: Model names: Ollama-style tags such as ``qwen2.5-coder:3b`` or ``org/model:q4``.
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/+-]*$"
-
-#: A model name or alias; the pattern also lands in the JSON Schema.
-Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 
 
 def is_loopback(host: str) -> bool:
@@ -87,24 +80,6 @@ ByteSize = Annotated[
 
 #: Device names in ``devices``: the CPU's RAM, or a GPU by its index (CUDA_VISIBLE_DEVICES').
 DEVICE_PATTERN = r"^(cpu|gpu[0-9]+)$"
-
-
-def _validation_alias(field_name: str) -> AliasChoices:
-    return AliasChoices(*spellings(field_name))
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors; snake_case and camelCase are both accepted."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        # The aliases include the field's own name, so no populate_by_name is needed.
-        alias_generator=AliasGenerator(validation_alias=_validation_alias),
-        frozen=True,
-        # YAML reads `CUDA_VISIBLE_DEVICES: 0` or `args: [--threads, 8]` as numbers; both
-        # are meant as text, and rejecting them would only teach people to add quotes.
-        coerce_numbers_to_str=True,
-    )
 
 
 class GroupConfig(Strict):
@@ -195,6 +170,10 @@ class ModelConfig(Strict):
     cmd: list[str] | None = Field(
         default=None,
         description="Escape hatch: run this command instead of llama-server; must contain {port}.",
+    )
+    rpc: list[RpcAddress] = Field(
+        default_factory=list,
+        description="rpc-server addresses (host:port) that share this model's layers (--rpc).",
     )
     concurrency: int = Field(
         default=8, gt=0, description="Requests forwarded to the child at once."
@@ -335,6 +314,10 @@ class Config(Strict):
         description="Where measured memory is kept; unset = env STATE_DIRECTORY, else a default.",
     )
     models: list[ModelConfig] = Field(default_factory=list, description="The models to serve.")
+    peers: dict[PeerName, PeerConfig] = Field(
+        default_factory=dict,
+        description="Other servers whose models are served here by passing requests on.",
+    )
 
     @field_validator("devices")
     @classmethod

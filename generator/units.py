@@ -24,6 +24,7 @@ import jinja2
 from pydantic import AfterValidator, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from corral.generator import outbound
 from corral.generator.problems import ConfigError, describe
 from corral.generator.settings import RESTART_KEYS, Config, Strict, is_loopback
 
@@ -249,6 +250,7 @@ def read_paths(service: ServiceSettings, config: Config) -> list[str]:
     models = [m.path.parent for m in config.models if m.path]
     found = [service.config_path, *service.read_only_paths, *models]
     found += [p for p in (config.models_path, config.api_key_file) if p is not None]
+    found += [p.api_key_file for p in config.peers.values() if p.api_key_file is not None]
     paths = [_clean(p) for p in found if p.is_absolute()]
     for program in (service.command[0], config.llama_server or ""):
         if _under(program, HIDDEN_TREES):
@@ -284,11 +286,16 @@ def unit_context(service: ServiceSettings, config: Config) -> dict[str, Any]:
     hidden_rw = [p for p in writable if _under(p, HIDDEN_TREES)]
     # ProtectHome=yes leaves no /home to bind into; tmpfs gives an empty one.
     in_home = any(_under(p, HIDDEN_TREES[:3]) for p in hidden_ro + hidden_rw)
+    remote = outbound.remote_hosts(config)
+    reach = outbound.allowed(remote, service.ip_address_allow)
     return {
         "service": service,
         "description": service.description.replace("%", "%%"),
         "loopback": is_loopback(host),
-        "ip_allow": " ".join(["localhost", *service.ip_address_allow]),
+        "ip_allow": " ".join(dict.fromkeys(["localhost", *service.ip_address_allow, *reach])),
+        # rpc-servers and peers: IPAddressAllow= opens both ways, so they could connect too.
+        "remote": remote,
+        "reach": " ".join(["localhost", *reach]),
         "ip_open": "any" in service.ip_address_allow or not service.ip_address_allow,
         # An address that is not 0.0.0.0 or :: exists only once the network is up.
         "wait_online": not is_loopback(host) and host.strip("[]") not in ("0.0.0.0", "::"),

@@ -37,7 +37,10 @@ let
     || (config.hardware.nvidia.datacenter.enable or false);
 in
 {
-  imports = [ ./options.nix ];
+  imports = [
+    ./options.nix
+    ./remote.nix
+  ];
 
   config = lib.mkIf cfg.enable {
     assertions =

@@ -35,6 +35,7 @@ let
         ttl
         aliases
         extraArgs
+        rpc
         env
         chatTemplate
         parameters
@@ -76,6 +77,22 @@ let
     apiKeyFile =
       if cfg.apiKeyFile == null then null else "/run/credentials/${unitName}.service/api-keys";
     models = lib.mapAttrs model cfg.models;
+    # Each peer's key reaches the service as a credential, as apiKeyFile's does (remote.nix).
+    peers =
+      if cfg.peers == { } then
+        null
+      else
+        lib.mapAttrs (
+          name: peer:
+          dropNulls {
+            inherit (peer) url models;
+            apiKeyFile =
+              if peer.apiKeyFile == null then
+                null
+              else
+                "/run/credentials/${unitName}.service/peer-${name}";
+          }
+        ) cfg.peers;
     groups = lib.mapAttrs (_: group) cfg.groups;
     service = dropNulls {
       name = unitName;

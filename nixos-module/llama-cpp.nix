@@ -10,13 +10,17 @@
   package,
   # "cpu", "cuda", "rocm" or "vulkan", already resolved from null (options.nix).
   acceleration,
+  # llama.cpp's RPC backend (rpc-server, llama-server --rpc): asked for only when used, so a
+  # package without that argument still works for everyone else.
+  rpc ? false,
 }:
 let
   flags = {
     cudaSupport = acceleration == "cuda";
     rocmSupport = acceleration == "rocm";
     vulkanSupport = acceleration == "vulkan";
-  };
+  }
+  // lib.optionalAttrs rpc { rpcSupport = true; };
   takes = if package ? override then lib.functionArgs package.override else { };
   missing = lib.filter (flag: !(takes ? ${flag})) (lib.attrNames flags);
   name = package.name or "the package";

@@ -74,6 +74,18 @@ in
           description = "Other names that clients may use for model `${name}`.";
         };
 
+        rpc = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          example = [ "192.168.1.20:50052" ];
+          description = ''
+            llama.cpp RPC workers (`host:port`, each running `rpc-server`, e.g. another
+            machine's {option}`services.corral.rpcWorker`) that hold part of model
+            `${name}`'s layers: llama-server gets `--rpc`. The unit may then reach those
+            addresses. rpc-server has no authentication: keep them on a trusted network.
+          '';
+        };
+
         extraArgs = mkOption {
           type = types.listOf types.str;
           default = [ ];

@@ -46,12 +46,16 @@ in
         inherit lib;
         inherit (cfg) acceleration;
         package = cfg.llamaCpp.package;
+        # RPC only where it is used: a model's rpc workers, or this machine as a worker.
+        rpc = cfg.rpcWorker.enable || lib.any (m: m.rpc != [ ]) (lib.attrValues cfg.models);
       };
       defaultText = literalExpression ''
         config.services.corral.llamaCpp.package.override {
           cudaSupport = config.services.corral.acceleration == "cuda";
           rocmSupport = config.services.corral.acceleration == "rocm";
           vulkanSupport = config.services.corral.acceleration == "vulkan";
+          # only when services.corral.rpcWorker.enable or a model sets rpc:
+          rpcSupport = true;
         }
       '';
       example = literalExpression "pkgs.llama-cpp.override { cudaSupport = true; }";

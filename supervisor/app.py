@@ -24,6 +24,7 @@ from corral.supervisor.api.ollama import routes as ollama
 from corral.supervisor.errors import ServeError, error_response
 from corral.supervisor.http.auth import RequireKey
 from corral.supervisor.http.limits import Limits
+from corral.supervisor.http.peers.router import PeerRouter
 from corral.supervisor.runtime import strays
 from corral.supervisor.service import Service
 
@@ -72,6 +73,14 @@ def build_app(service: Service) -> Starlette:
         middleware=[
             Middleware(Limits, config=lambda: service.config),
             Middleware(RequireKey, keys=lambda: service.keys),
+            # Inside RequireKey: a peer's model needs this corral's key, which stays here.
+            # Ollama's model routes reach a peer through the one exchange path (translated).
+            Middleware(
+                PeerRouter,
+                config=lambda: service.config,
+                upstream=lambda: service.upstream,
+                exchanged=ollama.MODEL_PATHS,
+            ),
         ],
         exception_handlers={
             ServeError: _serve_error,

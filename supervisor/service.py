@@ -21,9 +21,11 @@ from starlette.responses import Response
 
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
-from corral.supervisor.errors import ClientGone
+from corral.supervisor.errors import ClientGone, UpstreamFailed
 from corral.supervisor.http import proxy
 from corral.supervisor.http.auth import Keys
+from corral.supervisor.http.peers.forward import PeerFailed
+from corral.supervisor.http.peers.table import PeerTable, Route
 from corral.supervisor.runtime import scheduler
 from corral.supervisor.runtime.entries import Lease
 from corral.supervisor.runtime.pool import Pool
@@ -32,25 +34,48 @@ log = logging.getLogger("corral")
 
 
 class Exchange:
-    """What a route holds while it talks to a model's child: the lease, and the upstream."""
+    """What a route holds while it talks to a model: the upstream, and the model's child
+    (its lease) or the peer that runs it (``peer``; no lease: the peer schedules its own).
+
+    ``model`` is the name the other end knows the model by: the entry's, or the peer's.
+    """
 
     def __init__(
-        self, upstream: proxy.Upstream, lease: Lease, stack: contextlib.AsyncExitStack
+        self,
+        upstream: proxy.Upstream,
+        stack: contextlib.AsyncExitStack,
+        lease: Lease | None = None,
+        peer: Route | None = None,
     ) -> None:
+        assert (lease is None) != (peer is None)
         self.lease = lease
+        self.peer = peer
         self._upstream = upstream
         self._stack = stack
 
     @property
     def model(self) -> str:
-        return self.lease.model.name
+        return self.peer.model if self.peer is not None else self._leased().model.name
+
+    def _leased(self) -> Lease:
+        assert self.lease is not None
+        return self.lease
 
     async def open(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> aiohttp.ClientResponse:
-        """Send the request to the child; the answer's status and headers are in."""
-        url = self.lease.base_url + path
-        return await self._upstream.open(method, url, headers, body, model=self.model)
+        """Send the request to the child or peer; the answer's status and headers are in."""
+        if self.peer is None:
+            url = self._leased().base_url + path
+            return await self._upstream.open(method, url, headers, body, model=self.model)
+        peer = self.peer.peer
+        try:
+            # The client's key was for this corral: proxy drops it, the peer gets its own.
+            return await self._upstream.open(
+                method, peer.url + path, headers, body, model=self.model, auth=peer.authorization
+            )
+        except UpstreamFailed as exc:
+            raise PeerFailed(self.peer, exc.message) from exc
 
     async def read(self, upstream: aiohttp.ClientResponse) -> bytes:
         return await proxy.read(upstream, self.model)
@@ -93,6 +118,7 @@ class Service:
         self.pool = Pool(config, owner)
         self.upstream = proxy.Upstream()
         self.keys = Keys.from_config(config)
+        self.peers = PeerTable.from_config(config)
         self.started_at = time.time()
 
     @staticmethod
@@ -106,12 +132,14 @@ class Service:
     ) -> AsyncIterator[Exchange]:
         """Hold a place on ``model``'s child (starting it if needed) while the block talks to it.
 
-        Every route that reaches a child comes through here. ``on_lease`` runs once the model
-        is ready and the request holds its place. A client that hangs up before its answer
-        starts (while the model loads, while it queues, or while a hung child says nothing)
-        cancels the block and gives its place back at once, as ``ClientGone``: otherwise a
-        swap would wait forever for a request nobody waits for. The request's body must have
-        been read: after it, ``receive`` only reports the hang-up.
+        Every route that reaches a child comes through here, and so do the routes that reach
+        a peer's model (``model`` one of its names): no lease then, and ``on_lease`` never
+        runs. ``on_lease`` runs once the model is ready and the request holds its place. A
+        client that hangs up before its answer starts (while the model loads, while it
+        queues, or while a hung child says nothing) cancels the block and gives its place
+        back at once, as ``ClientGone``: otherwise a swap would wait forever for a request
+        nobody waits for. The request's body must have been read: after it, ``receive`` only
+        reports the hang-up.
         """
         task = asyncio.current_task()
         assert task is not None
@@ -128,10 +156,16 @@ class Service:
         stack = contextlib.AsyncExitStack()
         try:
             try:
-                lease = await stack.enter_async_context(self.pool.lease(model))
-                if on_lease is not None:
-                    on_lease()
-                yield Exchange(self.upstream, lease, stack)
+                route = self.peers.route(model)
+                if route is not None:
+                    if route.peer.key_error is not None:
+                        raise PeerFailed(route, route.peer.key_error)
+                    yield Exchange(self.upstream, stack, peer=route)
+                else:
+                    lease = await stack.enter_async_context(self.pool.lease(model))
+                    if on_lease is not None:
+                        on_lease()
+                    yield Exchange(self.upstream, stack, lease=lease)
             finally:
                 watcher.remove_done_callback(on_disconnect)
                 watcher.cancel()
@@ -149,6 +183,7 @@ class Service:
         try:
             config = self.reload_config()
             keys = Keys.from_config(config)
+            peers = PeerTable.from_config(config)
         except ConfigError as exc:
             log.error("reload failed, keeping the running config: %s", exc)
             return
@@ -160,5 +195,5 @@ class Service:
             )
         # Limits and keys apply to the next request at once; the pool's old children stop
         # once their requests finish, and pool.reload returns then.
-        self.config, self.keys = config, keys
+        self.config, self.keys, self.peers = config, keys, peers
         await self.pool.reload(config, plan)

@@ -26,7 +26,7 @@ from corral.supervisor.errors import UpstreamFailed
 log = logging.getLogger("corral")
 
 # Hop-by-hop headers (RFC 9110 7.6.1), those the client library sets itself, and credentials
-# meant for corral, which a child has no business seeing.
+# and cookies meant for corral, which a child or a peer has no business seeing.
 _DROP_REQUEST = frozenset(
     {
         "host",
@@ -39,6 +39,7 @@ _DROP_REQUEST = frozenset(
         "proxy-authorization",
         "authorization",
         "x-api-key",
+        "cookie",
         "accept-encoding",
     }
 )
@@ -98,9 +99,19 @@ class Upstream:
             await self._session.close()
 
     async def open(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes, *, model: str
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        model: str,
+        auth: str | None = None,
     ) -> aiohttp.ClientResponse:
+        """Send a request; ``auth``: the ``Authorization`` the other end expects (a peer's)."""
         sent = {k: v for k, v in headers.items() if k.lower() not in _DROP_REQUEST}
+        if auth is not None:
+            sent["Authorization"] = auth
         try:
             # encoded=True: the path goes out exactly as the client encoded it.
             return await self.session().request(

@@ -76,6 +76,9 @@ def build_argv(model: ModelConfig, llama_server: str, port: int, learn: bool = F
     ]
     if model.gpu_layers is not None:
         argv += ["-ngl", str(model.gpu_layers)]
+    if model.rpc:
+        # llama.cpp splits the layers across these rpc-servers and this machine's devices.
+        argv += ["--rpc", ",".join(model.rpc)]
     argv += _template_args(model.chat_template)
     if learn:
         argv += ["--log-verbosity", "4"]
@@ -118,6 +121,7 @@ def launch_key(model: ModelConfig) -> LaunchKey:
         model.gpu_layers,
         model.chat_template,
         tuple(model.args),
+        tuple(model.rpc),
         env,
     )
 

@@ -86,6 +86,7 @@ def test_every_option_reaches_config_yaml_under_its_own_key(real: Any, tmp_path:
                 "memory": 6 * 1024**3,
                 "preload": True,
                 "unlisted": False,
+                "rpc": ["192.168.1.20:50052"],
                 "concurrency": 2,
                 "max_queue": 512,
             },
@@ -99,10 +100,18 @@ def test_every_option_reaches_config_yaml_under_its_own_key(real: Any, tmp_path:
                 "parameters": {},
                 "preload": False,
                 "unlisted": True,
+                "rpc": [],
                 "concurrency": 8,
                 "max_queue": 512,
             },
         ],
+        "peers": {
+            "laptop": {
+                "url": "http://192.168.1.30:11434",
+                "api_key_file": "/run/credentials/corral.service/peer-laptop",
+                "models": ["llama3.2:3b", {"name": "qwen3:8b", "aliases": ["q"]}],
+            }
+        },
     }
     assert given["llamaServer"].endswith("-llama-cpp-rocm/bin/llama-server")
 

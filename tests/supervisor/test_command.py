@@ -172,3 +172,13 @@ def test_configured_but_missing_is_an_error_not_a_fallback(
     not_executable.write_text("")
     with pytest.raises(ConfigError, match=str(not_executable)):
         command.resolve_llama_server(str(not_executable))
+
+
+def test_rpc_workers_become_one_rpc_flag() -> None:
+    argv = command.build_argv(model(rpc=["10.0.0.2:50052", "[fd00::3]:50052"]), BIN, 1)
+    assert argv[argv.index("--rpc") + 1] == "10.0.0.2:50052,[fd00::3]:50052"
+    assert "--rpc" not in command.build_argv(model(), BIN, 1)
+
+
+def test_rpc_workers_are_part_of_the_launch_key() -> None:
+    assert command.launch_key(model(rpc=["a:1"])) != command.launch_key(model())

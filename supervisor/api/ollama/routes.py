@@ -41,6 +41,9 @@ log = logging.getLogger("corral")
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
+#: The routes that reach a model; a peer's model too, translated to OpenAI's API on the way.
+MODEL_PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings"})
+
 
 class ChildError(ServeError):
     """The child answered with an error status: relayed with its status and message."""
@@ -58,22 +61,31 @@ class Call:
         self.request = request
         self.svc = Service.of(request)
         self.name = info.model_name(body)
-        self.entry: Entry = self.svc.pool.resolve(self.name)
+        # A peer's model has no entry here: no defaults, no keep_alive (the peer's own).
+        peer = self.svc.peers.route(self.name)
+        self.entry: Entry | None = None if peer is not None else self.svc.pool.resolve(self.name)
         self.keep = keep_alive.take(body)
         self.stream = body.get("stream") is not False  # Ollama streams unless told not to
-        warning = requests.context_warning(body, self.name, self.entry.config.context_size)
+        warning = None
+        if self.entry is not None:  # a peer's context is the peer's own
+            warning = requests.context_warning(body, self.name, self.entry.config.context_size)
         if warning is not None:
             log.warning("%s", warning)
 
     def exchange(self) -> contextlib.AbstractAsyncContextManager[Exchange]:
-        """The service's one path to the child, applying ``keep_alive`` once leased."""
-        return self.svc.exchange(self.request, self.entry.name, on_lease=self._apply_keep_alive)
+        """The service's one path to the child (or the peer), applying ``keep_alive`` once
+        leased."""
+        target = self.name if self.entry is None else self.entry.name
+        return self.svc.exchange(self.request, target, on_lease=self._apply_keep_alive)
 
     async def send(
         self, ex: Exchange, path: str, payload: dict[str, Any]
     ) -> aiohttp.ClientResponse:
-        """Send ``payload`` to the child; a child's error status becomes a ``ChildError``."""
-        apply_defaults(payload, self.entry.config, path)
+        """Send ``payload`` to the child or peer (as OpenAI's API, under the name it knows);
+        an error status becomes a ``ChildError``."""
+        if self.entry is not None:
+            apply_defaults(payload, self.entry.config, path)
+        payload = {**payload, "model": ex.model}
         upstream = await ex.open("POST", path, _JSON_HEADERS, json.dumps(payload).encode())
         if upstream.status != 200:
             content = await ex.read(upstream)
@@ -96,7 +108,8 @@ class Call:
         """Nothing to generate: load the model (Ollama's preload), or with ``keep_alive`` 0
         unload it without loading it first."""
         if self.keep == 0:
-            await self.svc.pool.unload(self.entry.name)
+            if self.entry is not None:  # a peer unloads by its own rules
+                await self.svc.pool.unload(self.entry.name)
             return self.one(answers.load_answer(kind, self.name, "unload"))
         async with self.exchange():
             pass
@@ -112,7 +125,7 @@ class Call:
         return answers.Clock(self.arrived_ns, ready_ns)
 
     def _apply_keep_alive(self) -> None:
-        if self.keep is not None:
+        if self.keep is not None and self.entry is not None:
             self.svc.pool.set_keep_alive(self.entry, self.keep)
 
 
@@ -122,7 +135,7 @@ async def chat(request: Request) -> Response:
     if not body.get("messages"):
         return await call.load_only("chat")
     payload = requests.chat_request({**body, "model": call.name}, call.stream)
-    if payload.get("tools"):
+    if payload.get("tools") and call.entry is not None:  # a peer decides for its own models
         refusal = await asyncio.to_thread(chat_templates.tools_refusal, call.entry.config)
         if refusal is not None:
             raise BadRequest(f"{call.name} does not support tools: {refusal}")
@@ -135,7 +148,7 @@ async def generate(request: Request) -> Response:
     if not body.get("prompt") and not body.get("images"):
         return await call.load_only("generate")
     path, payload = requests.generate_request({**body, "model": call.name}, call.stream)
-    if path == "/infill":
+    if path == "/infill" and call.entry is not None:
         return await _infill(call, payload)
     return await _answer(call, "generate", path, payload)
 
@@ -143,6 +156,7 @@ async def generate(request: Request) -> Response:
 async def _infill(call: Call, payload: dict[str, Any]) -> Response:
     """A generate with ``suffix``: llama-server's ``/infill``, answered whole (one NDJSON line
     when a stream was asked for); a model without fill-in-the-middle tokens gets a 400."""
+    assert call.entry is not None  # generate sends only local models here
     header = await asyncio.to_thread(models.read_header_facts, call.entry.config)
     if header.info is not None and "insert" not in models.capabilities(call.entry.config, header):
         raise BadRequest(f"{call.name} does not support insert: its GGUF has no FIM tokens")

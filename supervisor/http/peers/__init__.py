@@ -1,0 +1,1 @@
+"""Peers: other servers whose models this corral serves by passing their requests on."""
