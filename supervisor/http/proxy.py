@@ -59,6 +59,15 @@ _DROP_RESPONSE = frozenset(
 Done = Callable[[], Awaitable[object]]
 
 
+def forwarded_headers(headers: Mapping[str, str], auth: str | None = None) -> dict[str, str]:
+    """The client's headers less this hop's and corral's own; ``auth``: the
+    ``Authorization`` the other end expects (a child's key, a peer's)."""
+    sent = {k: v for k, v in headers.items() if k.lower() not in _DROP_REQUEST}
+    if auth is not None:
+        sent["Authorization"] = auth
+    return sent
+
+
 class Transform(Protocol):
     """Rewrites a child's answer on its way to the client, whole or chunk by chunk.
 
@@ -109,9 +118,7 @@ class Upstream:
         auth: str | None = None,
     ) -> aiohttp.ClientResponse:
         """Send a request; ``auth``: the ``Authorization`` the other end expects (a peer's)."""
-        sent = {k: v for k, v in headers.items() if k.lower() not in _DROP_REQUEST}
-        if auth is not None:
-            sent["Authorization"] = auth
+        sent = forwarded_headers(headers, auth)
         try:
             # encoded=True: the path goes out exactly as the client encoded it.
             return await self.session().request(

@@ -19,28 +19,9 @@ from yarl import URL
 
 from corral.supervisor.errors import UpstreamFailed
 from corral.supervisor.http.peers.table import Peer, Route
-from corral.supervisor.http.proxy import Relay, Upstream
+from corral.supervisor.http.proxy import Relay, Upstream, forwarded_headers
 
 log = logging.getLogger("corral")
-
-# Hop-by-hop headers (RFC 9110 7.6.1), those the client library sets itself, and what the
-# client sent for this corral: its key (Bearer, x-api-key, Basic) and its cookies.
-_DROP = frozenset(
-    {
-        "host",
-        "content-length",
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "upgrade",
-        "proxy-authorization",
-        "authorization",
-        "x-api-key",
-        "cookie",
-        "accept-encoding",
-    }
-)
 
 
 class PeerFailed(UpstreamFailed):
@@ -53,10 +34,7 @@ class PeerFailed(UpstreamFailed):
 
 def sent_headers(headers: Mapping[str, str], peer: Peer) -> dict[str, str]:
     """The headers a peer gets: the client's, less what was meant for corral, plus its key."""
-    sent = {k: v for k, v in headers.items() if k.lower() not in _DROP}
-    if peer.authorization is not None:
-        sent["Authorization"] = peer.authorization
-    return sent
+    return forwarded_headers(headers, peer.authorization)
 
 
 async def forward(
