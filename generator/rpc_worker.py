@@ -16,8 +16,7 @@ from typing import Any
 
 import click
 import jinja2
-from pydantic import Field, ValidationError, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, ValidationError
 
 from corral.generator.problems import ConfigError, describe
 from corral.generator.settings import Strict, is_loopback
@@ -26,6 +25,7 @@ from corral.generator.units import (
     GPU_GROUPS,
     LOCAL_NETWORKS,
     AbsolutePath,
+    Acceleration,
     Account,
     EnvName,
     IpPrefix,
@@ -66,7 +66,7 @@ class RpcWorkerSettings(Strict):
         description="Devices to offer (-d), e.g. CUDA0; empty = every device rpc-server finds.",
     )
     threads: int | None = Field(None, gt=0, description="Threads for the CPU device (-t).")
-    acceleration: str = Field(
+    acceleration: Acceleration = Field(
         "cpu",
         description="cpu, cuda, rocm or vulkan: decides which devices the unit may open.",
         json_schema_extra={"enum": list(ACCELERATIONS)},
@@ -86,16 +86,6 @@ class RpcWorkerSettings(Strict):
     device_allow: list[OneLine] = Field(
         default_factory=list, description="More DeviceAllow= entries, e.g. `/dev/dxg rw` (WSL)."
     )
-
-    @field_validator("acceleration", mode="before")
-    @classmethod
-    def _known(cls, value: object) -> object:
-        if value not in ACCELERATIONS:
-            allowed = ", ".join(ACCELERATIONS)
-            raise PydanticCustomError(
-                "bad_acceleration", f"must be one of {allowed}, got {{v}}", {"v": repr(value)}
-            )
-        return value
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any], source: str = "settings") -> RpcWorkerSettings:

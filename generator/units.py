@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 import jinja2
-from pydantic import AfterValidator, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from corral.generator import outbound
@@ -57,6 +57,17 @@ _C_ESCAPES.update({ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\t
 def _fail(kind: str, message: str, **ctx: object) -> PydanticCustomError:
     # pydantic fills {name} with str(value); the values are quoted here, as problems.py does.
     return PydanticCustomError(kind, message, {k: repr(v) for k, v in ctx.items()})
+
+
+def _known_acceleration(value: object) -> object:
+    if value not in ACCELERATIONS:
+        allowed = ", ".join(ACCELERATIONS)
+        raise _fail("bad_acceleration", f"must be one of {allowed}, got {{v}}", v=value)
+    return value
+
+
+#: One of ACCELERATIONS; the error lists them (pydantic's own str check would not).
+Acceleration = Annotated[str, BeforeValidator(_known_acceleration)]
 
 
 def _absolute(value: Path) -> Path:
@@ -130,7 +141,7 @@ class ServiceSettings(Strict):
     extra_groups: list[Account] | None = Field(
         None, description="SupplementaryGroups=; unset = render and video for rocm and vulkan."
     )
-    acceleration: str = Field(
+    acceleration: Acceleration = Field(
         "cpu",
         description="cpu, cuda, rocm or vulkan: decides which devices the unit may open.",
         json_schema_extra={"enum": list(ACCELERATIONS)},
@@ -166,14 +177,6 @@ class ServiceSettings(Strict):
             absolute = "must start with an absolute program path (systemd searches no $PATH)"
             raise _fail("relative_program", absolute + ", got {v}", v=value)
         return argv
-
-    @field_validator("acceleration", mode="before")
-    @classmethod
-    def _known(cls, value: object) -> object:
-        if value not in ACCELERATIONS:
-            allowed = ", ".join(ACCELERATIONS)
-            raise _fail("bad_acceleration", f"must be one of {allowed}, got {{v}}", v=value)
-        return value
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any], source: str = "settings") -> ServiceSettings:
