@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,27 +21,6 @@ from tests.support import until
 def config(*names: str, **extra: Any) -> Config:
     models = [{"name": n, "path": f"{n}.gguf"} for n in names]
     return validate({"models": models, **extra})
-
-
-@pytest.fixture
-def world() -> World:
-    return World()
-
-
-@pytest.fixture
-async def make(world: World) -> AsyncIterator[Any]:
-    """Builds a started pool over fake children; each is shut down when the test ends."""
-    made: list[Pool] = []
-
-    def build(cfg: Config) -> Pool:
-        pool = Pool(cfg, "test", spawn=world.spawn)
-        pool.start_background()
-        made.append(pool)
-        return pool
-
-    yield build
-    for pool in made:
-        await pool.shutdown()
 
 
 class Holder:
@@ -74,9 +52,9 @@ def running(pool: Pool) -> list[str]:
 
 
 async def test_a_swap_lets_the_generation_finish_then_stops_before_starting(
-    make: Any, world: World
+    make_pool: Any, world: World
 ) -> None:
-    pool = make(config("a", "b"))
+    pool = make_pool(config("a", "b"))
     a = Holder(pool, "a")
     await a.leased.wait()
     b = asyncio.create_task(use(pool, "b"))
@@ -89,10 +67,10 @@ async def test_a_swap_lets_the_generation_finish_then_stops_before_starting(
 
 
 async def test_a_waiter_hanging_up_during_a_load_keeps_one_model_at_a_time(
-    make: Any, world: World
+    make_pool: Any, world: World
 ) -> None:
     """Bug 7: the load owns the decision until it ends, not the request that waits for it."""
-    pool = make(config("a", "b", "c"))
+    pool = make_pool(config("a", "b", "c"))
     a = Holder(pool, "a")
     await a.leased.wait()
     b = Holder(pool, "b")
@@ -107,8 +85,10 @@ async def test_a_waiter_hanging_up_during_a_load_keeps_one_model_at_a_time(
     await c.finish()
 
 
-async def test_hang_ups_in_a_storm_never_run_two_models_at_once(make: Any, world: World) -> None:
-    pool = make(config("a", "b", "c"))
+async def test_hang_ups_in_a_storm_never_run_two_models_at_once(
+    make_pool: Any, world: World
+) -> None:
+    pool = make_pool(config("a", "b", "c"))
     world.load_seconds = {"a": 0.01, "b": 0.02, "c": 0.015}
     rng = random.Random(7)
 
@@ -129,14 +109,14 @@ async def test_hang_ups_in_a_storm_never_run_two_models_at_once(make: Any, world
 
 
 async def test_unloading_one_model_does_not_hold_up_loading_an_unrelated_one(
-    make: Any, world: World
+    make_pool: Any, world: World
 ) -> None:
     """Bug 3: the drain of ``a`` must not run under a lock that ``b``'s load needs."""
     groups = {
         "left": {"members": ["a"], "exclusive": False},
         "right": {"members": ["b"], "exclusive": False},
     }
-    pool = make(config("a", "b", groups=groups))
+    pool = make_pool(config("a", "b", groups=groups))
     a = Holder(pool, "a")
     await a.leased.wait()
     unloading = asyncio.create_task(pool.unload("a"))
@@ -149,11 +129,11 @@ async def test_unloading_one_model_does_not_hold_up_loading_an_unrelated_one(
 
 
 async def test_a_reload_draining_a_changed_model_does_not_hold_up_others(
-    make: Any, world: World
+    make_pool: Any, world: World
 ) -> None:
     groups = {"all": {"members": ["a", "b"], "swap": False}}
     old = config("a", "b", groups=groups)
-    pool = make(old)
+    pool = make_pool(old)
     a = Holder(pool, "a")
     await a.leased.wait()
     models = [{"name": "a", "path": "changed.gguf"}, {"name": "b", "path": "b.gguf"}]
@@ -167,12 +147,12 @@ async def test_a_reload_draining_a_changed_model_does_not_hold_up_others(
 
 
 async def test_a_reloaded_entry_of_the_same_file_waits_for_its_old_child_to_stop(
-    make: Any, world: World
+    make_pool: Any, world: World
 ) -> None:
     """Only the defaults changed: the launch key is the same, yet the old child retires with
     its entry, and the new one must not start beside it."""
     old = config("a")
-    pool = make(old)
+    pool = make_pool(old)
     a = Holder(pool, "a")
     await a.leased.wait()
     new = validate({"models": [{"name": "a", "path": "a.gguf", "parameters": {"top_k": 5}}]})
@@ -186,10 +166,10 @@ async def test_a_reloaded_entry_of_the_same_file_waits_for_its_old_child_to_stop
     assert world.most_up == 1
 
 
-async def test_never_unload_has_one_spelling(make: Any) -> None:
+async def test_never_unload_has_one_spelling(make_pool: Any) -> None:
     """Bug 5: a ttl of 0 (never) and a keep_alive of -1 (forever) read the same."""
     groups = {"all": {"members": ["by_config", "by_client"], "swap": False}}
-    pool = make(config("by_config", "by_client", groups=groups, default_ttl=0))
+    pool = make_pool(config("by_config", "by_client", groups=groups, default_ttl=0))
     await use(pool, "by_config")
     async with pool.lease("by_client"):
         pool.set_keep_alive(pool.entries["by_client"], -1)
@@ -197,8 +177,10 @@ async def test_never_unload_has_one_spelling(make: Any) -> None:
     assert [(d["ttl"], d["expires_at"]) for d in shown] == [(None, None), (None, None)]
 
 
-async def test_keep_alive_0_unloads_as_soon_as_the_request_ends(make: Any, world: World) -> None:
-    pool = make(config("a", default_ttl=0))
+async def test_keep_alive_0_unloads_as_soon_as_the_request_ends(
+    make_pool: Any, world: World
+) -> None:
+    pool = make_pool(config("a", default_ttl=0))
     async with pool.lease("a"):
         pool.set_keep_alive(pool.entries["a"], 0)
         await asyncio.sleep(0.02)
@@ -207,8 +189,8 @@ async def test_keep_alive_0_unloads_as_soon_as_the_request_ends(make: Any, world
     assert world.events == ["start a", "stop reason=ttl a"]
 
 
-async def test_a_ttl_counts_from_the_last_request(make: Any, world: World) -> None:
-    pool = make(config("a", default_ttl=0))
+async def test_a_ttl_counts_from_the_last_request(make_pool: Any, world: World) -> None:
+    pool = make_pool(config("a", default_ttl=0))
     await use(pool, "a")
     pool.set_keep_alive(pool.entries["a"], 0.1)
     await asyncio.sleep(0.05)
@@ -217,9 +199,9 @@ async def test_a_ttl_counts_from_the_last_request(make: Any, world: World) -> No
 
 
 async def test_a_crash_is_noticed_and_the_next_request_starts_it_again(
-    make: Any, world: World
+    make_pool: Any, world: World
 ) -> None:
-    pool = make(config("a"))
+    pool = make_pool(config("a"))
     await use(pool, "a")
     world.child("a").crash()
     assert running(pool) == []
@@ -228,9 +210,9 @@ async def test_a_crash_is_noticed_and_the_next_request_starts_it_again(
 
 
 async def test_waiters_share_a_failed_load_and_the_next_request_tries_again(
-    make: Any, world: World
+    make_pool: Any, world: World
 ) -> None:
-    pool = make(config("a"))
+    pool = make_pool(config("a"))
     world.failing.add("a")
     results = await asyncio.gather(*(use(pool, "a") for _ in range(3)), return_exceptions=True)
     assert all(isinstance(r, StartFailed) for r in results), results
@@ -240,9 +222,9 @@ async def test_waiters_share_a_failed_load_and_the_next_request_tries_again(
     assert world.events.count("start a") == 2
 
 
-async def test_a_full_queue_refuses_and_a_hung_up_waiter_frees_its_place(make: Any) -> None:
+async def test_a_full_queue_refuses_and_a_hung_up_waiter_frees_its_place(make_pool: Any) -> None:
     model = {"name": "q", "path": "q", "concurrency": 1, "max_queue": 1}
-    pool = make(validate({"models": [model]}))
+    pool = make_pool(validate({"models": [model]}))
     first = Holder(pool, "q")
     await first.leased.wait()
     queued = asyncio.create_task(use(pool, "q"))
@@ -257,7 +239,7 @@ async def test_a_full_queue_refuses_and_a_hung_up_waiter_frees_its_place(make: A
 
 
 async def test_presets_of_one_file_share_a_child_and_never_evict_each_other(
-    make: Any, world: World
+    make_pool: Any, world: World
 ) -> None:
     cfg = validate(
         {
@@ -267,7 +249,7 @@ async def test_presets_of_one_file_share_a_child_and_never_evict_each_other(
             ]
         }
     )
-    pool = make(cfg)
+    pool = make_pool(cfg)
     await use(pool, "base")
     await use(pool, "pirate")
     assert world.events == ["start base"]

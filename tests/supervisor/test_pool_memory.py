@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -39,26 +38,6 @@ def config(tmp_path: Path, budget: str, *models: tuple[str, str | None], **extra
     )
 
 
-@pytest.fixture
-def world() -> World:
-    return World()
-
-
-@pytest.fixture
-async def make(world: World) -> AsyncIterator[Any]:
-    made: list[Pool] = []
-
-    def build(cfg: Config) -> Pool:
-        pool = Pool(cfg, "test", spawn=world.spawn, detected={})
-        pool.start_background()
-        made.append(pool)
-        return pool
-
-    yield build
-    for pool in made:
-        await pool.shutdown()
-
-
 async def use(pool: Pool, name: str) -> None:
     async with pool.lease(name):
         pass
@@ -69,9 +48,9 @@ def running(pool: Pool) -> list[str]:
 
 
 async def test_a_budget_that_fits_both_runs_both_without_a_swap(
-    make: Any, world: World, tmp_path: Path
+    make_pool: Any, world: World, tmp_path: Path
 ) -> None:
-    pool = make(config(tmp_path, "2GiB", ("a", "1GiB"), ("b", "1GiB")))
+    pool = make_pool(config(tmp_path, "2GiB", ("a", "1GiB"), ("b", "1GiB")))
     for name in "abab":
         await use(pool, name)
     assert world.events == ["start a", "start b"]
@@ -79,9 +58,9 @@ async def test_a_budget_that_fits_both_runs_both_without_a_swap(
 
 
 async def test_a_budget_for_two_evicts_the_least_recently_used(
-    make: Any, world: World, tmp_path: Path
+    make_pool: Any, world: World, tmp_path: Path
 ) -> None:
-    pool = make(config(tmp_path, "2GiB", ("a", "1GiB"), ("b", "1GiB"), ("c", "1GiB")))
+    pool = make_pool(config(tmp_path, "2GiB", ("a", "1GiB"), ("b", "1GiB"), ("c", "1GiB")))
     for name in "aba":  # b is now the least recently used
         await use(pool, name)
     await use(pool, "c")
@@ -90,9 +69,9 @@ async def test_a_budget_for_two_evicts_the_least_recently_used(
 
 
 async def test_a_busy_model_is_waited_for_never_cut_off(
-    make: Any, world: World, tmp_path: Path
+    make_pool: Any, world: World, tmp_path: Path
 ) -> None:
-    pool = make(config(tmp_path, "1GiB", ("a", "1GiB"), ("b", "1GiB")))
+    pool = make_pool(config(tmp_path, "1GiB", ("a", "1GiB"), ("b", "1GiB")))
     held = asyncio.Event()
     done = asyncio.Event()
 
@@ -116,10 +95,10 @@ async def test_a_busy_model_is_waited_for_never_cut_off(
 
 
 async def test_the_bounded_wait_drains_a_busy_model_when_it_runs_out(
-    make: Any, world: World, tmp_path: Path
+    make_pool: Any, world: World, tmp_path: Path
 ) -> None:
     cfg = config(tmp_path, "1GiB", ("a", "1GiB"), ("b", "1GiB"), max_swap_wait=0.1)
-    pool = make(cfg)
+    pool = make_pool(cfg)
     held = asyncio.Event()
     done = asyncio.Event()
 
@@ -140,9 +119,9 @@ async def test_the_bounded_wait_drains_a_busy_model_when_it_runs_out(
 
 
 async def test_a_model_that_can_never_fit_is_refused_with_figures_before_any_start(
-    make: Any, world: World, tmp_path: Path
+    make_pool: Any, world: World, tmp_path: Path
 ) -> None:
-    pool = make(config(tmp_path, "1GiB", ("big", "3GiB")))
+    pool = make_pool(config(tmp_path, "1GiB", ("big", "3GiB")))
     with pytest.raises(StartFailed) as refused:
         await use(pool, "big")
     assert refused.value.status == 503
@@ -153,11 +132,11 @@ async def test_a_model_that_can_never_fit_is_refused_with_figures_before_any_sta
 
 
 async def test_persistent_models_stay_and_are_named_when_nothing_else_fits(
-    make: Any, world: World, tmp_path: Path
+    make_pool: Any, world: World, tmp_path: Path
 ) -> None:
     groups = {"pinned": {"members": ["a"], "persistent": True, "swap": False, "exclusive": False}}
     cfg = config(tmp_path, "2GiB", ("a", "1GiB"), ("b", "1GiB"), ("c", "2GiB"), groups=groups)
-    pool = make(cfg)
+    pool = make_pool(cfg)
     await use(pool, "a")
     await use(pool, "b")
     with pytest.raises(StartFailed, match=r"persistent models hold a \(1.0 GiB\)"):
@@ -166,10 +145,10 @@ async def test_persistent_models_stay_and_are_named_when_nothing_else_fits(
 
 
 async def test_an_out_of_memory_load_evicts_more_and_tries_once_more(
-    make: Any, world: World, tmp_path: Path
+    make_pool: Any, world: World, tmp_path: Path
 ) -> None:
     # The declared figures say all three fit; c's load fails while more than one other is up.
-    pool = make(config(tmp_path, "3GiB", ("a", "1GiB"), ("b", "1GiB"), ("c", "1GiB")))
+    pool = make_pool(config(tmp_path, "3GiB", ("a", "1GiB"), ("b", "1GiB"), ("c", "1GiB")))
     world.out_of_memory = {"c": 1}
     await use(pool, "a")
     await use(pool, "b")
@@ -185,9 +164,9 @@ async def test_an_out_of_memory_load_evicts_more_and_tries_once_more(
 
 
 async def test_an_out_of_memory_retry_happens_only_once(
-    make: Any, world: World, tmp_path: Path
+    make_pool: Any, world: World, tmp_path: Path
 ) -> None:
-    pool = make(config(tmp_path, "3GiB", ("a", "1GiB"), ("c", "1GiB")))
+    pool = make_pool(config(tmp_path, "3GiB", ("a", "1GiB"), ("c", "1GiB")))
     world.out_of_memory = {"c": -1}  # fails whatever is up
     await use(pool, "a")
     with pytest.raises(StartFailed, match="out of memory"):
@@ -196,9 +175,9 @@ async def test_an_out_of_memory_retry_happens_only_once(
 
 
 async def test_a_load_killed_by_sigkill_counts_as_out_of_memory_but_a_plain_failure_does_not(
-    make: Any, world: World, tmp_path: Path
+    make_pool: Any, world: World, tmp_path: Path
 ) -> None:
-    pool = make(config(tmp_path, "3GiB", ("a", "1GiB"), ("b", "1GiB"), ("c", "1GiB")))
+    pool = make_pool(config(tmp_path, "3GiB", ("a", "1GiB"), ("b", "1GiB"), ("c", "1GiB")))
     await use(pool, "a")
     world.killed = {"c"}
     with pytest.raises(StartFailed, match="code -9"):
@@ -212,9 +191,9 @@ async def test_a_load_killed_by_sigkill_counts_as_out_of_memory_but_a_plain_fail
 
 
 async def test_a_ready_childs_buffer_lines_become_its_measured_figure(
-    make: Any, world: World, tmp_path: Path
+    make_pool: Any, world: World, tmp_path: Path
 ) -> None:
-    pool = make(config(tmp_path, "4GiB", ("a", None)))
+    pool = make_pool(config(tmp_path, "4GiB", ("a", None)))
     world.buffer_lines["a"] = [
         "load_tensors:   CPU_Mapped model buffer size =   235.00 MiB",
         "llama_kv_cache:        CPU KV buffer size =    12.00 MiB",
