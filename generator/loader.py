@@ -34,6 +34,10 @@ ENV_OVERRIDES: dict[str, str] = {
     "MODEL_TTL": "default_ttl",
 }
 
+#: Values a config may hold once its YAML aliases are expanded: far above any real config
+#: (a thousand models is ~50,000), far below a "billion laughs" that would take gigabytes.
+MAX_VALUES = 200_000
+
 # llama.cpp's split GGUF files: name-00001-of-00003.gguf, name-00002-of-00003.gguf, ...
 _SPLIT = re.compile(r"^(?P<base>.+)-(?P<part>\d{5})-of-\d{5}$")
 
@@ -49,6 +53,14 @@ def read_file(path: Path) -> dict[str, Any]:
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         kind = "JSON" if path.suffix == ".json" else "YAML"
         raise ConfigError([f"not valid {kind}: {exc}"], str(path)) from None
+    if _larger_than(data, MAX_VALUES):
+        raise ConfigError(
+            [
+                f"holds more than {MAX_VALUES} values once its YAML aliases (*name) are "
+                "expanded; write those values out, or nest fewer aliases"
+            ],
+            str(path),
+        )
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -204,6 +216,24 @@ def load(
     source = str(path) if path is not None else "environment"
     config = resolve_paths(validate(apply_env(raw, env), source, env_origins(env)))
     return discover(config) if discover_models else config
+
+
+def _larger_than(data: Any, limit: int) -> bool:
+    """Whether ``data``, its shared (aliased) parts counted each time they appear, holds more
+    than ``limit`` values. Stops counting at the limit, so a bomb costs no more than that."""
+    count = 0
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        count += 1
+        if count > limit:
+            return True
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def _without_nulls(entry: Mapping[str, Any]) -> dict[str, Any]:

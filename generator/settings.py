@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from corral.generator import model_source, presets
+from corral.generator.access import DEFAULT_ORIGINS, ApiKey, Origin
 from corral.generator.fields import NAME_PATTERN as NAME_PATTERN
 from corral.generator.fields import Name as Name
 from corral.generator.fields import Strict as Strict
@@ -274,7 +275,7 @@ class Config(Strict):
     groups: dict[str, GroupConfig] = Field(
         default_factory=dict, description="Named groups with swap/exclusive/persistent rules."
     )
-    api_keys: list[str] = Field(
+    api_keys: list[ApiKey] = Field(
         default_factory=list, description="Accepted API keys; empty = no authentication."
     )
     api_key_file: Path | None = Field(
@@ -284,10 +285,30 @@ class Config(Strict):
         default=32 * 1024 * 1024, gt=0, description="Largest request body accepted; else 413."
     )
     max_connections: int = Field(
-        default=1024, gt=0, description="Requests handled at once, over all models; else 503."
+        default=1024,
+        gt=0,
+        description="Connections open at once (idle ones too), so requests at once; else 503.",
     )
     client_timeout: float = Field(
-        default=60.0, gt=0, description="Seconds a client may take to send its request body."
+        default=60.0, gt=0, description="Seconds a client may take to send its whole body."
+    )
+    max_queued_bytes: ByteSize = Field(
+        default=256 * 1024**2,
+        description=(
+            "Request bodies held by requests waiting for a model, over all models (default "
+            "256MiB); past it 503. One waiting request is always let in."
+        ),
+    )
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a connection may take to send a request's head."
+    )
+    allowed_origins: list[Origin] = Field(
+        default_factory=lambda: list(DEFAULT_ORIGINS),
+        description="Browser origins (Origin header) allowed in, * as wildcard; others get 403.",
+    )
+    upstream_writes: bool = Field(
+        default=False,
+        description="Let /upstream/<model>/ pass requests that change a child (e.g. LoRA).",
     )
     auto_pull: bool = Field(
         default=False,
@@ -347,6 +368,12 @@ class Config(Strict):
                 "conflicts", "{found}", {"found": "; ".join(f"{loc}: {m}" for loc, m in found)}
             )
         return self
+
+    @property
+    def open_files(self) -> int:
+        """File descriptors the service may need: two per connection (the client's socket
+        and the child's, when proxied), and a reserve for children's pipes and logs."""
+        return 2 * self.max_connections + 512
 
     def model(self, name: str) -> ModelConfig | None:
         """The model that ``name`` (a name or an alias) routes to."""

@@ -308,6 +308,7 @@ def unit_context(service: ServiceSettings, config: Config) -> dict[str, Any]:
         "environment": [quote_env(k, v) for k, v in service.environment.items()],
         "groups": service.supplementary_groups,
         "restart_triggers": restart_triggers(config, host, port),
+        "open_files": config.open_files,
         # %S is the specifier of /var/lib (quote_env would make it literal); state_directory
         # holds no characters that need quoting.
         "cache_environment": [

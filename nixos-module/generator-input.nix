@@ -63,6 +63,7 @@ let
       modelsPath
       defaultTTL
       healthTimeout
+      allowedOrigins
       memoryMargin
       maxSwapWait
       ;

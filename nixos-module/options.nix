@@ -260,6 +260,21 @@ in
       '';
     };
 
+    allowedOrigins = mkOption {
+      type = types.nullOr (types.listOf types.str);
+      default = null;
+      example = [
+        "http://localhost:*"
+        "https://chat.example.org"
+      ];
+      description = ''
+        Browser origins (`scheme://host[:port]`, `*` for any part) whose pages may call corral;
+        a request from any other `Origin` gets 403. `null`: corral's default, this machine's
+        pages on any port (`localhost`, `127.0.0.1`, `[::1]`) and local apps (`app://`,
+        `tauri://`, VS Code webviews). Setting it replaces that list.
+      '';
+    };
+
     user = mkOption {
       type = types.nullOr types.str;
       default = null;

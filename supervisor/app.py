@@ -16,14 +16,15 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from corral.supervisor.api import admin, openai, router
+from corral.supervisor.api import admin, openai, router, upstream
 from corral.supervisor.api.ollama import routes as ollama
 from corral.supervisor.errors import ServeError, error_response
 from corral.supervisor.http.auth import RequireKey
 from corral.supervisor.http.limits import Limits
+from corral.supervisor.http.origins import BrowserChecks
 from corral.supervisor.http.peers.router import PeerRouter
 from corral.supervisor.runtime import strays
 from corral.supervisor.service import Service
@@ -49,6 +50,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(detail), kind, exc.headers, request.url.path)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # Hanging up mid-body is the client's choice, not corral's fault: one line, no traceback.
+    log.info("client hung up while sending its body: %s %s", request.method, request.url.path)
+    message = "the client closed the connection mid-body"
+    return error_response(400, message, "invalid_request_error", path=request.url.path)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("request error: %s %s: unexpected", request.method, request.url.path)
     message = f"internal error: {type(exc).__name__}"
@@ -69,8 +77,16 @@ def build_app(service: Service) -> Starlette:
             await service.upstream.close()
 
     app = Starlette(
-        routes=[*openai.routes(), *ollama.routes(), *admin.routes(), *router.routes()],
+        routes=[
+            *openai.routes(),
+            *upstream.routes(),
+            *ollama.routes(),
+            *admin.routes(),
+            *router.routes(),
+        ],
         middleware=[
+            # First: a refused page must not get as far as a limit, a key check or a route.
+            Middleware(BrowserChecks, config=lambda: service.config),
             Middleware(Limits, config=lambda: service.config),
             Middleware(RequireKey, keys=lambda: service.keys),
             # Inside RequireKey: a peer's model needs this corral's key, which stays here.
@@ -85,6 +101,7 @@ def build_app(service: Service) -> Starlette:
         exception_handlers={
             ServeError: _serve_error,
             HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
             Exception: _unexpected,
         },
         lifespan=lifespan,

@@ -9,6 +9,7 @@ mapping from corral's failures to statuses too. It does not decide when they hap
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from starlette.responses import JSONResponse
 
@@ -49,6 +50,11 @@ class Unauthorized(ServeError):
     kind = "authentication_error"
 
 
+class Forbidden(ServeError):
+    status = 403
+    kind = "permission_error"
+
+
 class UnknownModel(ServeError):
     status = 404
     kind = "model_not_found"
@@ -69,6 +75,20 @@ class Overloaded(ServeError):
     def __init__(self, model: str, queued: int, retry_after: int = 1) -> None:
         super().__init__(
             f"model {model!r} has {queued} requests queued (its max_queue); retry later",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+class QueueBytesFull(ServeError):
+    """Requests waiting for models hold ``max_queued_bytes`` of bodies already."""
+
+    status = 503
+    kind = "overloaded_error"
+
+    def __init__(self, limit: int, retry_after: int = 1) -> None:
+        super().__init__(
+            f"requests waiting for models hold {limit} bytes of bodies (max_queued_bytes); "
+            "retry later",
             headers={"Retry-After": str(retry_after)},
         )
 
@@ -103,6 +123,14 @@ def speaks_ollama(path: str) -> bool:
     return path == "/" or path == "/api" or path.startswith("/api/")
 
 
+def error_body(status: int, message: str, kind: str, path: str = "") -> dict[str, Any]:
+    """The error body for a request to ``path``: Ollama's shape on its paths, else OpenAI's.
+    Also used for the few answers written below ASGI (``http/connections``)."""
+    if speaks_ollama(path):
+        return {"error": message}
+    return {"error": {"message": message, "type": kind, "code": status, "param": None}}
+
+
 def error_response(
     status: int,
     message: str,
@@ -111,9 +139,6 @@ def error_response(
     path: str = "",
 ) -> JSONResponse:
     """An error answer for a request to ``path``: Ollama's shape on its paths, else OpenAI's."""
-    body: dict[str, object]
-    if speaks_ollama(path):
-        body = {"error": message}
-    else:
-        body = {"error": {"message": message, "type": kind, "code": status, "param": None}}
-    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+    return JSONResponse(
+        error_body(status, message, kind, path), status_code=status, headers=dict(headers or {})
+    )

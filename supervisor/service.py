@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
-from corral.supervisor.errors import ClientGone, UpstreamFailed
+from corral.supervisor.errors import ClientGone, QueueBytesFull, UpstreamFailed
 from corral.supervisor.http import proxy
 from corral.supervisor.http.auth import Keys
 from corral.supervisor.http.peers.forward import PeerFailed
@@ -66,8 +66,16 @@ class Exchange:
     ) -> aiohttp.ClientResponse:
         """Send the request to the child or peer; the answer's status and headers are in."""
         if self.peer is None:
-            url = self._leased().base_url + path
-            return await self._upstream.open(method, url, headers, body, model=self.model)
+            lease = self._leased()
+            # The child demands its own key, which only corral knows: it replaces the client's.
+            return await self._upstream.open(
+                method,
+                lease.base_url + path,
+                headers,
+                body,
+                model=self.model,
+                auth=None if lease.api_key is None else f"Bearer {lease.api_key}",
+            )
         peer = self.peer.peer
         try:
             # The client's key was for this corral: proxy drops it, the peer gets its own.
@@ -120,6 +128,7 @@ class Service:
         self.keys = Keys.from_config(config)
         self.peers = PeerTable.from_config(config)
         self.started_at = time.time()
+        self.queued_bytes = 0  # bodies of requests waiting for a lease, over all models
 
     @staticmethod
     def of(request: Request) -> Service:
@@ -128,7 +137,12 @@ class Service:
 
     @contextlib.asynccontextmanager
     async def exchange(
-        self, request: Request, model: str, *, on_lease: Callable[[], None] | None = None
+        self,
+        request: Request,
+        model: str,
+        *,
+        on_lease: Callable[[], None] | None = None,
+        size: int = 0,
     ) -> AsyncIterator[Exchange]:
         """Hold a place on ``model``'s child (starting it if needed) while the block talks to it.
 
@@ -139,7 +153,8 @@ class Service:
         queues, or while a hung child says nothing) cancels the block and gives its place
         back at once, as ``ClientGone``: otherwise a swap would wait forever for a request
         nobody waits for. The request's body must have been read: after it, ``receive`` only
-        reports the hang-up.
+        reports the hang-up. ``size``, the body's bytes, counts towards ``max_queued_bytes``
+        while the request waits for a child.
         """
         task = asyncio.current_task()
         assert task is not None
@@ -162,7 +177,14 @@ class Service:
                         raise PeerFailed(route, route.peer.key_error)
                     yield Exchange(self.upstream, stack, peer=route)
                 else:
-                    lease = await stack.enter_async_context(self.pool.lease(model))
+                    limit = self.config.max_queued_bytes
+                    if not scheduler.admits_bytes(self.queued_bytes, size, limit):
+                        raise QueueBytesFull(limit)
+                    self.queued_bytes += size  # until leased: then the body goes to the child
+                    try:
+                        lease = await stack.enter_async_context(self.pool.lease(model))
+                    finally:
+                        self.queued_bytes -= size
                     if on_lease is not None:
                         on_lease()
                     yield Exchange(self.upstream, stack, lease=lease)

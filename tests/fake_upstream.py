@@ -9,7 +9,10 @@ other path while loading, ``GET /v1/models``, and the completion-like POST endpo
 its OpenAI (or llama.cpp) shape, streamed as server-sent events when ``"stream": true``.
 Every answer says who answered (``--name`` in the text and in ``"upstream"``) and echoes the
 request body it received (``"received"``; the first chunk when streaming), so a test can see
-which child answered and what corral forwarded.
+which child answered and what corral forwarded. Like llama-server, every answer allows any
+origin (``Access-Control-Allow-Origin`` echoed, with credentials), and env LLAMA_API_KEY
+makes every path but the public ones (``/health``, ``/v1/models``) answer 401 without
+``Authorization: Bearer <key>``.
 
 Every request's arrival, end and a client hang-up are logged on stderr, one line each:
 ``request POST /v1/chat/completions stream=True``, ``done ... chunks=5``,
@@ -34,6 +37,11 @@ from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LOADING = {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}
+UNAUTHORIZED = {
+    "error": {"code": 401, "message": "Invalid API Key", "type": "authentication_error"}
+}
+#: What llama-server answers without a key (tools/server/server.cpp's public endpoints).
+PUBLIC = frozenset({"/health", "/v1/health", "/models", "/v1/models", "/api/tags"})
 
 
 def say(message: str) -> None:
@@ -74,6 +82,16 @@ class Fake:
 
     def tokens(self) -> list[str]:
         return [f"{self.args.name}:"] + [f" t{i}" for i in range(1, max(self.args.tokens, 1))]
+
+    @web.middleware
+    async def key_gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        key = os.environ.get("LLAMA_API_KEY")
+        if key and request.path not in PUBLIC:
+            sent = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if sent != key and request.headers.get("X-Api-Key") != key:
+                say(f"unauthorized {request.method} {request.path}")
+                return web.json_response(UNAUTHORIZED, status=401)
+        return await handler(request)
 
     @web.middleware
     async def loading_gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -143,8 +161,14 @@ class Fake:
             raise
         raise AssertionError("unreachable")
 
+    async def cors(self, request: web.Request, response: web.StreamResponse) -> None:
+        # llama-server allows every origin, credentials included; corral must not relay it.
+        response.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin", "*")
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self.loading_gate])
+        app = web.Application(middlewares=[self.key_gate, self.loading_gate])
+        app.on_response_prepare.append(self.cors)
         app.router.add_get("/health", self.health)
         app.router.add_get("/v1/models", self.models)
         for path in SHAPES:

@@ -29,7 +29,8 @@ async def logs(request: Request) -> PlainTextResponse:
     """The model's last llama-server log lines (its stderr ring buffer)."""
     entry = Service.of(request).pool.resolve(request.path_params["model"])
     count = request.query_params.get("lines", "200")
-    if not count.isdigit():
+    # isdigit() alone takes "²" and other digits that int() refuses.
+    if not (count.isascii() and count.isdigit()):
         raise BadRequest(f"`lines` must be a whole number, got {count!r}")
     lines = entry.child.stderr_tail(int(count)) if entry.child else []
     return PlainTextResponse("\n".join(lines) + ("\n" if lines else ""))

@@ -1,6 +1,6 @@
 """The OpenAI-compatible routes: requests routed by their ``model`` (Anthropic's
-``/v1/messages`` too, which llama-server serves), the model list and one model, and
-``/upstream/<model>/<path>`` passthrough.
+``/v1/messages`` too, which llama-server serves), the model list and one model
+(``/upstream/<model>/<path>`` passthrough is ``upstream``'s).
 
 Owns reading a request's JSON (400 when it is not an object with a ``model``), refusing
 ``tools`` for a model whose template cannot format them (400, before anything loads),
@@ -13,16 +13,14 @@ start or stop anything itself (``runtime.pool``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from corral.supervisor.errors import BadRequest, UnknownModel
-from corral.supervisor.http import keep_alive
+from corral.supervisor.errors import BadRequest
+from corral.supervisor.http import keep_alive, proxy, scrub
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
 from corral.supervisor.http.model_field import ModelField
@@ -72,12 +70,14 @@ async def routed(request: Request) -> Response:
             svc.pool.set_keep_alive(entry, keep)
 
     method, path, headers = request.method, request.url.path, request.headers
-    # The answer names the model as the client did, not as llama-server does (its file path).
+    # The answer names the model as the client did, not as llama-server does (its file path),
+    # and any other mention of that path becomes the file's name.
     asked = payload["model"] if isinstance(payload["model"], str) else entry.name
-    async with svc.exchange(request, entry.name, on_lease=on_lease) as ex:
+    rewrite = proxy.chain(ModelField(asked), scrub.hiding(entry.config.path))
+    async with svc.exchange(request, entry.name, on_lease=on_lease, size=len(body)) as ex:
         if payload.get("stream") is True:
-            return await ex.stream(method, path, headers, body, ModelField(asked))
-        return await ex.fetch(method, path, headers, body, ModelField(asked))
+            return await ex.stream(method, path, headers, body, rewrite)
+        return await ex.fetch(method, path, headers, body, rewrite)
 
 
 def model_entry(svc: Service, entry: Entry) -> dict[str, object]:
@@ -109,38 +109,9 @@ async def retrieve_model(request: Request) -> JSONResponse:
     return JSONResponse(model_entry(svc, entry))
 
 
-async def passthrough(request: Request) -> Response:
-    """Any method to ``/upstream/<model>/<path>``: the longest known model name wins, since
-    names may contain slashes."""
-    svc = Service.of(request)
-    # The path as the client encoded it: decoding it here would put raw spaces, NULs or CR/LF
-    # into the child's request line.
-    raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
-    raw_parts = raw.decode("ascii", "replace").split("/")[2:]  # after "", "upstream"
-    parts = [unquote(p) for p in raw_parts]
-    for cut in range(len(parts), 0, -1):
-        name = "/".join(parts[:cut])
-        with contextlib.suppress(UnknownModel):
-            entry = svc.pool.resolve(name)
-            path = "/" + "/".join(raw_parts[cut:])
-            query = request.scope.get("query_string", b"").decode("ascii", "replace")
-            if query:
-                path += "?" + query
-            body = await request.body()
-            async with svc.exchange(request, entry.name) as ex:
-                return await ex.stream(request.method, path, request.headers, body)
-    svc.pool.resolve(parts[0])  # raises the 404 that lists the known names
-    raise AssertionError("unreachable")
-
-
 def routes() -> list[BaseRoute]:
     return [
         *(Route(path, routed, methods=["POST"]) for path in MODEL_ROUTED),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
-        Route(
-            "/upstream/{rest:path}",
-            passthrough,
-            methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
-        ),
     ]

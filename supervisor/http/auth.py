@@ -4,8 +4,8 @@ Owns reading the keys (config.yaml's ``api_keys`` and the lines of ``api_key_fil
 secret needs to sit in the Nix store), taking a key from a request (``Authorization:
 Bearer``, ``x-api-key``, or Basic auth's password) and comparing it in constant time. A
 request without a valid key gets a 401 (in the shape its API's clients read) and learns
-nothing else; /health
-stays open. Keys are never logged.
+nothing else; one that sends a key header twice gets a 400 (which one counts is a guess that
+proxies and corral could make differently); /health stays open. Keys are never logged.
 """
 
 from __future__ import annotations
@@ -20,10 +20,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
-from corral.supervisor.errors import Unauthorized
+from corral.supervisor.errors import BadRequest, Unauthorized
 
 #: Paths anyone may call: a load balancer's or systemd's liveness probe.
 OPEN_PATHS = frozenset({"/health"})
+
+#: The headers a key may come in; each may appear once.
+KEY_HEADERS = (b"authorization", b"x-api-key")
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,13 @@ class Keys:
                 raise ConfigError(
                     [f"api_key_file: cannot read {config.api_key_file}: {exc.strerror}"]
                 ) from exc
-            keys += [line.strip() for line in text.splitlines() if line.strip()]
+            in_file = [line.strip() for line in text.splitlines() if line.strip()]
+            if not in_file:
+                # Read as "no keys", an empty file would open the service to everyone.
+                raise ConfigError(
+                    [f"api_key_file: {config.api_key_file} holds no key (only empty lines)"]
+                )
+            keys += in_file
         return cls(tuple(k.encode() for k in keys))
 
     @property
@@ -48,7 +57,7 @@ class Keys:
         return bool(self.keys)
 
     def accepts(self, presented: bytes | None) -> bool:
-        if presented is None:
+        if not presented:
             return False
         # Compare against every key, so the time taken says nothing about which one matched.
         matched = False
@@ -85,6 +94,12 @@ class RequireKey:
         keys = self.keys()
         if scope["type"] != "http" or not keys.required or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
+            return
+        names = [name for name, _ in scope["headers"] if name in KEY_HEADERS]
+        if len(names) != len(set(names)):
+            twice = next(n for n in names if names.count(n) > 1).decode()
+            response = BadRequest(f"the {twice} header was sent more than once").response()
+            await response(scope, receive, send)
             return
         headers = dict(scope["headers"])
         if keys.accepts(presented_key(headers)):

@@ -44,9 +44,15 @@ class Limits:
 
 
 def _bounded(receive: Receive, config: Config) -> Receive:
-    """``receive`` that counts body bytes and gives up on a client that sends too slowly."""
+    """``receive`` that counts body bytes and gives up on a client that sends too slowly.
+
+    ``client_timeout`` bounds the whole body, from the end of the request's head: a limit
+    per chunk would let a client hold its place forever by sending a byte at a time.
+    """
     received = 0
     body_done = False
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + config.client_timeout
 
     async def wrapped() -> Message:
         nonlocal received, body_done
@@ -54,7 +60,7 @@ def _bounded(receive: Receive, config: Config) -> Receive:
             # After the body, receive() only waits for a disconnect: no time limit there.
             return await receive()
         try:
-            message = await asyncio.wait_for(receive(), config.client_timeout)
+            message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
         except TimeoutError:
             raise RequestTimeout(
                 f"request body not received within client_timeout ({config.client_timeout:g} s)"

@@ -86,6 +86,35 @@ class Transform(Protocol):
     def close(self, broken: bool) -> bytes: ...
 
 
+class Chain:
+    """Transforms applied in turn, each to what the one before it sends; the content type is
+    the last one's that sets it."""
+
+    def __init__(self, transforms: list[Transform]) -> None:
+        self._transforms = transforms
+        types = [t.media_type for t in transforms if t.media_type is not None]
+        self.media_type: str | None = types[-1] if types else None
+
+    def feed(self, chunk: bytes) -> bytes:
+        for transform in self._transforms:
+            chunk = transform.feed(chunk) if chunk else chunk
+        return chunk
+
+    def close(self, broken: bool) -> bytes:
+        data = b""
+        for transform in self._transforms:
+            data = (transform.feed(data) if data else b"") + transform.close(broken)
+        return data
+
+
+def chain(*transforms: Transform | None) -> Transform | None:
+    """One transform for several (None ones left out); None when none is left."""
+    kept = [t for t in transforms if t is not None]
+    if not kept:
+        return None
+    return kept[0] if len(kept) == 1 else Chain(kept)
+
+
 class Upstream:
     """The client side of every child: one session, connections reused across requests."""
 

@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +32,10 @@ CHUNK = 1 << 20
 # than this is a dead connection, and the .part lets the next run carry on.
 TIMEOUT = httpx.Timeout(30.0, read=120.0)
 PART = ".part"
+#: The most a download without a Content-Length may write: an endless body stops here, not
+#: at a full disk. Larger than any one GGUF published (Hugging Face caps a file at 50 GB;
+#: Ollama's largest blobs are a few hundred GB).
+MAX_UNDECLARED = 1024**4
 
 _CONTENT_RANGE = re.compile(r"^bytes (?:(?P<start>\d+)-\d+|\*)/(?P<total>\d+|\*)$")
 
@@ -139,6 +144,10 @@ class _Download:
                 except _StartOver as why:
                     self.say(f"{self.part.name}: {why}; starting over")
                     self.fh.truncate(0)
+                except httpx.TooManyRedirects:
+                    raise PullError(
+                        f"{self.source.url}: too many redirects (a loop?); check the URL"
+                    ) from None
                 except httpx.TransportError as exc:
                     raise self._interrupted(exc) from exc
         raise PullError(f"{self.source.url}: the server could not serve a whole download")
@@ -168,11 +177,18 @@ class _Download:
             length = response.headers.get("content-length")
             total = offset + int(length) if length and length.isdigit() else None
             if total is not None:
-                _check_space(self.part.parent, total - offset)
+                _check_space(str(response.url), self.part.parent, total, offset)
             bar = self.make_progress(self.source.filename, total, offset)
             try:
                 # No chunk size: a buffered chunk would be lost with a dropped connection.
                 for chunk in response.iter_raw():
+                    offset += len(chunk)
+                    if total is None and offset > MAX_UNDECLARED:
+                        self.fh.truncate(0)  # an endless body is no model: nothing to resume
+                        raise PullError(
+                            f"{response.url}: the server sent more than "
+                            f"{progress.human(MAX_UNDECLARED)} without a Content-Length; stopped"
+                        )
                     self.fh.write(chunk)
                     hasher.update(chunk)
                     bar.update(len(chunk))
@@ -209,13 +225,14 @@ def _hash_prefix(fh: BinaryIO, size: int) -> hashlib._Hash:
     return hasher
 
 
-def _check_space(folder: Path, needed: int) -> None:
-    # Failing before the first byte beats failing at 90% of a 20 GB file.
-    free = shutil.disk_usage(folder).free
+def _check_space(url: str, folder: Path, total: int, offset: int) -> None:
+    # Failing before the first byte beats failing at 90% of a 20 GB file. What the server
+    # claims is only a claim (10^15 bytes is no disk's fault), so it is named as one.
+    needed, free = total - offset, shutil.disk_usage(folder).free
     if needed > free:
-        raise OSError(
-            errno.ENOSPC,
-            f"needs {progress.human(needed)} more, {progress.human(free)} free in {folder}",
+        raise PullError(
+            f"{url}: the server claims {total} bytes ({progress.human(total)}); that needs "
+            f"{progress.human(needed)} more, {progress.human(free)} free in {folder}"
         )
 
 
@@ -230,7 +247,8 @@ def _refuse_insecure_redirect(request: httpx.Request) -> None:
 @contextmanager
 def _locked(part: Path) -> Iterator[BinaryIO]:
     """The .part opened for appending, held exclusively; removed again if left empty."""
-    with part.open("a+b") as fh:
+    fd = _open_part(part)
+    with os.fdopen(fd, "a+b") as fh:
         try:
             # Two pulls of one file would interleave their bytes in the same .part.
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -241,6 +259,23 @@ def _locked(part: Path) -> Iterator[BinaryIO]:
         finally:
             if part.exists() and fh.seek(0, os.SEEK_END) == 0:
                 part.unlink()
+
+
+def _open_part(part: Path) -> int:
+    """The .part's descriptor, for appending; only ever a regular file of corral's own."""
+    # O_NOFOLLOW: a .part planted as a symlink (to ~/.bashrc, say) would be overwritten.
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(part, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            message = f"{part}: is a symlink; corral pull writes only a file of its own"
+            raise PullError(message) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PullError(f"{part}: is not a regular file; remove it and pull again")
+    return fd
 
 
 def _disk_error(exc: OSError, part: Path) -> PullError:

@@ -71,6 +71,9 @@ def file_name(source: Source, name: str | None) -> str:
     models_path unserved, and a name with a ``/`` would land outside it.
     """
     chosen = name if name is not None else source.filename
+    if any(ord(c) < 32 or c == "\x7f" for c in chosen):
+        where = "--name" if name is not None else source.url
+        raise SourceError(f"{where}: the file name {chosen!r} has control characters (NUL?)")
     if "/" not in chosen and chosen.endswith(SUFFIX) and len(chosen) > len(SUFFIX):
         return chosen
     if name is not None:

@@ -8,6 +8,7 @@ does not pick ports (``process`` does, and calls back into ``build_argv`` per at
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +25,13 @@ _INSTALL_HINT = (
     "install one with `pip install 'corral[llama]'`, put llama-server on PATH, "
     "or set LLAMA_CPP_BIN (or llama_server in the config) to its path"
 )
+
+
+#: llama-server's own environment variable for ``--api-key`` (common/arg.cpp). Passed by
+#: environment, not argv: ``/proc/<pid>/cmdline`` is readable by every local user, while
+#: ``/proc/<pid>/environ`` is the child's user's (and root's) alone. Children listen on
+#: 127.0.0.1 ports any local user can see, so without it they could bypass corral's keys.
+KEY_ENV = "LLAMA_API_KEY"
 
 
 def resolve_llama_server(configured: str | None) -> str:
@@ -127,14 +135,27 @@ def launch_key(model: ModelConfig) -> LaunchKey:
 
 
 def build_env(
-    model: ModelConfig, base: Mapping[str, str], owner: str = DEFAULT_OWNER
+    model: ModelConfig,
+    base: Mapping[str, str],
+    owner: str = DEFAULT_OWNER,
+    api_key: str | None = None,
 ) -> dict[str, str]:
-    """The child's environment: ``base``, the model's own ``env``, then corral's markers.
+    """The child's environment: ``base``, the model's own ``env``, then corral's markers and
+    the child's API key (``KEY_ENV``).
 
     ``owner`` should be ``server.owner_id(...)`` so that only this instance's leftovers
     are reaped; the markers come last so a model's ``env`` cannot hide a child from it.
     """
-    return {**base, **model.env, MARKER: owner, PARENT_MARKER: str(os.getpid())}
+    env = {**base, **model.env, MARKER: owner, PARENT_MARKER: str(os.getpid())}
+    if api_key is not None:
+        env[KEY_ENV] = api_key
+    return env
+
+
+def child_key(model: ModelConfig) -> str:
+    """The key the child demands and corral sends: the model's own ``env`` one if it sets
+    ``KEY_ENV``, else a fresh random one that only this corral knows."""
+    return model.env.get(KEY_ENV) or secrets.token_urlsafe(32)
 
 
 def _executable(value: str) -> str | None:

@@ -72,3 +72,4 @@ class Lease:
 
     model: ModelConfig
     base_url: str
+    api_key: str | None = None

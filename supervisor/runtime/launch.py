@@ -28,7 +28,10 @@ class Launcher:
 
     def __call__(self, model: ModelConfig, on_exit: ExitHook) -> ChildProcess:
         binary = self._llama_server() if model.cmd is None else ""
-        env = command.build_env(model, os.environ, self.owner)
+        # Every child, a ``cmd`` one too, gets a key: a llama-server it runs honours it, and a
+        # server that ignores it is only sent an Authorization header it does not read.
+        key = command.child_key(model)
+        env = command.build_env(model, os.environ, self.owner, key)
 
         # Budgets in force: learn each load's real size (verbosity 4 adds ~200 lines a load).
         learn = bool(self.config.devices)
@@ -36,7 +39,9 @@ class Launcher:
         def argv(port: int) -> list[str]:
             return command.build_argv(model, binary, port, learn)
 
-        return ChildProcess(model.name, argv, env, self.config.health_timeout, on_exit=on_exit)
+        return ChildProcess(
+            model.name, argv, env, self.config.health_timeout, on_exit=on_exit, api_key=key
+        )
 
     def _llama_server(self) -> str:
         if self._binary is None:

@@ -86,7 +86,7 @@ class Pool:
         entry.in_flight += 1
         entry.idle.clear()
         try:
-            yield Lease(entry.config, entry.child.base_url)
+            yield Lease(entry.config, entry.child.base_url, entry.child.api_key)
         finally:
             entry.gate.release()
             entry.in_flight -= 1

@@ -43,8 +43,10 @@ class ChildProcess:
         *,
         log_lines: int = 200,
         on_exit: Callable[[ChildProcess, int], None] | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.name = name
+        self.api_key = api_key  # what the child demands (its env has it), sent by the proxy
         self._argv_for_port = argv_for_port
         self._env = dict(env)
         self._health_timeout = health_timeout

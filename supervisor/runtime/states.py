@@ -128,6 +128,9 @@ class Child(Protocol):
     @property
     def base_url(self) -> str: ...
 
+    #: The key the child demands on every request but ``/health``; None: it demands none.
+    api_key: str | None
+
     async def start(self) -> None: ...
 
     async def stop(self, reason: str, grace: float = 10.0) -> None: ...

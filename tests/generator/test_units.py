@@ -330,6 +330,13 @@ def test_what_a_reload_applies_leaves_the_unit_alone() -> None:
     assert render(models=[model]) == render(models=[{**model, "context_size": 8192}], default_ttl=5)
 
 
+def test_the_file_limit_follows_max_connections() -> None:
+    # Two files per connection and a reserve, as corral raises its own soft limit at start:
+    # systemd's default hard limit would cap that raise.
+    assert "LimitNOFILE=2560" in lines(render())  # the default max_connections, 1024
+    assert "LimitNOFILE=10512" in lines(render(max_connections=5000))
+
+
 def test_the_restart_line_reads_the_port_the_service_will_use() -> None:
     line = restart_line(render({"environment": {"PORT": "9000"}}, port=8080))
     assert "port=9000" in line.split()

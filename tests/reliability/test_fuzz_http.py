@@ -192,7 +192,7 @@ def test_model_names_with_unicode_and_header_injection(server: CorralServer) -> 
 
 
 def request(head: str, body: bytes, auth: str = f"Authorization: Bearer {KEY}\r\n") -> bytes:
-    return f"{head}Host: x\r\n{auth}Connection: close\r\n\r\n".encode("latin-1") + body
+    return f"{head}Host: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n".encode("latin-1") + body
 
 
 CREDENTIALS = st.one_of(

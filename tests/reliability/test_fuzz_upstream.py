@@ -51,7 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorralServer]:
 
 
 def get(port: int, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
-    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
     body = b"{}" if method == "POST" else b""
     answer = raw_request(port, f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
     assert_no_injected_header(answer)

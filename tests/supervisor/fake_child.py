@@ -78,6 +78,8 @@ class FakeChild:
     def base_url(self) -> str:
         return f"http://fake/{self.name}"
 
+    api_key: str | None = None
+
     def stderr_tail(self, n: int = 20) -> list[str]:
         return []
 

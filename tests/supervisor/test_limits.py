@@ -74,8 +74,8 @@ def _length(data: bytes) -> int:
 def test_a_client_that_stops_sending_its_body_gets_408(server: CorralServer) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
-            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b'Content-Length: 100\r\n\r\n{"model": "m"'
+            b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"model": "m"'
         )
         reply = read_response(sock)
     status, _, rest = reply.partition("\r\n")

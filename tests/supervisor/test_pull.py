@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import random
 import sys
 import types
@@ -18,6 +19,7 @@ from click.testing import CliRunner, Result
 from corral.generator import loader
 from corral.generator.settings import Config
 from corral.supervisor.cli import pull_command
+from corral.supervisor.pull import download
 from tests.supervisor.file_server import FileServer, Served
 from tests.support import free_port
 
@@ -291,11 +293,16 @@ def test_hf_source_without_huggingface_hub(dest: Dest, monkeypatch: pytest.Monke
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to fake ENOSPC")
-def test_disk_full_while_writing(server: FileServer, dest: Dest) -> None:
-    # Every write to /dev/full fails with ENOSPC: a real full disk, without filling one.
+def test_disk_full_while_writing(
+    server: FileServer, dest: Dest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every write to /dev/full fails with ENOSPC: a real full disk, without filling one. (A
+    # .part symlinked to it is refused: see test_planted_part_symlink_is_never_followed.)
     server.files["/m.gguf"] = Served(BODY)
     dest.folder.mkdir()
-    dest.part.symlink_to("/dev/full")
+    dest.part.touch()
+    # A character device is refused as a .part, except here, where it stands in for a disk.
+    monkeypatch.setattr(download, "_open_part", lambda part: os.open("/dev/full", os.O_RDWR))
     result = pull(server.url("/m.gguf"), "--dest", str(dest.folder))
     assert result.exit_code == 1
     assert f"disk full: cannot write {dest.part}" in result.stderr
@@ -312,7 +319,7 @@ def test_disk_full_before_starting(
     )
     result = pull(server.url("/m.gguf"), "--dest", str(dest.folder))
     assert result.exit_code == 1
-    assert "disk full" in result.stderr
+    assert f"the server claims {len(BODY)} bytes (3.0 MiB)" in result.stderr
     assert "needs 3.0 MiB more, 1000 B free in" in result.stderr
     assert not dest.target.exists()
 
@@ -326,3 +333,62 @@ def test_one_pull_per_file_at_a_time(server: FileServer, dest: Dest) -> None:
     assert result.exit_code == 1
     assert f"{dest.part}: another corral pull is writing it" in result.stderr
     assert server.requests == []
+
+
+def test_planted_part_symlink_is_never_followed(server: FileServer, dest: Dest) -> None:
+    # Another local user plants m.gguf.part -> a file of the puller's: it must stay untouched.
+    server.files["/m.gguf"] = Served(BODY)
+    dest.folder.mkdir()
+    victim = dest.folder.parent / "victim"
+    victim.write_bytes(b"precious")
+    dest.part.symlink_to(victim)
+    result = pull(server.url("/m.gguf"), "--dest", str(dest.folder))
+    assert result.exit_code == 1
+    assert f"{dest.part}: is a symlink" in result.stderr
+    assert victim.read_bytes() == b"precious"
+    assert not dest.target.exists()
+
+
+def test_part_that_is_not_a_regular_file_is_refused(server: FileServer, dest: Dest) -> None:
+    server.files["/m.gguf"] = Served(BODY)
+    dest.folder.mkdir()
+    os.mkfifo(dest.part)
+    result = pull(server.url("/m.gguf"), "--dest", str(dest.folder))
+    assert result.exit_code == 1
+    assert f"{dest.part}: is not a regular file" in result.stderr
+
+
+def test_endless_body_stops_at_the_cap(
+    server: FileServer, dest: Dest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("corral.supervisor.pull.download.MAX_UNDECLARED", 5 * 1024 * 1024)
+    server.files["/m.gguf"] = Served(BODY, endless=True)
+    result = pull(server.url("/m.gguf"), "--dest", str(dest.folder))
+    assert result.exit_code == 1
+    assert "the server sent more than 5.0 MiB without a Content-Length" in result.stderr
+    assert not dest.target.exists()
+    assert not dest.part.exists()
+
+
+def test_huge_content_length_is_named_as_the_servers_claim(server: FileServer, dest: Dest) -> None:
+    server.files["/m.gguf"] = Served(b"", claims=10**15)
+    result = pull(server.url("/m.gguf"), "--dest", str(dest.folder))
+    assert result.exit_code == 1
+    assert f"the server claims {10**15} bytes" in result.stderr
+    assert "disk full" not in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_redirect_loop_is_a_clear_error(server: FileServer, dest: Dest) -> None:
+    server.files["/m.gguf"] = Served(BODY, redirect=server.url("/m.gguf"))
+    result = pull(server.url("/m.gguf"), "--dest", str(dest.folder))
+    assert result.exit_code == 1
+    assert "too many redirects" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_nul_in_the_url_file_name_is_a_clear_error(server: FileServer, dest: Dest) -> None:
+    result = pull(server.url("/x%00.gguf"), "--dest", str(dest.folder))
+    assert result.exit_code == 1
+    assert "control characters" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)

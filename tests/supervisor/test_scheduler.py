@@ -16,6 +16,7 @@ from corral.supervisor.runtime.scheduler import (
     Resident,
     Ttl,
     admits,
+    admits_bytes,
     config_ttl,
     expired,
     keep_alive_ttl,
@@ -105,6 +106,22 @@ def test_admission_counts_running_and_queued_requests(
     in_flight: int, waiting: int, concurrency: int, max_queue: int, admitted: bool
 ) -> None:
     assert admits(in_flight, waiting, concurrency, max_queue) is admitted
+
+
+@pytest.mark.parametrize(
+    ("held", "size", "limit", "admitted"),
+    [
+        (0, 10, 100, True),
+        (90, 10, 100, True),
+        (91, 10, 100, False),
+        (0, 500, 100, True),  # the first to wait always may: max_body_bytes bounds it
+        (1, 500, 100, False),
+    ],
+)
+def test_admission_bounds_the_bytes_waiting_requests_hold(
+    held: int, size: int, limit: int, admitted: bool
+) -> None:
+    assert admits_bytes(held, size, limit) is admitted
 
 
 @pytest.mark.parametrize(

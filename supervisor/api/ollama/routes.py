@@ -56,8 +56,9 @@ class ChildError(ServeError):
 class Call:
     """One request for a model: the parts it needs, and when it arrived (for durations)."""
 
-    def __init__(self, request: Request, body: dict[str, Any]) -> None:
+    def __init__(self, request: Request, body: dict[str, Any], size: int = 0) -> None:
         self.arrived_ns = time.monotonic_ns()
+        self.size = size  # the body's bytes, held while the request waits
         self.request = request
         self.svc = Service.of(request)
         self.name = info.model_name(body)
@@ -76,7 +77,9 @@ class Call:
         """The service's one path to the child (or the peer), applying ``keep_alive`` once
         leased."""
         target = self.name if self.entry is None else self.entry.name
-        return self.svc.exchange(self.request, target, on_lease=self._apply_keep_alive)
+        return self.svc.exchange(
+            self.request, target, on_lease=self._apply_keep_alive, size=self.size
+        )
 
     async def send(
         self, ex: Exchange, path: str, payload: dict[str, Any]
@@ -130,8 +133,9 @@ class Call:
 
 
 async def chat(request: Request) -> Response:
-    body = read_json(await request.body())
-    call = Call(request, body)
+    raw = await request.body()
+    body = read_json(raw)
+    call = Call(request, body, len(raw))
     if not body.get("messages"):
         return await call.load_only("chat")
     payload = requests.chat_request({**body, "model": call.name}, call.stream)
@@ -143,8 +147,9 @@ async def chat(request: Request) -> Response:
 
 
 async def generate(request: Request) -> Response:
-    body = read_json(await request.body())
-    call = Call(request, body)
+    raw = await request.body()
+    body = read_json(raw)
+    call = Call(request, body, len(raw))
     if not body.get("prompt") and not body.get("images"):
         return await call.load_only("generate")
     path, payload = requests.generate_request({**body, "model": call.name}, call.stream)
@@ -180,8 +185,9 @@ async def _answer(
 
 
 async def embed(request: Request) -> Response:
-    body = read_json(await request.body())
-    call = Call(request, body)
+    raw = await request.body()
+    body = read_json(raw)
+    call = Call(request, body, len(raw))
     inputs = requests.embed_inputs(body, "input")
     if not inputs:
         await call.load_only("generate")
@@ -199,8 +205,9 @@ async def embed(request: Request) -> Response:
 
 async def embeddings(request: Request) -> Response:
     """The legacy endpoint: one ``prompt``, one ``embedding``."""
-    body = read_json(await request.body())
-    call = Call(request, body)
+    raw = await request.body()
+    body = read_json(raw)
+    call = Call(request, body, len(raw))
     inputs = requests.embed_inputs(body, "prompt")
     if not inputs:
         await call.load_only("generate")

@@ -1,0 +1,183 @@
+"""Connections, before any request exists: how large and how slow a request's head may be,
+and how many connections may be open at once.
+
+Owns a subclass of uvicorn's httptools protocol, which has no limit of its own (a 100 MB
+header block took corral from 58 MB to 1.8 GB, before any key was checked):
+
+- a head (request line and headers) over ``MAX_HEAD_BYTES`` is a 431 before the parser
+  buffers it; more than ``MAX_HEADERS`` headers is a 431, a URL over ``MAX_URL_BYTES`` a 414;
+- a head not complete within ``header_timeout`` (a socket that sends nothing, or half a
+  head) is closed, so slowloris sockets don't pile up;
+- a connection over ``max_connections`` (idle keep-alive ones count) gets a 503 and is closed,
+  so the sockets held, and so the file descriptors, stay bounded.
+
+A refused client reads its answer while the rest of what it sends is discarded for up to
+``LINGER_S`` (closing at once would reset the connection and lose the answer). It knows
+nothing of routes, keys or bodies (``origins``, ``auth``, ``limits``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import ClassVar
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from corral.generator.settings import Config
+from corral.supervisor.errors import error_body
+
+log = logging.getLogger("corral")
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 100
+MAX_URL_BYTES = 8 * 1024
+#: Seconds a refused client has to read its answer.
+LINGER_S = 1.0
+#: Refused connections left open to linger at once; past that they close at once, so a
+#: flood of refusals cannot hold file descriptors either.
+MAX_LINGERING = 64
+
+
+class Shared:
+    """What every connection of one server reads: the config, and the connections admitted
+    and refused-but-lingering."""
+
+    def __init__(self, settings: Callable[[], Config]) -> None:
+        self.settings = settings
+        self.admitted = 0
+        self.lingering = 0
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with head limits, a head deadline and a connection cap."""
+
+    shared: ClassVar[Shared]
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._in_head = True
+        self._head_bytes = 0
+        self._headers = 0
+        self._refused = False
+        self._admitted = False
+        self._lingers = False
+        self._deadline: asyncio.TimerHandle | None = None
+        self._pending: tuple[int, str] | None = None
+        config = self.shared.settings()
+        if self.shared.admitted >= config.max_connections:
+            busy = f"{config.max_connections} connections open (max_connections); retry later"
+            self._refuse(503, busy, "overloaded_error", b"retry-after: 1\r\n")
+            return
+        self._admitted = True
+        self.shared.admitted += 1
+        self._arm(config.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._admitted:
+            self.shared.admitted -= 1
+        if self._lingers:
+            self.shared.lingering -= 1
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering: what a refused client still sends is dropped
+        while data:
+            if self._in_head:
+                # Feed the head in slices that fit the limit: the parser never holds more.
+                room = MAX_HEAD_BYTES - self._head_bytes
+                if room <= 0:
+                    big = f"request head larger than {MAX_HEAD_BYTES} bytes"
+                    self._refuse(431, big, "invalid_request_error")
+                    return
+                piece, data = data[:room], data[room:]
+                self._head_bytes += len(piece)
+            else:
+                piece, data = data, b""
+            super().data_received(piece)
+            if self._refused or self.transport.is_closing():
+                return
+
+    # Parser callbacks: a refusal is decided while parsing, and answered once the head ends.
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._headers = 0
+        if self._deadline is None:
+            self._arm(self.shared.settings().header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        if self._pending is not None or len(self.url) + len(url) > MAX_URL_BYTES:
+            self._pending = self._pending or (414, f"URL longer than {MAX_URL_BYTES} bytes")
+            self.url = (self.url + url)[:MAX_URL_BYTES]  # bounded; its path picks the shape
+            return
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers += 1
+        if self._pending is not None or self._headers > MAX_HEADERS:
+            self._pending = self._pending or (431, f"more than {MAX_HEADERS} request headers")
+            return
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        self._disarm()
+        if self._pending is not None:
+            self._refuse(*self._pending, "invalid_request_error")
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        self._in_head = True  # what comes next on this connection is the next request's head
+        super().on_message_complete()
+
+    # Effects
+
+    def _arm(self, seconds: float) -> None:
+        self._deadline = self.loop.call_later(seconds, self._head_too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _head_too_slow(self) -> None:
+        self._deadline = None
+        if self._in_head and not self.transport.is_closing():
+            self.transport.close()
+
+    def _refuse(self, status: int, message: str, kind: str, extra: bytes = b"") -> None:
+        self._refused = True
+        self._disarm()
+        # The path, once the request line is in: Ollama's clients read {"error": "<text>"}.
+        # A connection refused for max_connections has sent none yet: OpenAI's shape.
+        path = getattr(self, "url", b"").split(b"?", 1)[0].decode("latin-1")
+        body = json.dumps(error_body(status, message, kind, path)).encode()
+        head = b"content-type: application/json\r\nconnection: close\r\n" + extra
+        head += b"content-length: %d\r\n\r\n" % len(body)
+        self.transport.write(STATUS_LINE[status] + head + body)
+        if self.shared.lingering < MAX_LINGERING and self.transport.can_write_eof():
+            self._lingers = True
+            self.shared.lingering += 1
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
+
+
+def guarded(settings: Callable[[], Config]) -> type[GuardedProtocol]:
+    """The protocol class to hand to uvicorn (``http=``), reading limits from ``settings``."""
+    return type("GuardedProtocol", (GuardedProtocol,), {"shared": Shared(settings)})
