@@ -1,4 +1,5 @@
-"""Who may use the service, as config values: API keys and browser origins.
+"""Who may use the service, as config values: API keys, browser origins, and the networks
+that may scrape ``/metrics`` without a key.
 
 Owns what a valid key is (some text, no surrounding spaces) and the ``allowed_origins``
 vocabulary: an origin is ``scheme://host[:port]``, as a browser sends it in ``Origin``, and
@@ -9,6 +10,7 @@ requests (the supervisor's ``http/auth.py`` and ``http/origins.py`` do).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated
 
@@ -79,3 +81,18 @@ ApiKey = Annotated[str, AfterValidator(_check_key)]
 
 #: A browser origin pattern, kept lowercased.
 Origin = Annotated[str, AfterValidator(check_origin)]
+
+
+def _check_network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise PydanticCustomError(
+            "network",
+            "must be an address or a network such as {example}, got {value}",
+            {"example": "10.0.0.5 or 10.0.0.0/24", "value": repr(value)},
+        ) from None
+
+
+#: An IP address or network (CIDR), kept in its normal form (10.0.0.5 -> 10.0.0.5/32).
+Network = Annotated[str, AfterValidator(_check_network)]

@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from corral.generator import model_source, presets
-from corral.generator.access import DEFAULT_ORIGINS, ApiKey, Origin
+from corral.generator.access import DEFAULT_ORIGINS, ApiKey, Network, Origin
 from corral.generator.fields import NAME_PATTERN as NAME_PATTERN
 from corral.generator.fields import Name as Name
 from corral.generator.fields import Strict as Strict
@@ -182,6 +182,11 @@ class ModelConfig(Strict):
     max_queue: int = Field(
         default=512, ge=0, description="Requests that may wait for this model before 503."
     )
+    send_loading_state: bool = Field(
+        default=False,
+        description="While it loads, a streaming chat request gets progress as "
+        "reasoning_content (OpenAI) or thinking (Ollama) before the answer.",
+    )
     from_: str | None = Field(
         default=None,
         validation_alias="from",
@@ -305,6 +310,11 @@ class Config(Strict):
     allowed_origins: list[Origin] = Field(
         default_factory=lambda: list(DEFAULT_ORIGINS),
         description="Browser origins (Origin header) allowed in, * as wildcard; others get 403.",
+    )
+    metrics_allow: list[Network] = Field(
+        default_factory=list,
+        description="Addresses or networks that may read /metrics without an API key (a "
+        "Prometheus on another host); others need a key, like every route.",
     )
     upstream_writes: bool = Field(
         default=False,

@@ -44,6 +44,7 @@ let
         memory
         preload
         unlisted
+        sendLoadingState
         ;
     } // lib.optionalAttrs (m.source != null && m.path == null) (lock.model name m)));
 
@@ -64,6 +65,7 @@ let
       defaultTTL
       healthTimeout
       allowedOrigins
+      metricsAllow
       memoryMargin
       maxSwapWait
       ;

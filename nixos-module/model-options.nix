@@ -161,6 +161,18 @@ in
           example = true;
           description = "Whether to hide model `${name}` from model lists (it stays servable).";
         };
+
+        sendLoadingState = mkOption {
+          type = types.nullOr types.bool;
+          default = null;
+          example = true;
+          description = ''
+            Whether a streaming chat request that has to wait for model `${name}` to load gets
+            the load's progress first: as `reasoning_content` in OpenAI chunks (llama-swap's
+            `sendLoadingState`), as `thinking` in Ollama's lines. Chat UIs show it as the
+            model's reasoning. `null`: corral's default, off (a preset: its base model's).
+          '';
+        };
       };
     };
 

@@ -275,6 +275,19 @@ in
       '';
     };
 
+    metricsAllow = mkOption {
+      type = types.nullOr (types.listOf types.str);
+      default = null;
+      example = [ "10.0.0.5" ];
+      description = ''
+        Addresses or networks (CIDR) that may read `/metrics` without an API key: a
+        Prometheus server on another host, when {option}`services.corral.apiKeyFile` is set.
+        Everyone else needs a key there, as on every route (Prometheus can also send one:
+        `authorization.credentials_file`). The scrape must reach corral: set
+        {option}`services.corral.host` to an address it can reach, and open the port.
+      '';
+    };
+
     user = mkOption {
       type = types.nullOr types.str;
       default = null;

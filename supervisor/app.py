@@ -19,7 +19,7 @@ from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from corral.supervisor.api import admin, openai, router, upstream
+from corral.supervisor.api import admin, observe, openai, router, status_page, upstream
 from corral.supervisor.api.ollama import routes as ollama
 from corral.supervisor.errors import ServeError, error_response
 from corral.supervisor.http.auth import RequireKey
@@ -80,7 +80,9 @@ def build_app(service: Service) -> Starlette:
         routes=[
             *openai.routes(),
             *upstream.routes(),
+            *status_page.routes(),
             *ollama.routes(),
+            *observe.routes(),  # before admin: /logs/<model>/stream is not a model's log
             *admin.routes(),
             *router.routes(),
         ],

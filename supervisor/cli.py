@@ -1,4 +1,5 @@
-"""The ``corral`` command: the generator's commands plus ``serve`` and ``pull``.
+"""The ``corral`` command: the generator's commands plus ``serve`` and ``pull`` (and, from
+their own modules, the library's commands and ``status``/``logs``).
 
 Owns ``serve``'s options and their precedence over the config (flags, then environment, then
 file), and ``pull``'s choice of folder (``--dest``, else models_path). The console script
@@ -17,6 +18,7 @@ from corral.generator.cli import MEMORY_CHECK, cli, fail
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
 from corral.supervisor import fit, library_cli
+from corral.supervisor import status_cli as status_cli  # its commands join the group
 from corral.supervisor.pull import download, inventory, sources
 
 

@@ -3,7 +3,9 @@
 Owns what every route needs: the pool, the upstream client, the config (and how to load it
 again on SIGHUP), and ``exchange``, the one path from a route to a child: lease the model,
 watch for the client hanging up, talk to the child, give the lease back when the answer has
-been sent or the client has gone. Routes look the service up with ``Service.of(request)``.
+been sent or the client has gone. It counts what each exchange did (``metrics``: its status,
+and llama-server's timings read as the answer passes). Routes look the service up with
+``Service.of(request)``.
 It does not read requests (``api``) or decide who runs (``runtime.scheduler``).
 """
 
@@ -21,13 +23,15 @@ from starlette.responses import Response
 
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
-from corral.supervisor.errors import ClientGone, QueueBytesFull, UpstreamFailed
+from corral.supervisor.errors import ClientGone, QueueBytesFull, ServeError, UpstreamFailed
 from corral.supervisor.http import proxy
 from corral.supervisor.http.auth import Keys
 from corral.supervisor.http.peers.forward import PeerFailed
 from corral.supervisor.http.peers.table import PeerTable, Route
+from corral.supervisor.http.timings import Timings, WatchTimings
 from corral.supervisor.runtime import scheduler
 from corral.supervisor.runtime.entries import Lease
+from corral.supervisor.runtime.metrics import Metrics
 from corral.supervisor.runtime.pool import Pool
 
 log = logging.getLogger("corral")
@@ -46,12 +50,15 @@ class Exchange:
         stack: contextlib.AsyncExitStack,
         lease: Lease | None = None,
         peer: Route | None = None,
+        on_timings: Callable[[Timings], None] | None = None,
     ) -> None:
         assert (lease is None) != (peer is None)
         self.lease = lease
         self.peer = peer
+        self.status: int | None = None  # the answer's, once it is in
         self._upstream = upstream
         self._stack = stack
+        self._on_timings = on_timings
 
     @property
     def model(self) -> str:
@@ -65,6 +72,13 @@ class Exchange:
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> aiohttp.ClientResponse:
         """Send the request to the child or peer; the answer's status and headers are in."""
+        upstream = await self._open(method, path, headers, body)
+        self.status = upstream.status
+        return upstream
+
+    async def _open(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> aiohttp.ClientResponse:
         if self.peer is None:
             lease = self._leased()
             # The child demands its own key, which only corral knows: it replaces the client's.
@@ -86,7 +100,12 @@ class Exchange:
             raise PeerFailed(self.peer, exc.message) from exc
 
     async def read(self, upstream: aiohttp.ClientResponse) -> bytes:
-        return await proxy.read(upstream, self.model)
+        content = await proxy.read(upstream, self.model)
+        if self._on_timings is not None:
+            watch = WatchTimings(self._on_timings)
+            watch.feed(content)
+            watch.close(broken=False)
+        return content
 
     async def fetch(
         self,
@@ -98,7 +117,7 @@ class Exchange:
     ) -> Response:
         """The child's whole answer (read before the lease goes back)."""
         upstream = await self.open(method, path, headers, body)
-        return await proxy.whole(upstream, self.model, transform)
+        return await proxy.whole(upstream, self.model, self._watched(transform))
 
     async def stream(
         self,
@@ -116,7 +135,14 @@ class Exchange:
     ) -> proxy.Relay:
         """A response that relays ``upstream`` as it comes. The lease passes to it: it goes
         back when the relay ends, not when the route returns."""
+        transform = self._watched(transform)
         return proxy.Relay(upstream, self.model, self._stack.pop_all().aclose, transform)
+
+    def _watched(self, transform: proxy.Transform | None) -> proxy.Transform | None:
+        """``transform``, after a watch for the child's timings (the answer as it came)."""
+        if self._on_timings is None:
+            return transform
+        return proxy.chain(WatchTimings(self._on_timings), transform)
 
 
 class Service:
@@ -128,6 +154,8 @@ class Service:
         self.keys = Keys.from_config(config)
         self.peers = PeerTable.from_config(config)
         self.started_at = time.time()
+        self.metrics = Metrics(self.pool)
+        self.pool.events.listen(self.metrics.on_event)
         self.queued_bytes = 0  # bodies of requests waiting for a lease, over all models
 
     @staticmethod
@@ -169,13 +197,16 @@ class Service:
         watcher = asyncio.ensure_future(proxy.until_disconnect(request.receive))
         watcher.add_done_callback(on_disconnect)
         stack = contextlib.AsyncExitStack()
+        exchange: Exchange | None = None
+        status = 500
         try:
             try:
                 route = self.peers.route(model)
                 if route is not None:
                     if route.peer.key_error is not None:
                         raise PeerFailed(route, route.peer.key_error)
-                    yield Exchange(self.upstream, stack, peer=route)
+                    exchange = Exchange(self.upstream, stack, peer=route)
+                    yield exchange
                 else:
                     limit = self.config.max_queued_bytes
                     if not scheduler.admits_bytes(self.queued_bytes, size, limit):
@@ -187,7 +218,9 @@ class Service:
                         self.queued_bytes -= size
                     if on_lease is not None:
                         on_lease()
-                    yield Exchange(self.upstream, stack, lease=lease)
+                    on_timings = self._timings_of(lease.model.name)
+                    exchange = Exchange(self.upstream, stack, lease=lease, on_timings=on_timings)
+                    yield exchange
             finally:
                 watcher.remove_done_callback(on_disconnect)
                 watcher.cancel()
@@ -196,9 +229,35 @@ class Service:
                 raise
             task.uncancel()
             log.info("request cancelled: model %s: client hung up before the answer", model)
+            status = ClientGone.status
             raise ClientGone(model) from None
+        except ServeError as exc:
+            status = exc.status
+            raise
         finally:
+            if exchange is not None and exchange.status is not None:
+                status = exchange.status
+            self._count(request, model, status)
             await stack.aclose()  # a no-op once a relay took the lease over
+
+    def _count(self, request: Request, model: str, status: int) -> None:
+        """One answered request in ``/metrics``; only a configured model's (bounded labels)."""
+        entry = self.pool.entries.get(model)
+        if entry is None:
+            return
+        route = request.scope.get("route")
+        template = getattr(route, "path", None) or "other"
+        self.metrics.answered(entry.name, template, status)
+
+    def _timings_of(self, model: str) -> Callable[[Timings], None]:
+        def on_timings(found: Timings) -> None:
+            entry = self.pool.entries.get(model)
+            if entry is not None:
+                entry.tokens_per_second = round(found.predicted_per_second, 2)
+            per_second = found.predicted_per_second
+            self.metrics.timed(model, found.prompt_tokens, found.predicted_tokens, per_second)
+
+        return on_timings
 
     async def reload(self) -> None:
         """Load the config again and apply it; a bad config is logged and the old one kept."""

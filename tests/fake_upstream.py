@@ -204,6 +204,18 @@ def _usage(fake: Fake) -> dict[str, int]:
     return {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": n + 3}
 
 
+def _timings(fake: Fake) -> dict[str, float]:
+    """llama-server's ``timings`` (its fields that corral reads): 50 tokens/s, always."""
+    n = max(fake.args.tokens, 1)
+    return {
+        "prompt_n": 3,
+        "prompt_ms": 6.0,
+        "predicted_n": n,
+        "predicted_ms": n * 20.0,
+        "predicted_per_second": 50.0,
+    }
+
+
 def _model(fake: Fake, body: dict[str, Any]) -> Any:
     return fake.args.model_field or body.get("model") or fake.args.name
 
@@ -217,7 +229,8 @@ def _head(fake: Fake, body: dict[str, Any], kind: str) -> dict[str, Any]:
 def chat_whole(fake: Fake, body: dict[str, Any], text: str) -> dict[str, Any]:
     message = {"role": "assistant", "content": text}
     choice = {"index": 0, "message": message, "finish_reason": "stop"}
-    return {**_head(fake, body, "chat.completion"), "choices": [choice], "usage": _usage(fake)}
+    head = _head(fake, body, "chat.completion")
+    return {**head, "choices": [choice], "usage": _usage(fake), "timings": _timings(fake)}
 
 
 def chat_chunks(fake: Fake, body: dict[str, Any], tokens: list[str]) -> list[bytes]:
@@ -227,7 +240,8 @@ def chat_chunks(fake: Fake, body: dict[str, Any], tokens: list[str]) -> list[byt
         for t in tokens
     ]
     out[0]["choices"][0]["delta"]["role"] = "assistant"
-    out.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    last = {"index": 0, "delta": {}, "finish_reason": "stop"}
+    out.append({**head, "choices": [last], "timings": _timings(fake)})
     return with_received(out, body)
 
 

@@ -74,6 +74,8 @@ let
       "hypothesis"
       "openai"
       "ollama"
+      "prometheus-client"
+      "playwright"
     ] fakePython
     // {
       fetchPypi = args: fake "${args.pname}-${args.version}-${args.python}-none-any.whl";

@@ -6,8 +6,10 @@ Owns reading a request's JSON (400 when it is not an object with a ``model``), r
 ``tools`` for a model whose template cannot format them (400, before anything loads),
 applying the model's defaults and a client's ``keep_alive`` (an extra field, as on Ollama's
 API, removed before forwarding), and sending the request down the service's one exchange
-path, with the answer's ``model`` rewritten to the name the client asked for. It does not
-start or stop anything itself (``runtime.pool``).
+path, with the answer's ``model`` rewritten to the name the client asked for. A streaming
+chat request to a model with ``send_loading_state`` that is not loaded gets the load's
+progress first (``http.loading_state``). It does not start or stop anything itself
+(``runtime.pool``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from corral.supervisor.errors import BadRequest
 from corral.supervisor.http import keep_alive, proxy, scrub
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
+from corral.supervisor.http.loading_state import OpenAIFraming, ProgressThenAnswer
 from corral.supervisor.http.model_field import ModelField
 from corral.supervisor.runtime import chat_templates, views
 from corral.supervisor.runtime.entries import Entry
@@ -74,10 +77,19 @@ async def routed(request: Request) -> Response:
     # and any other mention of that path becomes the file's name.
     asked = payload["model"] if isinstance(payload["model"], str) else entry.name
     rewrite = proxy.chain(ModelField(asked), scrub.hiding(entry.config.path))
-    async with svc.exchange(request, entry.name, on_lease=on_lease, size=len(body)) as ex:
-        if payload.get("stream") is True:
-            return await ex.stream(method, path, headers, body, rewrite)
-        return await ex.fetch(method, path, headers, body, rewrite)
+    streaming = payload.get("stream") is True
+
+    async def answer() -> Response:
+        async with svc.exchange(request, entry.name, on_lease=on_lease, size=len(body)) as ex:
+            if streaming:
+                return await ex.stream(method, path, headers, body, rewrite)
+            return await ex.fetch(method, path, headers, body, rewrite)
+
+    loading = entry.config.send_loading_state and not entry.admitting()
+    if streaming and loading and path == "/v1/chat/completions":
+        framing = OpenAIFraming(asked)
+        return ProgressThenAnswer(answer, svc.pool.events.follow, entry.name, framing)
+    return await answer()
 
 
 def model_entry(svc: Service, entry: Entry) -> dict[str, object]:

@@ -5,7 +5,10 @@ secret needs to sit in the Nix store), taking a key from a request (``Authorizat
 Bearer``, ``x-api-key``, or Basic auth's password) and comparing it in constant time. A
 request without a valid key gets a 401 (in the shape its API's clients read) and learns
 nothing else; one that sends a key header twice gets a 400 (which one counts is a guess that
-proxies and corral could make differently); /health stays open. Keys are never logged.
+proxies and corral could make differently); /health stays open, and /metrics to the
+``metrics_allow`` networks (a Prometheus scrape from another host). A browser (it accepts
+HTML) is asked for the key with Basic auth, so the status page works with keys set. Keys are
+never logged.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,9 +33,16 @@ OPEN_PATHS = frozenset({"/health"})
 KEY_HEADERS = (b"authorization", b"x-api-key")
 
 
+#: The path that ``metrics_allow`` opens.
+METRICS_PATH = "/metrics"
+
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
 @dataclass(frozen=True)
 class Keys:
     keys: tuple[bytes, ...]
+    metrics_allow: Networks = ()
 
     @classmethod
     def from_config(cls, config: Config) -> Keys:
@@ -50,7 +61,18 @@ class Keys:
                     [f"api_key_file: {config.api_key_file} holds no key (only empty lines)"]
                 )
             keys += in_file
-        return cls(tuple(k.encode() for k in keys))
+        networks = tuple(ipaddress.ip_network(n) for n in config.metrics_allow)
+        return cls(tuple(k.encode() for k in keys), networks)
+
+    def may_scrape(self, client: tuple[str, int] | None) -> bool:
+        """Whether ``client`` (the peer's address) is in ``metrics_allow``."""
+        if client is None or not self.metrics_allow:
+            return False
+        try:
+            address = ipaddress.ip_address(client[0])
+        except ValueError:
+            return False
+        return any(address in network for network in self.metrics_allow)
 
     @property
     def required(self) -> bool:
@@ -95,6 +117,9 @@ class RequireKey:
         if scope["type"] != "http" or not keys.required or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
+        if scope["path"] == METRICS_PATH and keys.may_scrape(scope.get("client")):
+            await self.app(scope, receive, send)
+            return
         names = [name for name, _ in scope["headers"] if name in KEY_HEADERS]
         if len(names) != len(set(names)):
             twice = next(n for n in names if names.count(n) > 1).decode()
@@ -105,7 +130,10 @@ class RequireKey:
         if keys.accepts(presented_key(headers)):
             await self.app(scope, receive, send)
             return
+        # A browser asks its user for the key (any user name, the key as the password).
+        browser = b"text/html" in headers.get(b"accept", b"")
         response = Unauthorized(
-            "a valid API key is required: send it as `Authorization: Bearer <key>`"
+            "a valid API key is required: send it as `Authorization: Bearer <key>`",
+            headers={"WWW-Authenticate": 'Basic realm="corral"'} if browser else None,
         ).response(scope["path"])
         await response(scope, receive, send)

@@ -33,6 +33,11 @@ class Entry:
     claimed: bool = False
     failed_at: float = -math.inf
     keep_alive: Ttl | None = None  # a client's keep_alive, overriding the ttl until unload
+    #: The load in progress was a preload's: a request that hangs up never cancels it.
+    preloading: bool = False
+    #: Seconds the last load took, and tokens/s of the last answer (the status page's).
+    load_seconds: float | None = None
+    tokens_per_second: float | None = None
     #: Requests in flight are finishing before the child stops: admit nobody new.
     draining: bool = False
     drained: asyncio.Event = field(default_factory=asyncio.Event)

@@ -4,8 +4,10 @@ Owns the steps of a load task (``pool`` creates one per model, however many requ
 it): asking ``scheduler.plan_load`` until nothing stands in the way (loads in progress end;
 busy models go idle, or the bounded wait ``max_swap_wait`` runs out and they drain), a
 refusal when the model can never fit, the claim, the evictions, the child's start, one
-more try after an out-of-memory failure, and the measurement of a ready child. Every
-decision is the scheduler's; the evictions are ``pool``'s drains.
+more try after an out-of-memory failure, the measurement of a ready child, and the load's
+events (``loading``, ``progress`` each second, ``ready``, ``load_failed``, and
+``load_cancelled``, whose child is stopped). Every decision is the scheduler's; the
+evictions are ``pool``'s drains.
 """
 
 from __future__ import annotations
@@ -28,8 +30,42 @@ if TYPE_CHECKING:
 log = logging.getLogger("corral")
 
 
-async def load(pool: Pool, entry: Entry) -> None:
-    """One load: wait for what stands in the way, claim, stop what must go, start the child."""
+#: Seconds between two ``progress`` events of one load.
+PROGRESS_EVERY = 1.0
+
+
+async def load(pool: Pool, entry: Entry, reason: str = "request") -> None:
+    """One load and its events; see ``_load``."""
+    began = time.monotonic()
+    pool.events.publish("loading", entry.name, reason=reason)
+    progress = asyncio.create_task(_progress(pool, entry, began))
+    try:
+        await _load(pool, entry)
+    except StartFailed as exc:
+        pool.events.publish("load_failed", entry.name, error=exc.message)
+        raise
+    except asyncio.CancelledError:
+        pool.events.publish("load_cancelled", entry.name)
+        raise
+    finally:
+        progress.cancel()
+    if entry.admitting():
+        entry.load_seconds = round(time.monotonic() - began, 3)
+        pool.events.publish("ready", entry.name, seconds=entry.load_seconds)
+
+
+async def _progress(pool: Pool, entry: Entry, began: float) -> None:
+    """A ``progress`` event each second of a load: how long so far, the child's last line."""
+    while True:
+        await asyncio.sleep(PROGRESS_EVERY)
+        child = entry.child
+        last = child.stderr_tail(1) if child is not None and child.state.live else []
+        seconds = round(time.monotonic() - began, 1)
+        pool.events.publish("progress", entry.name, seconds=seconds, line=last[0] if last else "")
+
+
+async def _load(pool: Pool, entry: Entry) -> None:
+    """Wait for what stands in the way, claim, stop what must go, start the child."""
     while entry.draining:  # an unload or swap of this very model finishes first
         await entry.drained.wait()
     plan = await _decide(pool, entry)
@@ -115,7 +151,12 @@ async def _start(pool: Pool, entry: Entry) -> None:
         for sibling in pool.entries.values():  # never a replaced one: it retires
             if sibling.key == entry.key:
                 sibling.child = child
-    await child.start()
+    try:
+        await child.start()
+    except asyncio.CancelledError:
+        # Nobody waits for this load any more: a child left loading would hold memory.
+        await asyncio.shield(child.stop("cancelled"))
+        raise
 
 
 def _after_out_of_memory(pool: Pool, entry: Entry, exc: StartError) -> list[Entry] | None:

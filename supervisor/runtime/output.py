@@ -30,6 +30,11 @@ class Output:
         """The last ``n`` lines."""
         return list(self._lines)[-n:] if n > 0 else []
 
+    def since(self, mark: int) -> tuple[list[str], int]:
+        """The lines written after the first ``mark`` (those still kept), and the new mark."""
+        new = min(self.total - mark, len(self._lines))
+        return self.tail(new), self.total
+
     def buffer_lines(self) -> list[str]:
         """The buffer-size lines, however far back."""
         return list(self._buffers)

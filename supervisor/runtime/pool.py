@@ -6,12 +6,14 @@ every decision: leasing a place on a ready child, one load per model however man
 unloading, explicit unloads, reload and shutdown. It decides nothing itself (``scheduler``),
 runs no process (``launch`` makes children, through an injectable ``ChildFactory``), keeps
 no memory figure (``footprints``), reads nothing out (``views``) and speaks no HTTP (``api``).
+What happens is published on ``events`` (loads, unloads, crashes, queue changes).
 
 No lock: everything runs on one asyncio loop, and each decision is read and recorded with no
 ``await`` in between (a load's claim, a drain's mark), so no other task can see a half-made
 one. Waits (a drain, a stop, a load) happen after the decision, under no lock, so one slow
 model never delays an unrelated one. A load is a task of its own that owns its decision
-until it ends: a waiting request that hangs up cancels only its own wait.
+until it ends: a waiting request that hangs up cancels only its own wait, unless it was the
+only one waiting for a load that a request began: then the load stops too (its child with it).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from corral.generator.settings import Config, ModelConfig
 from corral.supervisor.errors import Overloaded, StartFailed, UnknownModel
 from corral.supervisor.runtime import devices, loads, scheduler, views
 from corral.supervisor.runtime.entries import Entry, Lease
+from corral.supervisor.runtime.events import EventBus
 from corral.supervisor.runtime.footprints import Footprints
 from corral.supervisor.runtime.launch import Launcher
 from corral.supervisor.runtime.scheduler import Ttl
@@ -57,6 +60,7 @@ class Pool:
         self._ttl_task: asyncio.Task[None] | None = None
         self._preloads: set[asyncio.Task[None]] = set()
         self._closing = False
+        self.events = EventBus()
 
     def resolve(self, name: object) -> Entry:
         """The entry a request's ``model`` (a name or an alias) routes to, or a 404."""
@@ -85,6 +89,7 @@ class Pool:
         assert entry.child is not None
         entry.in_flight += 1
         entry.idle.clear()
+        self._queue_changed(entry)
         try:
             yield Lease(entry.config, entry.child.base_url, entry.child.api_key)
         finally:
@@ -94,13 +99,18 @@ class Pool:
             if entry.in_flight == 0:
                 entry.idle.set()
                 self._wake.set()
+            self._queue_changed(entry)
+
+    def _queue_changed(self, entry: Entry) -> None:
+        self.events.publish("queue", entry.name, in_flight=entry.in_flight, queued=entry.waiting)
 
     async def _admit(self, name: object, entry: Entry, arrived: float) -> Entry:
         """Wait until ``entry``'s child is ready and this request holds a place on it."""
         while True:
             entry.waiting += 1
+            self._queue_changed(entry)
             try:
-                if await self._ensure_ready(entry, arrived):
+                if await self.ensure_ready(entry, arrived):
                     await entry.gate.acquire()
                     if entry.admitting() and self._tracked(entry):
                         return entry
@@ -108,21 +118,33 @@ class Pool:
                     entry.gate.release()
             finally:
                 entry.waiting -= 1
+                self._queue_changed(entry)
             # A reload may have replaced the entry: follow the name (a 404 if it is gone).
             entry = self.resolve(name)
 
-    async def _ensure_ready(self, entry: Entry, arrived: float) -> bool:
-        """Wait until ``entry`` is ready; False when a reload replaced it meanwhile."""
+    async def ensure_ready(self, entry: Entry, arrived: float, reason: str = "request") -> bool:
+        """Wait until ``entry`` is ready; False when a reload replaced it meanwhile.
+
+        ``reason``: who asked (``request`` or ``preload``), as the ``loading`` event says.
+        """
         while not entry.admitting():
             if self.entries.get(entry.name) is not entry:
                 return False  # starting a replaced entry would leave a child nobody tracks
             task = entry.load_task
             if task is None or task.done():
                 if task is not None and scheduler.shares_failure(entry.failed_at, arrived):
-                    task.result()  # the load this request waited for failed: so does it
-                task = entry.load_task = asyncio.create_task(loads.load(self, entry))
-            # Shielded: a request that hangs up stops waiting; the load goes on for the rest.
-            await asyncio.shield(task)
+                    with contextlib.suppress(asyncio.CancelledError):
+                        task.result()  # the load this request waited for failed: so does it
+                entry.preloading = reason == "preload"
+                task = entry.load_task = asyncio.create_task(loads.load(self, entry, reason))
+            try:
+                # Shielded: a request that hangs up stops waiting; the load goes on for the
+                # rest, unless nobody else waits for it and no preload asked for it.
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if entry.waiting <= 1 and not entry.preloading and not task.done():
+                    task.cancel()
+                raise
         return True
 
     def budget(self, entry: Entry) -> scheduler.Budget | None:
@@ -153,6 +175,7 @@ class Pool:
         for entry in self.every_entry():
             if entry.child is child:
                 entry.failed_at = -math.inf
+                self.events.publish("crashed", entry.name, code=code)
         self._wake.set()
 
     def sharing(self, entry: Entry) -> list[Entry]:
@@ -179,6 +202,9 @@ class Pool:
                 await s.idle.wait()
             children = {id(s.child): s.child for s in sharing if s.child is not None}
             await asyncio.gather(*(c.stop(reason) for c in children.values()))
+            for s in sharing:
+                if s.child is not None:
+                    self.events.publish("unloaded", s.name, reason=reason)
         finally:
             for s in sharing:
                 s.draining = False
@@ -232,7 +258,7 @@ class Pool:
 
     async def _preload(self, entry: Entry) -> None:
         try:
-            await self._ensure_ready(entry, time.monotonic())
+            await self.ensure_ready(entry, time.monotonic(), "preload")
         except StartFailed as exc:
             log.error("preload %s failed: %s", entry.name, exc.message)
 

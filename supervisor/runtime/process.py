@@ -53,6 +53,7 @@ class ChildProcess:
         self._on_exit = on_exit
         self._output = Output(name, log_lines)
         self.buffer_lines = self._output.buffer_lines  # what ``learned`` measures a load by
+        self.lines_since = self._output.since  # what ``/logs/<model>/stream`` follows
         self._state = ProcessState.STOPPED
         self._proc: asyncio.subprocess.Process | None = None
         self._exited: asyncio.Future[int] | None = None  # the leader's exit code

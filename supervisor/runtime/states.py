@@ -139,6 +139,11 @@ class Child(Protocol):
 
     def stderr_tail(self, n: int = 20) -> list[str]: ...
 
+    def lines_since(self, mark: int) -> tuple[list[str], int]:
+        """Its output lines after the first ``mark`` ever written, and the new mark (follow
+        a log: start at 0, pass the mark back)."""
+        ...
+
     def buffer_lines(self) -> list[str]:
         """The buffer-size lines it logged while loading (``learned`` reads them)."""
         ...

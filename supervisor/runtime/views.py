@@ -2,8 +2,9 @@
 
 Owns the views taken of ``pool``'s entries: the residents a load decides against and the
 idle children the TTL rule reads (``scheduler``'s inputs), and the figures that
-``/running``, ``/v1/models`` and ``/api/ps`` report, where "never unloads" reads as ``null``
-(``ttl``, ``expires_at``), and each model's memory (``memory``). It changes nothing.
+``/running``, ``/status``, ``/v1/models`` and ``/api/ps`` report, where "never unloads"
+reads as ``null`` (``ttl``, ``expires_at``), and each model's memory (``memory``). It
+changes nothing.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ def describe(pool: Pool, entry: Entry) -> dict[str, Any]:
         "ttl": None if ttl is NEVER else ttl,  # null: kept loaded for good
         "expires_at": expires_at(pool, entry),
         "memory": memory(pool, entry),
+        "load_seconds": entry.load_seconds,  # the last load's
+        "tokens_per_second": entry.tokens_per_second,  # the last answer's generation
     }
 
 
@@ -100,3 +103,8 @@ def memory(pool: Pool, entry: Entry) -> dict[str, Any] | None:
 
 def running(pool: Pool) -> list[dict[str, Any]]:
     return [describe(pool, e) for e in pool.entries.values() if e.running()]
+
+
+def every_model(pool: Pool) -> list[dict[str, Any]]:
+    """Every configured model, loaded or not (the status page's rows)."""
+    return [describe(pool, e) for e in pool.entries.values()]

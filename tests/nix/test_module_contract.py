@@ -64,6 +64,7 @@ def test_every_option_reaches_config_yaml_under_its_own_key(real: Any, tmp_path:
         "api_keys": ["inline-key"],
         "api_key_file": "/run/credentials/corral.service/api-keys",
         "allowed_origins": ["https://chat.example.org"],
+        "metrics_allow": ["10.0.0.0/24"],
         "max_body_bytes": 32 * 1024 * 1024,
         "max_connections": 1024,
         "client_timeout": 60.0,
@@ -93,6 +94,7 @@ def test_every_option_reaches_config_yaml_under_its_own_key(real: Any, tmp_path:
                 "rpc": ["192.168.1.20:50052"],
                 "concurrency": 2,
                 "max_queue": 512,
+                "send_loading_state": True,
             },
             {
                 "name": "tiny:270m",
@@ -107,6 +109,7 @@ def test_every_option_reaches_config_yaml_under_its_own_key(real: Any, tmp_path:
                 "rpc": [],
                 "concurrency": 8,
                 "max_queue": 512,
+                "send_loading_state": False,
             },
         ],
         "peers": {

@@ -83,6 +83,9 @@ class FakeChild:
     def stderr_tail(self, n: int = 20) -> list[str]:
         return []
 
+    def lines_since(self, mark: int) -> tuple[list[str], int]:
+        return [], 0
+
     def buffer_lines(self) -> list[str]:
         return list(self.world.buffer_lines.get(self.name, []))
 

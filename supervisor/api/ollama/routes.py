@@ -33,6 +33,7 @@ from corral.supervisor.errors import BadRequest, ServeError, UpstreamFailed
 from corral.supervisor.http import keep_alive
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
+from corral.supervisor.http.loading_state import OllamaFraming, ProgressThenAnswer
 from corral.supervisor.runtime import chat_templates
 from corral.supervisor.runtime.entries import Entry
 from corral.supervisor.service import Exchange, Service
@@ -173,12 +174,23 @@ async def _infill(call: Call, payload: dict[str, Any]) -> Response:
 async def _answer(
     call: Call, kind: Literal["chat", "generate"], path: str, payload: dict[str, Any]
 ) -> Response:
-    """A chat or generate answer: NDJSON lines as they come, or one object at the end."""
+    """A chat or generate answer: NDJSON lines as they come, or one object at the end; a
+    streaming chat with ``send_loading_state`` gets the load's progress as ``thinking``."""
     if call.stream:
-        async with call.exchange() as ex:
-            upstream = await call.send(ex, path, payload)
-            clock = call.clock(time.monotonic_ns())
-            return ex.relay(upstream, stream.NDJSONLines(stream.Stream(kind, call.name, clock)))
+
+        async def relayed() -> Response:
+            async with call.exchange() as ex:
+                upstream = await call.send(ex, path, payload)
+                clock = call.clock(time.monotonic_ns())
+                lines = stream.NDJSONLines(stream.Stream(kind, call.name, clock))
+                return ex.relay(upstream, lines)
+
+        entry = call.entry
+        loading = entry is not None and entry.config.send_loading_state and not entry.admitting()
+        if kind == "chat" and entry is not None and loading:
+            follow = call.svc.pool.events.follow
+            return ProgressThenAnswer(relayed, follow, entry.name, OllamaFraming(call.name))
+        return await relayed()
     answer, ready_ns = await call.whole(path, payload)
     build = answers.chat_answer if kind == "chat" else answers.generate_answer
     return JSONResponse(build(call.name, answer, call.clock(ready_ns), time.monotonic_ns()))
@@ -218,9 +230,8 @@ async def embeddings(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    # GET routes answer HEAD too (starlette adds it): clients probe `/` with HEAD.
+    # `/` (Ollama's "Ollama is running", or the status page for a browser) is status_page's.
     return [
-        Route("/", info.root, methods=["GET"]),
         Route("/api/version", info.version, methods=["GET"]),
         Route("/api/tags", info.tags, methods=["GET"]),
         Route("/api/ps", info.ps, methods=["GET"]),
