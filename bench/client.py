@@ -58,9 +58,10 @@ class Streamed:
 class Conn:
     """One kept-alive HTTP/1.1 connection to ``base`` (``http://host:port``)."""
 
-    def __init__(self, base: str, timeout: float = 300.0) -> None:
+    def __init__(self, base: str, timeout: float = 300.0, key: str | None = None) -> None:
         parts = urlsplit(base)
         self.base = base
+        self._auth = {"Authorization": f"Bearer {key}"} if key else {}
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 80
         self._timeout = timeout
@@ -78,7 +79,7 @@ class Conn:
     def _send(self, method: str, path: str, body: dict[str, Any] | None) -> None:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else {}
-        self._conn.request(method, path, body=data, headers=headers)
+        self._conn.request(method, path, body=data, headers={**headers, **self._auth})
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
         """Send a request and read the whole answer; (status, body).

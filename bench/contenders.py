@@ -130,7 +130,10 @@ class Contender:
         for process in procs.tree(self.proc.pid)[1:]:
             argv = process.cmdline()
             if "--port" in argv:
-                return Conn(f"http://127.0.0.1:{argv[argv.index('--port') + 1]}")
+                # corral's children demand a key that only corral knows; the harness runs
+                # as the same user, so it reads it where corral put it (the environment).
+                key = process.environ().get("LLAMA_API_KEY")
+                return Conn(f"http://127.0.0.1:{argv[argv.index('--port') + 1]}", key=key)
         return None
 
     def wait_unloaded(self) -> None:

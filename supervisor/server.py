@@ -2,8 +2,9 @@
 
 Owns process-level concerns of ``corral serve``: one log line per event on stderr (journald
 adds the time), a loud warning when an open address has no API keys, the instance's owner
-id (so a restarted corral recognises the strays of a crashed one), and killing every child
-if the process leaves by any path the lifespan did not cover.
+id (so a restarted corral recognises the strays of a crashed one), the event loop (uvloop
+where installed; env CORRAL_LOOP), and killing every child if the process leaves by any path
+the lifespan did not cover.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import logging
+import os
 import resource
 import socket
 import sys
@@ -105,6 +107,7 @@ def run(config: Config, reload_config: Callable[[], Config], identity: str) -> N
         uvicorn.Config(
             build_app(service),
             http=guarded(lambda: service.config),
+            loop=event_loop(),
             host=config.host,
             port=config.port,
             log_level="warning",
@@ -122,6 +125,19 @@ def run(config: Config, reload_config: Callable[[], Config], identity: str) -> N
         len(config.models),
     )
     server.run(sockets=[sock])
+
+
+#: uvicorn's loop choices; "auto" is uvloop where it is installed (measured: see the bench).
+LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def event_loop() -> str:
+    """The event loop: env CORRAL_LOOP (auto, uvloop, asyncio), else auto."""
+    chosen = os.environ.get("CORRAL_LOOP", "auto")
+    if chosen not in LOOPS:
+        log.error("CORRAL_LOOP must be one of %s, got %r", ", ".join(LOOPS), chosen)
+        sys.exit(2)
+    return chosen
 
 
 def listen_socket(host: str, port: int) -> socket.socket:

@@ -79,6 +79,7 @@ class Fake:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.loaded = False
+        self.probes = 0  # GET /health while loading
 
     def tokens(self) -> list[str]:
         return [f"{self.args.name}:"] + [f" t{i}" for i in range(1, max(self.args.tokens, 1))]
@@ -101,6 +102,7 @@ class Fake:
 
     async def health(self, request: web.Request) -> web.StreamResponse:
         if not self.loaded:
+            self.probes += 1
             return web.json_response(LOADING, status=503)
         return web.json_response({"status": "ok"})
 
@@ -376,7 +378,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 def loaded(fake: Fake, loop: asyncio.AbstractEventLoop, crash_after: float | None) -> None:
     fake.loaded = True
-    say(f"model loaded at={time.time():.6f}")
+    say(f"model loaded at={time.time():.6f} probes={fake.probes}")
     if crash_after is not None:
         loop.call_later(crash_after, exit_now, 5, "crashed while serving")
 

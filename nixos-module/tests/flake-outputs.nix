@@ -58,6 +58,7 @@ let
       "click"
       "httpx"
       "httptools"
+      "uvloop"
       "psutil"
       "starlette"
       "uvicorn"

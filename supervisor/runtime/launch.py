@@ -14,7 +14,7 @@ from corral.generator.problems import ConfigError
 from corral.generator.settings import Config, ModelConfig
 from corral.supervisor.errors import StartFailed
 from corral.supervisor.runtime import command
-from corral.supervisor.runtime.process import ChildProcess
+from corral.supervisor.runtime.process import LLAMA_SERVER_READY_LINE, ChildProcess
 from corral.supervisor.runtime.states import ExitHook
 
 
@@ -40,7 +40,14 @@ class Launcher:
             return command.build_argv(model, binary, port, learn)
 
         return ChildProcess(
-            model.name, argv, env, self.config.health_timeout, on_exit=on_exit, api_key=key
+            model.name,
+            argv,
+            env,
+            self.config.health_timeout,
+            on_exit=on_exit,
+            api_key=key,
+            # llama-server says when it serves; a ``cmd`` server may say nothing: polled.
+            ready_line=LLAMA_SERVER_READY_LINE if model.cmd is None else None,
         )
 
     def _llama_server(self) -> str:

@@ -4,13 +4,15 @@ Owns the ring buffer of a child's last lines (stdout and stderr, interleaved as 
 how many were ever written (so a failed load can quote only its own), the buffer-size lines
 it logged while loading (kept as they arrive: at ``--log-verbosity 4`` a load writes ~200
 lines, and requests push them out of the ring; ``learned`` reads them), and their debug log.
-It does not run the child (``process``).
+It also says when the child writes the line that it serves (``ready_line``, ``heard``), so
+that a load waits for that line instead of polling. It does not run the child (``process``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 
 MAX_LINE = 8192
@@ -20,9 +22,14 @@ log = logging.getLogger("corral")
 class Output:
     """One child's recent output lines."""
 
-    def __init__(self, name: str, size: int) -> None:
+    def __init__(self, name: str, size: int, ready_line: str | None = None) -> None:
         self.name = name
         self.total = 0  # lines ever written
+        #: Text of the line the child writes once it serves (llama-server's "listening on"),
+        #: and whether this run wrote it (``heard``; cleared for each new process).
+        self.ready_line = ready_line
+        self.heard = asyncio.Event()
+        self.heard_at = 0.0  # time.monotonic() of the line
         self._lines: deque[str] = deque(maxlen=size)
         self._buffers: deque[str] = deque(maxlen=64)
 
@@ -59,4 +66,7 @@ class Output:
         self.total += 1
         if " buffer size =" in line:
             self._buffers.append(line)
+        if self.ready_line is not None and self.ready_line in line and not self.heard.is_set():
+            self.heard_at = time.monotonic()
+            self.heard.set()
         log.debug("%s| %s", self.name, line)

@@ -19,6 +19,7 @@ import re
 import signal
 import time
 from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from corral.supervisor.runtime.health import PROBE_TIMEOUT, free_port, probe_health
 from corral.supervisor.runtime.output import Output
@@ -26,6 +27,12 @@ from corral.supervisor.runtime.states import ProcessState, StartError, transitio
 from corral.supervisor.runtime.strays import parent_death_hook
 
 POLL_INTERVAL = 0.01  # readiness is seen within ~10 ms of /health turning 200
+#: With a ready line, the probe's pace until the line comes: a safety net for a build that
+#: words it otherwise, not the way readiness is seen.
+QUIET_POLL = 1.0
+#: llama-server's line once its model is loaded and it serves ("main: server is listening
+#: on http://..." in older builds, "llama_server: listening on http://..." in newer ones).
+LLAMA_SERVER_READY_LINE = "listening on http"
 BIND_ATTEMPTS = 3
 _BIND_FAILURE = re.compile(r"address already in use|couldn't bind|bind failed|EADDRINUSE", re.I)
 log = logging.getLogger("corral")
@@ -44,6 +51,7 @@ class ChildProcess:
         log_lines: int = 200,
         on_exit: Callable[[ChildProcess, int], None] | None = None,
         api_key: str | None = None,
+        ready_line: str | None = None,
     ) -> None:
         self.name = name
         self.api_key = api_key  # what the child demands (its env has it), sent by the proxy
@@ -51,7 +59,10 @@ class ChildProcess:
         self._env = dict(env)
         self._health_timeout = health_timeout
         self._on_exit = on_exit
-        self._output = Output(name, log_lines)
+        # With a ready line, readiness is the line then one /health; without (a ``cmd``
+        # server that may print none), /health is polled every POLL_INTERVAL.
+        self._output = Output(name, log_lines, ready_line)
+        self._stop_asked = asyncio.Event()  # wakes a wait for readiness at once
         self.buffer_lines = self._output.buffer_lines  # what ``learned`` measures a load by
         self.lines_since = self._output.since  # what ``/logs/<model>/stream`` follows
         self._state = ProcessState.STOPPED
@@ -119,6 +130,7 @@ class ChildProcess:
             return
         if self._state is not ProcessState.STOPPING:
             self._move(ProcessState.STOPPING)
+            self._stop_asked.set()
             self._stop_task = asyncio.create_task(self._run_stop(reason, grace))
             self._stop_task.add_done_callback(_retrieve)
         assert self._stop_task is not None
@@ -154,7 +166,16 @@ class ChildProcess:
             if outcome == "ready":
                 self.ready_ms = round((loop.time() - self._spawned) * 1000)
                 self._move(ProcessState.READY)
-                log.info("ready %s in %d ms", self.name, self.ready_ms)
+                if self._output.heard.is_set():
+                    after = (time.monotonic() - self._output.heard_at) * 1000
+                    log.info(
+                        "ready %s in %d ms (%.1f ms after its ready line)",
+                        self.name,
+                        self.ready_ms,
+                        after,
+                    )
+                else:
+                    log.info("ready %s in %d ms", self.name, self.ready_ms)
                 return
             if outcome == "stopping":  # stop() owns the process from here
                 raise StartError(self.name, "stopped while loading", self.stderr_tail())
@@ -173,6 +194,8 @@ class ChildProcess:
     async def _spawn(self, argv: list[str], port: int) -> None:
         loop = asyncio.get_running_loop()
         self._spawned = loop.time()
+        self._output.heard.clear()
+        self._stop_asked.clear()
         exited: asyncio.Future[int] = loop.create_future()
         try:
             transport, protocol = await loop.subprocess_exec(
@@ -196,22 +219,39 @@ class ChildProcess:
         log.info("start %s pid=%d port=%d", self.name, proc.pid, port)
 
     async def _until_ready(self, port: int, deadline: float) -> str:
+        """Wait for the ready line (if any), then confirm with ``/health``; or poll it."""
         loop = asyncio.get_running_loop()
         exited = self._exited
         assert exited is not None
-        while True:
-            if self._state is ProcessState.STOPPING:
-                return "stopping"
-            if exited.done():
-                return "exited"
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return "timeout"
-            status = await probe_health(port, min(PROBE_TIMEOUT, remaining))
-            if status is not None and 200 <= status < 300 and not exited.done():
-                return "ready"
-            # Sleeps one poll interval, but wakes at once if the child exits meanwhile.
-            await asyncio.wait({exited}, timeout=POLL_INTERVAL)
+        heard = self._output.heard
+        wakes: set[asyncio.Future[Any]] = {
+            exited,
+            asyncio.ensure_future(heard.wait()),
+            asyncio.ensure_future(self._stop_asked.wait()),
+        }
+        try:
+            while True:
+                if self._state is ProcessState.STOPPING:
+                    return "stopping"
+                if exited.done():
+                    return "exited"
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return "timeout"
+                status = await probe_health(port, min(PROBE_TIMEOUT, remaining))
+                if status is not None and 200 <= status < 300 and not exited.done():
+                    return "ready"
+                quiet = self._output.ready_line is not None and not heard.is_set()
+                # Sleeps, but wakes at once for the ready line, an exit or a stop.
+                await asyncio.wait(
+                    wakes,
+                    timeout=QUIET_POLL if quiet else POLL_INTERVAL,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+        finally:
+            for wake in wakes:
+                if wake is not exited:
+                    wake.cancel()
 
     async def _run_stop(self, reason: str, grace: float) -> None:
         began = time.monotonic()
@@ -288,8 +328,8 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        assert isinstance(transport, asyncio.SubprocessTransport)
-        self._process = transport
+        # uvloop's process transport has SubprocessTransport's methods without the class.
+        self._process = cast(asyncio.SubprocessTransport, transport)
 
     def process_exited(self) -> None:
         super().process_exited()

@@ -65,10 +65,44 @@ async def test_ready_is_seen_within_a_few_ms(make: Callable[..., ChildProcess]) 
     assert child.base_url == f"http://127.0.0.1:{child.port}"
     assert await probe_health(child.port, 1.0) == 200
     await until(lambda: any("model loaded at=" in x for x in child.stderr_tail()))
-    loaded_at = next(float(x.split("=")[1]) for x in child.stderr_tail() if "loaded at=" in x)
+    loaded_at = loaded(child)[0]
     assert child.ready_ms is not None and child.ready_ms >= 300
     lag = seen_at - loaded_at
     assert -0.01 < lag < 0.1, f"readiness seen {lag * 1000:.0f} ms after the fake was ready"
+
+
+def loaded(child: ChildProcess) -> tuple[float, int]:
+    """When the fake said its model was loaded, and how many /health probes it had by then."""
+    line = next(x for x in child.stderr_tail(50) if "model loaded at=" in x)
+    at, probes = line.split("at=")[1].split(" probes=")
+    return float(at), int(probes)
+
+
+@pytest.mark.parametrize("ready_line", ["model loaded at=", None])
+async def test_a_ready_line_replaces_polling_while_loading(
+    make: Callable[..., ChildProcess], ready_line: str | None
+) -> None:
+    child = make(fake_argv("--load-seconds", "2"), ready_line=ready_line)
+    await child.start()
+    seen_at = time.time()
+    loaded_at, probes = loaded(child)
+    assert seen_at - loaded_at < 0.1, f"readiness seen {(seen_at - loaded_at) * 1000:.0f} ms late"
+    if ready_line is not None:
+        # One probe at spawn, then one a second (the safety net) over a 2 s load.
+        assert probes <= 4, probes
+    else:
+        assert probes >= 50, probes  # a `cmd` server without a line: polled every 10 ms
+
+
+async def test_a_stop_wakes_a_load_waiting_for_its_line(make: Callable[..., ChildProcess]) -> None:
+    child = make(fake_argv("--load-seconds", "30"), ready_line="never printed")
+    starting = asyncio.create_task(child.start())
+    await until(lambda: any("listening" in x for x in child.stderr_tail()))
+    began = time.monotonic()
+    await child.stop("unload")
+    assert time.monotonic() - began < 0.5  # not a QUIET_POLL (1 s) later
+    with pytest.raises(StartError):
+        await starting
 
 
 async def test_concurrent_starts_spawn_one_process(make: Callable[..., ChildProcess]) -> None:
