@@ -24,7 +24,7 @@ from starlette.responses import Response
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
 from corral.supervisor.errors import ClientGone, QueueBytesFull, ServeError, UpstreamFailed
-from corral.supervisor.http import proxy
+from corral.supervisor.http import proxy, timings
 from corral.supervisor.http.auth import Keys
 from corral.supervisor.http.peers.forward import PeerFailed
 from corral.supervisor.http.peers.table import PeerTable, Route
@@ -102,9 +102,9 @@ class Exchange:
     async def read(self, upstream: aiohttp.ClientResponse) -> bytes:
         content = await proxy.read(upstream, self.model)
         if self._on_timings is not None:
-            watch = WatchTimings(self._on_timings)
-            watch.feed(content)
-            watch.close(broken=False)
+            found = timings.parse(content[-timings.TAIL :])  # a whole answer: its end
+            if found is not None:
+                self._on_timings(found)
         return content
 
     async def fetch(

@@ -21,7 +21,7 @@ import pytest
 
 from corral.supervisor.http.connections import MAX_LINGERING
 from corral.supervisor.server import OutOfFiles
-from tests.support import CorralServer, fake_cmd, wait_until
+from tests.support import CorralServer, fake_cmd, read_response, wait_until
 
 CONFIG = {
     "client_timeout": 2,
@@ -54,25 +54,6 @@ def closed_by_server(sock: socket.socket, timeout: float) -> bool:
     return False
 
 
-def whole_reply(sock: socket.socket) -> str:
-    """One HTTP reply: its head and its Content-Length of body (they may come apart)."""
-    data = b""
-    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode()
-
-
-def _length(data: bytes) -> int:
-    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 0
-
-
 def test_client_timeout_bounds_the_whole_body_not_each_chunk(server: CorralServer) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
@@ -86,7 +67,7 @@ def test_client_timeout_bounds_the_whole_body_not_each_chunk(server: CorralServe
             sock.sendall(b" ")
             sent += 1
         ended = time.monotonic() - started
-        reply = whole_reply(sock)
+        reply = read_response(sock)
     assert reply.startswith("HTTP/1.1 408 "), reply
     body = json.loads(reply.split("\r\n\r\n", 1)[1])
     assert "client_timeout (2 s)" in body["error"]["message"]

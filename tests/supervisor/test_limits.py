@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support import CorralServer, fake_cmd
+from tests.support import CorralServer, fake_cmd, read_response
 
 CONFIG = {
     "max_body_bytes": 2000,
@@ -50,25 +50,6 @@ def test_a_chunked_body_that_grows_too_large_is_413(server: CorralServer) -> Non
     answer = httpx.post(f"{server.url}/v1/completions", content=chunks(), timeout=10)
     assert answer.status_code == 413
     assert ok(server)
-
-
-def read_response(sock: socket.socket) -> str:
-    """One whole HTTP response with a Content-Length body (it may arrive in pieces)."""
-    data = b""
-    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode()
-
-
-def _length(data: bytes) -> int:
-    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 0
 
 
 def test_a_client_that_stops_sending_its_body_gets_408(server: CorralServer) -> None:
