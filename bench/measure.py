@@ -10,10 +10,14 @@ medians and ratios is ``report``'s job.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
+
+import psutil
 
 from bench import procs
 from bench.client import Load, hammer, long_stream, one_token
@@ -75,18 +79,46 @@ def warm(contenders: Sequence[Contender], requests: int, block: int = 20) -> Sam
     return latencies
 
 
-def stream(contenders: Sequence[Contender], rounds: int, tokens: int) -> Samples:
-    """Tokens per second over a whole streamed completion of ``tokens`` tokens."""
+def stream(contenders: Sequence[Contender], rounds: int, tokens: int) -> tuple[Samples, Samples]:
+    """(tokens per second over a whole streamed completion of ``tokens`` tokens; for a
+    contender in front of its own llama-server, its own process's CPU microseconds per token
+    relayed) per contender."""
     rates: Samples = {c.name: [] for c in contenders}
+    cpu: Samples = {}
     for turn in range(rounds):
         for c in rotated(contenders, turn):
             c.ready(MODEL_A)
+            assert c.proc is not None
+            own = psutil.Process(c.proc.pid)  # the contender, not its children
+            before = own.cpu_times()
             got = c.conn.stream(long_stream(MODEL_A, tokens))
+            after = own.cpu_times()
             if got.tokens != tokens:
                 raise RuntimeError(f"stream {c.name}: {got.tokens} tokens, asked for {tokens}")
             rates[c.name].append(got.tokens / got.total)
+            if _runs_a_child(c):  # direct's own CPU is the generation itself
+                spent = after.user + after.system - before.user - before.system
+                cpu.setdefault(c.name, []).append(1e6 * spent / got.tokens)
             log.info("stream %d/%d %s: %.1f tokens/s", turn + 1, rounds, c.name, rates[c.name][-1])
-    return rates
+    return rates, cpu
+
+
+def _runs_a_child(contender: Contender) -> bool:
+    child = contender.child()
+    if child is None:
+        return False
+    child.close()
+    return True
+
+
+#: corral's log line for a load that ended with llama-server's ready line (runtime.process).
+_READY = re.compile(r"ready \S+ in \d+ ms \(([\d.]+) ms after its ready line\)")
+
+
+def after_ready_line(log_file: Path) -> list[float]:
+    """Milliseconds from llama-server's "listening" line to corral's readiness, per load,
+    as corral logged them."""
+    return [float(m.group(1)) for m in _READY.finditer(log_file.read_text(errors="replace"))]
 
 
 def swap(contenders: Sequence[Contender], rounds: int) -> tuple[Samples, Samples]:

@@ -91,6 +91,8 @@ Plan: {plan_line}.
 
 ![ratios to direct, and idle memory](results.png)
 
+![what each warm request cost over its own llama-server](added.png)
+
 ## llama-swap (modelled, not measured)
 
 llama-swap is not run here. Its readiness rule (proxy/process.go: wait 250 ms after the
@@ -124,8 +126,14 @@ for this (commit 026ab8d) uses 5 s. Both are shown.
   own llama-server child, and two llama-server processes started alike differ by a few ms;
   so within their blocks requests alternate between the contender and its own child asked
   directly, and "added" is the median of the paired differences.
+- added (the plot above): each warm request through router or corral, minus the request
+  to the same child right beside it; the p99 row is the 99th percentile of those differences.
+- cold readiness: corral's own log line per load, from reading llama-server's "listening on
+  http" line on its output to the confirming `/health` answer (no polling while it loads).
 - stream: a 256-token streamed completion (`ignore_eos`, temperature 0, seed 42), tokens
-  divided by the time from sending to the end of the stream; median of the rounds.
+  divided by the time from sending to the end of the stream; median of the rounds. Proxy
+  CPU per token: the contender's own process's CPU time (user + system, not its children)
+  over the stream, divided by the tokens relayed.
 - swap: A loaded, then a streamed request for B, until B's first token. For direct, by hand:
   stop A's server, spawn B's, wait for `/health`, ask.
 - concurrency: N clients each sending one-token completions back to back; errors are any
@@ -172,6 +180,32 @@ def plot(rows: Sequence[Row], path: Path) -> None:
         right.bar(names, [idle.values[n] for n in names], color=["#888", "#1f77b4", "#ff7f0e"])
         right.axhline(80, color="red", linewidth=0.8, linestyle="--")
         right.set_title("idle after TTL: resident MB")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_added(added: Mapping[str, Sequence[float]], path: Path) -> None:
+    """Each warm request's milliseconds over its own llama-server, sorted (a CDF), per
+    contender that runs one, with the targets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(9, 4.5))
+    for name, samples in added.items():
+        ordered = sorted(samples)
+        fractions = [(i + 1) / len(ordered) for i in range(len(ordered))]
+        axis.plot(ordered, fractions, label=f"{name} ({len(ordered)} requests)")
+    axis.axvline(0.7, color="green", linewidth=0.8, linestyle="--", label="p50 target 0.7 ms")
+    axis.axvline(2.0, color="red", linewidth=0.8, linestyle="--", label="p99 target 2 ms")
+    axis.axhline(0.5, color="gray", linewidth=0.5)
+    axis.axhline(0.99, color="gray", linewidth=0.5)
+    axis.set_xlabel("ms added over its own llama-server (paired requests)")
+    axis.set_ylabel("fraction of requests at or below")
+    axis.set_title("warm one-token completions: what the proxy adds per request")
+    axis.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -120,8 +120,9 @@ def measure_all(setup: Setup, plan: dict[str, int]) -> dict[str, Any]:
     for c in main:
         c.start()
     raw["cold"], raw["cold_load"] = measure.cold(main, plan["cold"])
+    raw["cold_ready_line"] = measure.after_ready_line(main[2].log)
     raw["warm"] = measure.warm(main, plan["warm"])
-    raw["stream"] = measure.stream(main, plan["stream"], plan["tokens"])
+    raw["stream"], raw["stream_cpu"] = measure.stream(main, plan["stream"], plan["tokens"])
     raw["swap"], raw["swap_load"] = measure.swap(main, plan["swap"])
     found = measure.concurrency(main, MODEL_A, (16, 64), plan["burst"], plan["rounds"])
     raw["concurrency"] = _loads(found)
@@ -160,6 +161,7 @@ def render(out: Path) -> None:
     print("\n".join(summary.verdicts(rows)))
     (out / "RESULTS.md").write_text(report.results_md(rows, modelled, facts, plan))
     report.plot(rows, out / "results.png")
+    report.plot_added(summary.added_ms(raw["warm"]), out / "added.png")
     log.info("wrote %s, %s and %s", out / "RESULTS.md", out / "results.png", out / "results.json")
 
 

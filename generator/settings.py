@@ -10,6 +10,7 @@ module hands over); both are accepted, anything else is an error.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import shlex
@@ -44,11 +45,12 @@ OWNED_ARGS = ("--port", "--host")
 RESTART_KEYS = ("host", "port", "max_body_bytes", "max_connections", "client_timeout")
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback(host: str) -> bool:
     """True when ``host`` only ever reaches this machine (127.0.0.0/8, ::1, localhost).
 
     The unit closes its IP firewall for such a host, and the service warns when any other
-    host has no API keys.
+    host has no API keys. Cached: the Host check asks it on every request.
     """
     name = host.strip("[]").lower()
     try:

@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 
-import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -70,7 +69,7 @@ class Exchange:
 
     async def open(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
-    ) -> aiohttp.ClientResponse:
+    ) -> proxy.Answer:
         """Send the request to the child or peer; the answer's status and headers are in."""
         upstream = await self._open(method, path, headers, body)
         self.status = upstream.status
@@ -78,13 +77,14 @@ class Exchange:
 
     async def _open(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes
-    ) -> aiohttp.ClientResponse:
+    ) -> proxy.Answer:
         if self.peer is None:
             lease = self._leased()
             # The child demands its own key, which only corral knows: it replaces the client's.
-            return await self._upstream.open(
+            return await self._upstream.to_child(
                 method,
-                lease.base_url + path,
+                lease.port,
+                path,
                 headers,
                 body,
                 model=self.model,
@@ -99,7 +99,7 @@ class Exchange:
         except UpstreamFailed as exc:
             raise PeerFailed(self.peer, exc.message) from exc
 
-    async def read(self, upstream: aiohttp.ClientResponse) -> bytes:
+    async def read(self, upstream: proxy.Answer) -> bytes:
         content = await proxy.read(upstream, self.model)
         if self._on_timings is not None:
             found = timings.parse(content[-timings.TAIL :])  # a whole answer: its end
@@ -131,7 +131,7 @@ class Exchange:
         return self.relay(await self.open(method, path, headers, body), transform)
 
     def relay(
-        self, upstream: aiohttp.ClientResponse, transform: proxy.Transform | None = None
+        self, upstream: proxy.Answer, transform: proxy.Transform | None = None
     ) -> proxy.Relay:
         """A response that relays ``upstream`` as it comes. The lease passes to it: it goes
         back when the relay ends, not when the route returns."""

@@ -1,9 +1,10 @@
 """Passing one request to a child and its answer back, chunk by chunk.
 
-Owns the upstream HTTP client (one aiohttp session with kept-alive connections: measured
-here, httpx's async client costs about 1 ms more per request on this hot path), header
-filtering, the ``Transform`` hook that rewrites an answer on its way (Ollama's NDJSON), and
-what a broken upstream or a departed client does to the exchange. It does not choose the
+Owns the upstream HTTP clients (children through ``client``'s kept-alive pool, the cheapest
+measured here; peers, which may be remote and TLS, through one aiohttp session), header
+filtering (on the raw header pairs, no dict per request), the ``Transform`` hook that
+rewrites an answer on its way (Ollama's NDJSON), and what a broken upstream or a departed
+client does to the exchange. It does not choose the
 child (``runtime.pool``), hold the lease (``service``) or read the request's meaning (``api``).
 """
 
@@ -13,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Protocol
 
 import aiohttp
@@ -21,12 +22,14 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 from yarl import URL
 
-from corral.supervisor.errors import UpstreamFailed
+from corral.supervisor.errors import BadRequest, UpstreamFailed
+from corral.supervisor.http import client
 
 log = logging.getLogger("corral")
 
 # Hop-by-hop headers (RFC 9110 7.6.1), those the client library sets itself, and credentials
-# and cookies meant for corral, which a child or a peer has no business seeing.
+# and cookies meant for corral, which a child or a peer has no business seeing. expect: corral
+# has the whole body before it asks, so a child has nothing to say 100 Continue to.
 _DROP_REQUEST = frozenset(
     {
         "host",
@@ -41,18 +44,20 @@ _DROP_REQUEST = frozenset(
         "x-api-key",
         "cookie",
         "accept-encoding",
+        "expect",
     }
 )
+_DROP_REQUEST_RAW = frozenset(name.encode() for name in _DROP_REQUEST)
 # date: uvicorn sets its own, and relaying the child's too would send it twice. (uvicorn
 # sends no Server header of its own: see server.py.)
 _DROP_RESPONSE = frozenset(
     {
-        "content-length",
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "content-encoding",
-        "date",
+        b"content-length",
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"content-encoding",
+        b"date",
     }
 )
 
@@ -66,6 +71,62 @@ def forwarded_headers(headers: Mapping[str, str], auth: str | None = None) -> di
     if auth is not None:
         sent["Authorization"] = auth
     return sent
+
+
+def forwarded_raw(headers: Mapping[str, str], auth: str | None) -> list[tuple[bytes, bytes]]:
+    """``forwarded_headers`` as the client sent them (bytes, names in lower case), without
+    building a dict: starlette's ``Headers`` keeps the raw pairs."""
+    raw: list[tuple[bytes, bytes]] | None = getattr(headers, "raw", None)
+    if raw is None:
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    sent = [(k, v) for k, v in raw if k not in _DROP_REQUEST_RAW]
+    if auth is not None:
+        sent.append((b"authorization", auth.encode("latin-1")))
+    return sent
+
+
+class Answer(Protocol):
+    """An answer coming in: a child's (``client.Answer``) or a peer's (``PeerAnswer``)."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]: ...
+
+    def header(self, name: bytes) -> bytes | None: ...
+
+    def iter_any(self) -> AsyncIterator[bytes]: ...
+
+    async def read(self) -> bytes: ...
+
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class PeerAnswer:
+    """aiohttp's answer from a peer, read as an ``Answer``."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers = [(k.lower(), v) for k, v in response.raw_headers]
+
+    def header(self, name: bytes) -> bytes | None:
+        return next((v for k, v in self.headers if k == name), None)
+
+    def iter_any(self) -> AsyncIterator[bytes]:
+        return self._response.content.iter_any()
+
+    async def read(self) -> bytes:
+        return await self._response.read()
+
+    def release(self) -> None:
+        self._response.release()
+
+    def close(self) -> None:
+        self._response.close()
 
 
 class Transform(Protocol):
@@ -116,10 +177,12 @@ def chain(*transforms: Transform | None) -> Transform | None:
 
 
 class Upstream:
-    """The client side of every child: one session, connections reused across requests."""
+    """The client side of every child (``client.Pool``) and peer (one aiohttp session);
+    connections reused across requests."""
 
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self.children = client.Pool()
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -133,8 +196,32 @@ class Upstream:
         return self._session
 
     async def close(self) -> None:
+        self.children.close()
         if self._session is not None:
             await self._session.close()
+
+    async def to_child(
+        self,
+        method: str,
+        port: int,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        model: str,
+        auth: str | None = None,
+    ) -> Answer:
+        """Send a request to the child on ``port``; ``auth``: its key's ``Authorization``."""
+        try:
+            head = client.request_head(method, path, port, forwarded_raw(headers, auth), len(body))
+        except ValueError as exc:
+            raise BadRequest(f"model {model!r}: cannot forward this request: {exc}") from exc
+        try:
+            return await self.children.request(method, port, head, body)
+        except client.Broken as exc:
+            raise UpstreamFailed(f"model {model!r}: {exc} (it may have crashed)") from exc
+        except OSError as exc:
+            raise UpstreamFailed(f"model {model!r}: cannot reach its server: {exc}") from exc
 
     async def open(
         self,
@@ -145,12 +232,12 @@ class Upstream:
         *,
         model: str,
         auth: str | None = None,
-    ) -> aiohttp.ClientResponse:
-        """Send a request; ``auth``: the ``Authorization`` the other end expects (a peer's)."""
+    ) -> Answer:
+        """Send a request to a peer; ``auth``: the ``Authorization`` it expects."""
         sent = forwarded_headers(headers, auth)
         try:
             # encoded=True: the path goes out exactly as the client encoded it.
-            return await self.session().request(
+            response = await self.session().request(
                 method,
                 URL(url, encoded=True),
                 headers=sent,
@@ -164,9 +251,10 @@ class Upstream:
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamFailed(f"model {model!r}: cannot reach its server: {exc}") from exc
+        return PeerAnswer(response)
 
 
-async def read(upstream: aiohttp.ClientResponse, model: str) -> bytes:
+async def read(upstream: Answer, model: str) -> bytes:
     """A whole answer's body: a child that dies mid-answer becomes a 502."""
     try:
         return await upstream.read()
@@ -179,21 +267,21 @@ async def read(upstream: aiohttp.ClientResponse, model: str) -> bytes:
         upstream.release()
 
 
-async def whole(
-    upstream: aiohttp.ClientResponse, model: str, transform: Transform | None = None
-) -> Response:
+async def whole(upstream: Answer, model: str, transform: Transform | None = None) -> Response:
     """A whole answer, read before replying (so a child's death is a clean 502)."""
     content = await read(upstream, model)
     headers = _kept(upstream)
     if transform is not None:
         content = transform.feed(content) + transform.close(broken=False)
         if transform.media_type is not None:
-            headers = {"content-type": transform.media_type}
-    return Response(content, upstream.status, headers=headers)
+            headers = [(b"content-type", transform.media_type.encode())]
+    response = Response(content, upstream.status)
+    response.raw_headers = [*headers, (b"content-length", b"%d" % len(content))]
+    return response
 
 
-def _kept(upstream: aiohttp.ClientResponse) -> dict[str, str]:
-    return {k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE}
+def _kept(upstream: Answer) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in upstream.headers if k not in _DROP_RESPONSE]
 
 
 class Relay(Response):
@@ -206,7 +294,7 @@ class Relay(Response):
 
     def __init__(
         self,
-        upstream: aiohttp.ClientResponse,
+        upstream: Answer,
         model: str,
         on_done: Done,
         transform: Transform | None = None,
@@ -220,10 +308,10 @@ class Relay(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         complete = False
         try:
-            kept = _kept(self.upstream)
+            headers = _kept(self.upstream)
             if self.transform is not None and self.transform.media_type is not None:
-                kept = {"content-type": self.transform.media_type}  # a body of corral's own
-            headers = [(k.lower().encode(), v.encode()) for k, v in kept.items()]
+                # a body of corral's own
+                headers = [(b"content-type", self.transform.media_type.encode())]
             await send(
                 {"type": "http.response.start", "status": self.upstream.status, "headers": headers}
             )
@@ -248,7 +336,7 @@ class Relay(Response):
         transform = self.transform
         broken = False
         try:
-            async for chunk in self.upstream.content.iter_any():
+            async for chunk in self.upstream.iter_any():
                 out = chunk if transform is None else transform.feed(chunk)
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
@@ -263,7 +351,7 @@ class Relay(Response):
 
     def _broken_note(self) -> bytes:
         """A last SSE event telling a streaming client why its answer stopped short."""
-        if "text/event-stream" not in self.upstream.headers.get("content-type", ""):
+        if b"text/event-stream" not in (self.upstream.header(b"content-type") or b""):
             return b""
         message = f"model {self.model!r}: its server stopped mid-answer (it may have crashed)"
         event = {"error": {"message": message, "type": "upstream_error", "code": 502}}

@@ -78,3 +78,8 @@ class Lease:
     model: ModelConfig
     base_url: str
     api_key: str | None = None
+
+    @property
+    def port(self) -> int:
+        """The child's port on 127.0.0.1 (``base_url``'s)."""
+        return int(self.base_url.rpartition(":")[2])

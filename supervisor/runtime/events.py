@@ -3,8 +3,9 @@ reason, crashes, queue changes.
 
 Owns the event vocabulary (``KINDS``), the bus that carries them to whoever follows
 (``/events``, the status page, ``corral status --watch``) and to the listeners that count
-them (``metrics``), and the short history a new follower starts from. Publishing is a
-dict and a put per follower, so the pool can publish on its hot path; a follower that
+them (``metrics``; queue changes go to followers only, and cost nothing while nobody
+follows), and the short history a new follower starts from. Publishing is a dict and a put
+per follower, so the pool can publish on its hot path; a follower that
 falls ``QUEUE`` events behind loses the oldest (it is told, with a ``lagged`` event)
 rather than holding memory or slowing anyone down. It decides nothing and reads no pool.
 """
@@ -54,12 +55,14 @@ class EventBus:
 
     def publish(self, kind: str, model: str, **fields: Any) -> None:
         assert kind in KINDS, kind
+        if kind == "queue" and not self._followers:
+            return  # four per request: only a follower (a status page) reads them
         event: Event = {"id": next(self._ids), "time": time.time(), "kind": kind, "model": model}
         event.update(fields)
         if kind != "queue":
             self._history.append(event)
-        for listener in self._listeners:
-            listener(event)
+            for listener in self._listeners:
+                listener(event)
         for queue in self._followers:
             if queue.full():
                 # The two oldest go, for a note that some went and for this event.

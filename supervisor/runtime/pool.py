@@ -57,6 +57,7 @@ class Pool:
         self._spawn: ChildFactory = spawn or Launcher(config, owner)
         self._retiring: set[Entry] = set()  # replaced by a reload, still draining
         self._wake = asyncio.Event()
+        self._sleeping_until = -math.inf  # when the TTL loop wakes on its own (-inf: awake)
         self._ttl_task: asyncio.Task[None] | None = None
         self._preloads: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -98,8 +99,14 @@ class Pool:
             entry.last_used = time.monotonic()
             if entry.in_flight == 0:
                 entry.idle.set()
-                self._wake.set()
+                self._wake_for(entry)
             self._queue_changed(entry)
+
+    def _wake_for(self, entry: Entry) -> None:
+        """Wake the TTL loop when ``entry`` now expires before the loop would wake anyway
+        (a wake per request cost a recomputation and a task each, for nothing)."""
+        if scheduler.wakes_ttl_loop(entry.last_used, self.ttl(entry), self._sleeping_until):
+            self._wake.set()
 
     def _queue_changed(self, entry: Entry) -> None:
         self.events.publish("queue", entry.name, in_flight=entry.in_flight, queued=entry.waiting)
@@ -229,8 +236,10 @@ class Pool:
             self._wake.clear()
             deadline = scheduler.next_deadline(views.idle_view(self))
             timeout = None if math.isinf(deadline) else max(0.0, deadline - time.monotonic())
+            self._sleeping_until = deadline
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+            self._sleeping_until = -math.inf  # deciding: it reads the pool afresh before sleeping
             try:
                 await self._unload_expired()
             except Exception:

@@ -274,6 +274,12 @@ def expired(models: Iterable[Idle], now: float) -> list[str]:
     return sorted(m.name for m in models if deadline(m) <= now)
 
 
+def wakes_ttl_loop(last_used: float, ttl: Ttl, sleeping_until: float) -> bool:
+    """Whether a model idle since ``last_used`` must wake the TTL loop sleeping until
+    ``sleeping_until``: only when it would expire first."""
+    return ttl is not NEVER and last_used + ttl < sleeping_until
+
+
 def next_deadline(models: Iterable[Idle]) -> float:
     """When the next idle model's TTL runs out (monotonic seconds); inf when none will."""
     return min((deadline(m) for m in models), default=math.inf)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterator
 
 import httpx
@@ -149,3 +151,17 @@ def test_a_relayed_answer_has_one_date_and_no_server_of_corrals_own(server: Corr
 def test_every_path_with_defaults_is_a_routed_one() -> None:
     """Defaults for a path no route serves would be dead entries."""
     assert set(MODEL_ROUTED) >= GENERATE_PATHS
+
+
+def test_curl_with_expect_100_continue_gets_the_childs_answer(server: CorralServer) -> None:
+    """curl sends ``Expect: 100-continue`` for large bodies (and when told): corral answers
+    the 100 itself, and the child, which gets the whole body at once, never sees it."""
+    body = json.dumps({"model": "chat", "prompt": "x" * 4096})
+    argv = ["curl", "-sS", "-H", "Expect: 100-continue", "-H", "Authorization: Bearer sekrit"]
+    argv += ["-H", "Content-Type: application/json", "-d", body, "-w", "\\n%{http_code}"]
+    done = subprocess.run(
+        [*argv, f"{server.url}/v1/completions"], capture_output=True, text=True, timeout=30
+    )
+    answer, _, status = done.stdout.rpartition("\n")
+    assert status == "200", done.stdout + done.stderr
+    assert json.loads(answer)["received"]["prompt"] == "x" * 4096

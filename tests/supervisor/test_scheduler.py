@@ -26,6 +26,7 @@ from corral.supervisor.runtime.scheduler import (
     shares_failure,
     sharing,
     to_evict,
+    wakes_ttl_loop,
 )
 
 
@@ -91,6 +92,14 @@ def test_ttl_counts_idle_time_since_the_last_request_ended() -> None:
     assert expired(models, now=100.0) == ["stale"]
     assert next_deadline(models) == 100.0
     assert expired(models, now=99.9) == []
+
+
+def test_a_request_ending_wakes_the_ttl_loop_only_when_it_expires_first() -> None:
+    assert wakes_ttl_loop(last_used=100.0, ttl=10, sleeping_until=math.inf)  # nothing idle
+    assert wakes_ttl_loop(last_used=100.0, ttl=10, sleeping_until=200.0)  # sooner than that
+    assert not wakes_ttl_loop(last_used=100.0, ttl=10, sleeping_until=105.0)  # wakes anyway
+    assert not wakes_ttl_loop(last_used=100.0, ttl=NEVER, sleeping_until=math.inf)
+    assert not wakes_ttl_loop(last_used=100.0, ttl=10, sleeping_until=-math.inf)  # deciding
 
 
 def test_no_deadline_when_nothing_can_expire() -> None:

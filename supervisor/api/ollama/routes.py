@@ -23,14 +23,13 @@ import logging
 import time
 from typing import Any, Literal
 
-import aiohttp
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from corral.supervisor.api.ollama import answers, info, manage, models, requests, stream
 from corral.supervisor.errors import BadRequest, ServeError, UpstreamFailed
-from corral.supervisor.http import keep_alive
+from corral.supervisor.http import keep_alive, proxy
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
 from corral.supervisor.http.loading_state import OllamaFraming, ProgressThenAnswer
@@ -82,9 +81,7 @@ class Call:
             self.request, target, on_lease=self._apply_keep_alive, size=self.size
         )
 
-    async def send(
-        self, ex: Exchange, path: str, payload: dict[str, Any]
-    ) -> aiohttp.ClientResponse:
+    async def send(self, ex: Exchange, path: str, payload: dict[str, Any]) -> proxy.Answer:
         """Send ``payload`` to the child or peer (as OpenAI's API, under the name it knows);
         an error status becomes a ``ChildError``."""
         if self.entry is not None:

@@ -19,7 +19,7 @@ from yarl import URL
 
 from corral.supervisor.errors import UpstreamFailed
 from corral.supervisor.http.peers.table import Peer, Route
-from corral.supervisor.http.proxy import Relay, Upstream, forwarded_headers
+from corral.supervisor.http.proxy import PeerAnswer, Relay, Upstream, forwarded_headers
 
 log = logging.getLogger("corral")
 
@@ -62,7 +62,7 @@ async def forward(
     except (aiohttp.ClientError, OSError) as exc:
         raise PeerFailed(route, f"cannot reach it: {exc}") from exc
     log.debug("peer request: model %s -> peer %s: %s", route.model, peer.name, answer.status)
-    return Relay(answer, f"{route.model} (peer {peer.name})", _nothing)
+    return Relay(PeerAnswer(answer), f"{route.model} (peer {peer.name})", _nothing)
 
 
 async def _nothing() -> None:

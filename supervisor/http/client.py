@@ -1,0 +1,334 @@
+"""The HTTP/1.1 client that talks to children: kept-alive connections, httptools' parser.
+
+Owns the connections to the children's ``127.0.0.1`` ports (a pool per port, idle ones
+closed before llama-server's own 5 s keep-alive would close them under a request), writing a
+request in one piece, and reading the answer with httptools (llhttp, the C parser uvicorn
+uses): status, headers, then the body as it comes, content-length, chunked or until close.
+Measured here, this path costs a third of aiohttp's client per request. What it refuses: an
+answer head over ``MAX_HEAD_BYTES``, a path or header that would split the request line, and
+a body past what ``HIGH_WATER`` lets it hold while the client reads slowly (it stops reading
+from the child instead). It knows nothing of models or routes (``proxy``); peers, which may
+be remote and TLS, keep aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import cast
+
+import httptools
+
+#: An answer's head (status line and headers) larger than this is a broken child.
+MAX_HEAD_BYTES = 64 * 1024
+#: Body bytes held for a client that reads slower than the child writes; past this the
+#: child's socket is not read until the client catches up (``LOW_WATER``).
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+#: Idle kept-alive connections are not reused after this: llama-server (cpp-httplib) closes
+#: them after 5 s, and reusing one as it closes would lose the request.
+IDLE_S = 4.0
+CONNECT_TIMEOUT_S = 5.0
+#: Requests whose answer may be asked again when a reused connection turns out closed
+#: before any answer came: asking twice cannot do anything twice.
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Broken(ConnectionError):
+    """The child broke the exchange: closed early, or sent what is not HTTP."""
+
+
+class Answer(asyncio.Protocol):
+    """One connection, and the answer it is reading (one at a time: no pipelining)."""
+
+    def __init__(self, pool: Pool, port: int) -> None:
+        self._pool = pool
+        self.port = port
+        self.transport: asyncio.Transport | None = None
+        self.idle_since = 0.0
+        self._begin("GET")
+
+    def _begin(self, method: str) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self._method = method
+        self._parser = httptools.HttpResponseParser(self)
+        self._head_bytes = 0  # of the headers parsed
+        self._head_read = 0  # read while the head was still incomplete
+        self._head_done = False
+        self._complete = False
+        self.got_bytes = False
+        self._reusable = True
+        self._error: Exception | None = None
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._held = 0
+        self._paused = False
+        self._wake: asyncio.Future[None] | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # cast, not assert: uvloop's transports are not asyncio.Transport subclasses.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(Broken("it switched protocols, which corral does not relay"))
+            return
+        except httptools.HttpParserError as exc:
+            if self._head_bytes > MAX_HEAD_BYTES:  # on_header stopped the parser
+                self._fail(Broken(f"its answer's head is over {MAX_HEAD_BYTES} bytes"))
+            else:
+                self._fail(Broken(f"its answer is not valid HTTP/1.1: {exc}"))
+            return
+        if not self._head_done:
+            # A head arriving in pieces: counted per read (at most 256 KiB), so that a child
+            # that never ends its head is cut off too.
+            self._head_read += len(data)
+            if self._head_read > MAX_HEAD_BYTES:
+                self._fail(Broken(f"its answer's head is over {MAX_HEAD_BYTES} bytes"))
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._pool.forget(self)
+        if self._complete or self._error is not None:
+            return
+        if self._head_done and self._until_close():
+            self._complete = True  # no length, not chunked: the close ends the body
+        elif not self.got_bytes:
+            self._error = Broken("its server closed the connection before answering")
+        else:
+            self._error = Broken("its server closed the connection mid-answer")
+        self._notify()
+
+    def pause_writing(self) -> None:
+        pass  # the request is written in one piece: nothing waits to write more
+
+    def resume_writing(self) -> None:
+        pass
+
+    # httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise ValueError("head too large")  # stops the parser: data_received says why
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:  # 100 Continue and the like: the answer is still to come
+            self.headers = []
+            return
+        self.status = status
+        self._head_done = True
+        self._notify()
+        if self._method == "HEAD":
+            # A HEAD answer has no body whatever its content-length says; the parser does
+            # not know the method, so this connection is not reused.
+            self._complete = True
+            self._reusable = False
+
+    def on_body(self, body: bytes) -> None:
+        if self._complete:
+            return
+        self._chunks.append(body)
+        self._held += len(body)
+        if self._held > HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._notify()
+
+    def on_message_complete(self) -> None:
+        if not self._head_done:
+            return  # the end of an interim (1xx) answer
+        # Read now: once this returns, the parser has forgotten it.
+        self._reusable = self._reusable and self._parser.should_keep_alive()
+        self._complete = True
+        self._notify()
+
+    # The answer, as the proxy reads it
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of ``name`` (lower case), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, each piece what is there when the last was taken."""
+        while True:
+            if self._chunks:
+                data = b"".join(self._chunks)
+                self._chunks.clear()
+                self._held = 0
+                if self._paused and self.transport is not None:
+                    self._paused = False
+                    self.transport.resume_reading()
+                yield data
+            elif self._error is not None:
+                raise self._error
+            elif self._complete:
+                return
+            else:
+                await self._wait()
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self.iter_any()])
+
+    def release(self) -> None:
+        """Done with the answer: the connection goes back to the pool if it can be reused."""
+        reusable = self._complete and self._error is None and self._reusable
+        if reusable and not self._chunks:
+            self._pool.put(self)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        """Done with it early: closing tells the child (llama-server stops generating)."""
+        if self.transport is not None:
+            self.transport.close()
+        self._pool.forget(self)
+
+    # Within
+
+    async def start(self, method: str, head: bytes, body: bytes) -> None:
+        """Send a request and wait for its answer's status and headers."""
+        self._begin(method)
+        assert self.transport is not None
+        self.transport.write(head + body if len(body) < 65536 else head)
+        if len(body) >= 65536:
+            self.transport.write(body)  # no copy of a large body
+        while not self._head_done:
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+
+    def _until_close(self) -> bool:
+        return (
+            self.header(b"content-length") is None
+            and self.header(b"transfer-encoding") is None
+            and self.status not in (204, 304)
+        )
+
+    def _fail(self, error: Exception) -> None:
+        self._error = error
+        if self.transport is not None:
+            self.transport.close()
+        self._notify()
+
+    async def _wait(self) -> None:
+        self._wake = asyncio.get_running_loop().create_future()
+        try:
+            await self._wake
+        finally:
+            self._wake = None
+
+    def _notify(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+
+class Pool:
+    """Kept-alive connections to the children, by port."""
+
+    def __init__(self) -> None:
+        self._idle: dict[int, list[Answer]] = {}
+        self.opened = 0  # connections made, for the tests of reuse
+
+    async def request(self, method: str, port: int, head: bytes, body: bytes) -> Answer:
+        """Send a request to ``127.0.0.1:port``; the answer with its status and headers in.
+
+        A reused connection that the child closed before any answer came is tried once more
+        on a fresh one, for methods that may be asked twice.
+        """
+        answer = self._take(port)
+        if answer is not None:
+            try:
+                await answer.start(method, head, body)
+                return answer
+            except Broken:
+                answer.close()
+                if method not in IDEMPOTENT or answer.got_bytes:
+                    raise
+        answer = await self._connect(port)
+        try:
+            await answer.start(method, head, body)
+        except BaseException:
+            answer.close()
+            raise
+        return answer
+
+    def put(self, answer: Answer) -> None:
+        answer.idle_since = time.monotonic()
+        self._idle.setdefault(answer.port, []).append(answer)
+
+    def forget(self, answer: Answer) -> None:
+        idle = self._idle.get(answer.port)
+        if idle and answer in idle:
+            idle.remove(answer)
+        if idle == []:
+            del self._idle[answer.port]  # a stopped child's port: nothing kept for it
+
+    def idle_ports(self) -> list[int]:
+        """Ports with a kept-alive connection waiting."""
+        return list(self._idle)
+
+    def close(self) -> None:
+        for idle in list(self._idle.values()):
+            for answer in list(idle):
+                answer.close()
+        self._idle.clear()
+
+    def _take(self, port: int) -> Answer | None:
+        idle = self._idle.get(port)
+        now = time.monotonic()
+        while idle:
+            answer = idle.pop()  # the most recent: the least likely to be closing
+            transport = answer.transport
+            fresh = now - answer.idle_since < IDLE_S
+            if transport is not None and not transport.is_closing() and fresh:
+                return answer
+            answer.close()
+        self._idle.pop(port, None)
+        return None
+
+    async def _connect(self, port: int) -> Answer:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                _, answer = await loop.create_connection(
+                    lambda: Answer(self, port), "127.0.0.1", port
+                )
+        except TimeoutError as exc:
+            raise Broken(f"no connection within {CONNECT_TIMEOUT_S:g} s") from exc
+        self.opened += 1
+        return answer
+
+
+def request_head(
+    method: str, path: str, port: int, headers: Iterable[tuple[bytes, bytes]], length: int
+) -> bytes:
+    """The request line and headers; ``headers`` already filtered, names in lower case.
+
+    A CR or LF that reached a path or a value would end the line early and smuggle a second
+    request to the child: such a request is refused (``ValueError``).
+    """
+    lines = [f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n".encode("latin-1")]
+    lines.extend(name + b": " + value + b"\r\n" for name, value in headers)
+    if length or method not in IDEMPOTENT:
+        lines.append(b"content-length: %d\r\n" % length)
+    lines.append(b"\r\n")
+    head = b"".join(lines)
+    breaks = len(lines) + 1
+    if head.count(b"\n") != breaks or head.count(b"\r") != breaks or " " in path:
+        raise ValueError("a line break or space in the request's path or headers")
+    return head
