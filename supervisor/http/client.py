@@ -24,16 +24,14 @@ import httptools
 #: An answer's head (status line and headers) larger than this is a broken child.
 MAX_HEAD_BYTES = 64 * 1024
 #: Body bytes held for a client that reads slower than the child writes; past this the
-#: child's socket is not read until the client catches up (``LOW_WATER``).
+#: child's socket is not read until the client has taken what is held.
 HIGH_WATER = 256 * 1024
-LOW_WATER = 64 * 1024
 #: Idle kept-alive connections are not reused after this: llama-server (cpp-httplib) closes
 #: them after 5 s, and reusing one as it closes would lose the request.
 IDLE_S = 4.0
 CONNECT_TIMEOUT_S = 5.0
-#: Requests whose answer may be asked again when a reused connection turns out closed
-#: before any answer came: asking twice cannot do anything twice.
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Requests that carry no body unless they have one (no ``content-length: 0`` sent).
+BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Broken(ConnectionError):
@@ -247,18 +245,27 @@ class Pool:
     async def request(self, method: str, port: int, head: bytes, body: bytes) -> Answer:
         """Send a request to ``127.0.0.1:port``; the answer with its status and headers in.
 
-        A reused connection that the child closed before any answer came is tried once more
-        on a fresh one, for methods that may be asked twice.
+        A reused connection that the child closed before any byte of an answer is tried once
+        more on a fresh one, whatever the method: llama-server closes a kept-alive connection
+        after each streamed answer, a moment after its last chunk, and a request sent in that
+        moment was never read. (A fresh connection closed unanswered is a crash: no retry.)
         """
         answer = self._take(port)
         if answer is not None:
             try:
                 await answer.start(method, head, body)
                 return answer
-            except Broken:
+            except Broken as exc:
                 answer.close()
-                if method not in IDEMPOTENT or answer.got_bytes:
+                if answer.got_bytes:
                     raise
+                try:
+                    return await self._fresh(port, method, head, body)
+                except OSError:
+                    raise exc from None  # what happened first: it closed, it may have crashed
+        return await self._fresh(port, method, head, body)
+
+    async def _fresh(self, port: int, method: str, head: bytes, body: bytes) -> Answer:
         answer = await self._connect(port)
         try:
             await answer.start(method, head, body)
@@ -324,7 +331,7 @@ def request_head(
     """
     lines = [f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n".encode("latin-1")]
     lines.extend(name + b": " + value + b"\r\n" for name, value in headers)
-    if length or method not in IDEMPOTENT:
+    if length or method not in BODILESS:
         lines.append(b"content-length: %d\r\n" % length)
     lines.append(b"\r\n")
     head = b"".join(lines)

@@ -109,31 +109,38 @@ class _PoolGauges(Collector):
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The names alone: registering must not read the pool (or any GGUF header)."""
+        yield from _families()
+        yield GaugeMetricFamily("corral_children", "Child processes alive.")
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         pool = self._pool
-        in_flight = GaugeMetricFamily(
-            "corral_in_flight", "Requests being answered.", labels=["model"]
-        )
-        queued = GaugeMetricFamily(
-            "corral_queued", "Requests waiting for a model.", labels=["model"]
-        )
-        loaded = GaugeMetricFamily(
-            "corral_model_state", "1 for the model's current state.", labels=["model", "state"]
-        )
-        memory = GaugeMetricFamily(
-            "corral_model_memory_bytes",
-            "Memory a loaded model holds (or is expected to).",
-            labels=["model"],
-        )
+        in_flight, queued, loaded, memory = _families()
         for entry in pool.entries.values():
             in_flight.add_metric([entry.name], entry.in_flight)
             queued.add_metric([entry.name], entry.waiting)
             loaded.add_metric([entry.name, entry.state.public], 1)
-            found = pool.footprints.of(entry.config)
-            if entry.running() and found is not None:
+            # Only a running model's: reading an idle one's header would load numpy (gguf).
+            found = pool.footprints.of(entry.config) if entry.running() else None
+            if found is not None:
                 memory.add_metric([entry.name], found.total)
         live = {
             id(e.child) for e in pool.every_entry() if e.child is not None and e.child.state.live
         }
         children = GaugeMetricFamily("corral_children", "Child processes alive.", value=len(live))
         yield from (in_flight, queued, loaded, memory, children)
+
+
+def _families() -> tuple[GaugeMetricFamily, ...]:
+    in_flight = GaugeMetricFamily("corral_in_flight", "Requests being answered.", labels=["model"])
+    queued = GaugeMetricFamily("corral_queued", "Requests waiting for a model.", labels=["model"])
+    loaded = GaugeMetricFamily(
+        "corral_model_state", "1 for the model's current state.", labels=["model", "state"]
+    )
+    memory = GaugeMetricFamily(
+        "corral_model_memory_bytes",
+        "Memory a loaded model holds (or is expected to).",
+        labels=["model"],
+    )
+    return in_flight, queued, loaded, memory

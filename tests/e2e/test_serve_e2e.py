@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import signal
 from pathlib import Path
 
@@ -56,6 +58,24 @@ def test_chat_completion_plain_and_streamed(
         assert len(chunks) > 2, "the answer arrived in one piece, not streamed"
         assert text
         assert len(server.running()) == 1
+
+
+def test_requests_right_after_a_stream_are_answered(
+    tmp_path: Path, models_dir: Path, llama_server: str
+) -> None:
+    """llama-server closes its kept-alive connection a moment after each streamed answer;
+    a request corral sends in that moment must not become a 502."""
+    with serve(tmp_path, models_dir, llama_server) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+        statuses = []
+        for stream in [True, False, True, True, False, False] * 3:
+            body = {"model": "gemma-3-270m", "prompt": "Hi", "max_tokens": 2, "stream": stream}
+            conn.request("POST", "/v1/completions", json.dumps(body))
+            answer = conn.getresponse()
+            answer.read()
+            statuses.append(answer.status)
+        conn.close()
+        assert statuses == [200] * 18
 
 
 def test_unknown_model_is_a_404_listing_the_names(
