@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.observe.helpers import metrics, sample
 from tests.gguf_files import write_gguf
+from tests.observe.helpers import metrics, sample
 from tests.support import CorralServer, fake_cmd
 
 CHAT = {"model": "n", "messages": [{"role": "user", "content": "hi"}]}
