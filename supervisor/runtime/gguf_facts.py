@@ -98,8 +98,8 @@ def read(path: Path) -> Facts:
     Tensor sizes use the ``gguf`` package's table of block sizes. Raises ``GGUFError``
     (``gguf_info``'s) for a file that is missing, unreadable or not a GGUF.
     """
-    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
-
+    constants = gguf_info.gguf_constants()
+    sizes, kinds = constants.GGML_QUANT_SIZES, constants.GGMLQuantizationType
     try:
         info = gguf_info.read(path)
     except OSError as exc:
@@ -107,7 +107,7 @@ def read(path: Path) -> Facts:
     tensors = []
     for tensor in info.tensors:
         try:
-            block, size = GGML_QUANT_SIZES[GGMLQuantizationType(tensor.kind)]
+            block, size = sizes[kinds(tensor.kind)]
         except (KeyError, ValueError):
             unknown = f"{path}: tensor {tensor.name} has unknown type {tensor.kind}"
             raise GGUFError(unknown) from None

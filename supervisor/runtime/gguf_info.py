@@ -6,46 +6,85 @@ size, so that no request reads a 20 GB file twice and a replaced file is read ag
 does not decide what the metadata means: to a client (``api.ollama.models``,
 ``chat_templates``) or to memory (``gguf_facts``, a view over this module's ``GGUFInfo``).
 
-The value types, the magic and the file types are the ``gguf`` package's (llama.cpp's own
-Python reader). Its ``GGUFReader`` is not used: it builds a numpy view of every vocabulary
-string, which took 38 s for Gemma 3's 262,144 tokens on this machine. This walk skips arrays
-by their lengths and touches only the header's pages of a memory map: tensors are never read.
-The package is imported on the first read, not with corral: it brings numpy, 17 MB of a
-service that may never read a header (idle corral measured 83 MB with it, 66 MB without).
+The ``gguf`` package (llama.cpp's own Python reader) is not used to read: its
+``GGUFReader`` builds a numpy view of every vocabulary string, which took 38 s for Gemma 3's
+262,144 tokens on this machine, and importing it at all brings numpy, 17 MB that an idle
+corral kept after its first swap (83 MB against 67). This walk skips arrays by their lengths
+and touches only the header's pages of a memory map: tensors are never read. The format's
+value types and magic are copied here (a test keeps them equal to the package's); the
+quantization names and block sizes come from the package's ``constants.py``, loaded on its
+own (``gguf_constants``): it imports nothing but the standard library.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
+import importlib.util
 import mmap
 import os
 import struct
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from gguf import GGUFValueType
+from types import ModuleType
+from typing import Any
 
 
 @functools.cache
-def _scalars() -> dict[GGUFValueType, str]:
-    """struct formats of the fixed-size value types (little-endian, as llama.cpp writes them)."""
-    from gguf import GGUFValueType as T
+def gguf_constants() -> ModuleType:
+    """gguf-py's ``constants.py`` (quantization types, their block sizes, file types),
+    without the package: importing ``gguf`` runs its ``__init__``, which imports numpy."""
+    loaded = sys.modules.get("gguf.constants")
+    if loaded is not None:
+        return loaded
+    package = importlib.util.find_spec("gguf")
+    if package is None or package.origin is None:
+        raise ImportError("the gguf package is not installed (a dependency of corral)")
+    path = Path(package.origin).with_name("constants.py")
+    spec = importlib.util.spec_from_file_location("corral_gguf_constants", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    return {
-        T.UINT8: "<B",
-        T.INT8: "<b",
-        T.UINT16: "<H",
-        T.INT16: "<h",
-        T.UINT32: "<I",
-        T.INT32: "<i",
-        T.FLOAT32: "<f",
-        T.BOOL: "<?",
-        T.UINT64: "<Q",
-        T.INT64: "<q",
-        T.FLOAT64: "<d",
-    }
+
+#: "GGUF" read as a little-endian uint32.
+GGUF_MAGIC = 0x46554747
+
+
+class GGUFValueType(enum.IntEnum):
+    """The metadata value types of the GGUF format, as gguf-py's ``GGUFValueType``."""
+
+    UINT8 = 0
+    INT8 = 1
+    UINT16 = 2
+    INT16 = 3
+    UINT32 = 4
+    INT32 = 5
+    FLOAT32 = 6
+    BOOL = 7
+    STRING = 8
+    ARRAY = 9
+    UINT64 = 10
+    INT64 = 11
+    FLOAT64 = 12
+
+
+#: struct formats of the fixed-size value types (little-endian, as llama.cpp writes them).
+_SCALARS: dict[GGUFValueType, str] = {
+    GGUFValueType.UINT8: "<B",
+    GGUFValueType.INT8: "<b",
+    GGUFValueType.UINT16: "<H",
+    GGUFValueType.INT16: "<h",
+    GGUFValueType.UINT32: "<I",
+    GGUFValueType.INT32: "<i",
+    GGUFValueType.FLOAT32: "<f",
+    GGUFValueType.BOOL: "<?",
+    GGUFValueType.UINT64: "<Q",
+    GGUFValueType.INT64: "<q",
+    GGUFValueType.FLOAT64: "<d",
+}
 
 
 class GGUFError(ValueError):
@@ -85,11 +124,9 @@ class GGUFInfo:
     @property
     def file_type(self) -> str:
         """The quantization as llama.cpp names it (``Q4_K_M``); "" when unknown."""
-        from gguf import LlamaFileType
-
         value = self.metadata.get("general.file_type")
         try:
-            name = LlamaFileType(value).name if isinstance(value, int) else ""
+            name = gguf_constants().LlamaFileType(value).name if isinstance(value, int) else ""
         except ValueError:
             return ""
         return name.removeprefix("MOSTLY_").removeprefix("ALL_")
@@ -137,8 +174,6 @@ class _Walk:
         self.view, self.path, self.at = view, path, 0
 
     def header(self) -> GGUFInfo:
-        from gguf import GGUF_MAGIC, GGUFValueType
-
         magic, version = self._unpack("<II")
         if magic != GGUF_MAGIC:
             raise GGUFError(f"{self.path}: not a readable GGUF file (magic {magic:#010x})")
@@ -186,32 +221,24 @@ class _Walk:
         return text
 
     def _value(self, kind: GGUFValueType) -> Any:
-        from gguf import GGUFValueType
-
         if kind is GGUFValueType.STRING:
             return self._string()
-        return self._unpack(_scalars()[kind])[0]
+        return self._unpack(_SCALARS[kind])[0]
 
     def _array(self) -> list[Any]:
-        from gguf import GGUFValueType
-
-        scalars = _scalars()
         kind_raw, count = self._unpack("<IQ")
         kind = GGUFValueType(kind_raw)
-        if kind in scalars:
-            return list(self._unpack(f"<{count}{scalars[kind][1]}"))
+        if kind in _SCALARS:
+            return list(self._unpack(f"<{count}{_SCALARS[kind][1]}"))
         if kind is GGUFValueType.ARRAY:
             return [self._array() for _ in range(count)]
         return [self._value(kind) for _ in range(count)]
 
     def _skip_array(self) -> int:
-        from gguf import GGUFValueType
-
-        scalars = _scalars()
         kind_raw, count = self._unpack("<IQ")
         kind = GGUFValueType(kind_raw)
-        if kind in scalars:
-            self.at += count * struct.calcsize(scalars[kind])
+        if kind in _SCALARS:
+            self.at += count * struct.calcsize(_SCALARS[kind])
         elif kind is GGUFValueType.STRING:
             unpack, view, at = struct.unpack_from, self.view, self.at
             for _ in range(count):  # the hot loop for a vocabulary: no method calls
