@@ -60,7 +60,10 @@ def _bounded(receive: Receive, config: Config) -> Receive:
             # After the body, receive() only waits for a disconnect: no time limit there.
             return await receive()
         try:
-            message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+            # timeout_at, not wait_for: no task per body message (the body's first message
+            # is usually there already).
+            async with asyncio.timeout_at(deadline):
+                message = await receive()
         except TimeoutError:
             raise RequestTimeout(
                 f"request body not received within client_timeout ({config.client_timeout:g} s)"
