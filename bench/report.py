@@ -107,6 +107,9 @@ for this (commit 026ab8d) uses 5 s. Both are shown.
 
 {targets}
 
+Where the time goes for the targets missed, with the profile (py-spy) and a floor to compare
+with: [PROFILE.md](PROFILE.md), measured by `.venv/bin/python -m bench.profile --spy`.
+
 ## How each row is measured
 
 - All three run the same llama-server binary on the same GGUF file (two hard links,

@@ -263,6 +263,9 @@ class Pool:
                     return await self._fresh(port, method, head, body)
                 except OSError:
                     raise exc from None  # what happened first: it closed, it may have crashed
+            except BaseException:
+                answer.close()  # cancelled (the client hung up): the child must see it too
+                raise
         return await self._fresh(port, method, head, body)
 
     async def _fresh(self, port: int, method: str, head: bytes, body: bytes) -> Answer:

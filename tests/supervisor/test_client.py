@@ -356,3 +356,36 @@ async def test_a_stopped_childs_port_leaves_nothing_in_the_pool() -> None:
         await asyncio.sleep(0.05)  # the child's close reaches the pool
         assert pool.idle_ports() == []
     pool.close()
+
+
+@pytest.mark.parametrize("reused", [False, True])
+async def test_a_request_cancelled_while_waiting_closes_its_connection(reused: bool) -> None:
+    """The client hung up before the child answered: the child must see its connection
+    close (llama-server then stops generating), on a pooled connection as on a new one."""
+    closed = asyncio.Event()
+
+    async def reply(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes
+    ) -> None:
+        if b"hang" not in head:
+            writer.write(OK)
+            await writer.drain()
+            return
+        await reader.read()  # returns at the close
+        closed.set()
+
+    pool = client.Pool()
+    async with scripted(reply) as server:
+        if reused:
+            first = await ask(pool, server)
+            await first.read()
+            first.release()
+        head = client.request_head("POST", "/hang", server.port, [], 0)
+        task = asyncio.ensure_future(pool.request("POST", server.port, head, b""))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(closed.wait(), 5)
+        assert server.connections == 1  # the pooled one was used when there was one
+    pool.close()
