@@ -112,11 +112,10 @@ class _PoolGauges(Collector):
     def describe(self) -> Iterator[GaugeMetricFamily]:
         """The names alone: registering must not read the pool (or any GGUF header)."""
         yield from _families()
-        yield GaugeMetricFamily("corral_children", "Child processes alive.")
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         pool = self._pool
-        in_flight, queued, loaded, memory = _families()
+        in_flight, queued, loaded, memory, children = _families()
         for entry in pool.entries.values():
             in_flight.add_metric([entry.name], entry.in_flight)
             queued.add_metric([entry.name], entry.waiting)
@@ -128,7 +127,7 @@ class _PoolGauges(Collector):
         live = {
             id(e.child) for e in pool.every_entry() if e.child is not None and e.child.state.live
         }
-        children = GaugeMetricFamily("corral_children", "Child processes alive.", value=len(live))
+        children.add_metric([], len(live))
         yield from (in_flight, queued, loaded, memory, children)
 
 
@@ -143,4 +142,5 @@ def _families() -> tuple[GaugeMetricFamily, ...]:
         "Memory a loaded model holds (or is expected to).",
         labels=["model"],
     )
-    return in_flight, queued, loaded, memory
+    children = GaugeMetricFamily("corral_children", "Child processes alive.", labels=[])
+    return in_flight, queued, loaded, memory, children
