@@ -202,9 +202,10 @@ class Answer(asyncio.Protocol):
         """Send a request and wait for its answer's status and headers."""
         self._begin(method)
         assert self.transport is not None
-        self.transport.write(head + body if len(body) < 65536 else head)
-        if len(body) >= 65536:
-            self.transport.write(body)  # no copy of a large body
+        if len(body) < 65536:
+            self.transport.write(head + body)  # one write: head and a small body together
+        else:
+            self.transport.writelines((head, body))  # no copy of a large body
         while not self._head_done:
             if self._error is not None:
                 raise self._error
