@@ -32,18 +32,48 @@ from corral.supervisor.pull import download, inventory, sources
 @click.option("--host", help="Address to listen on (overrides config and HOST).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (overrides config and PORT).")
 @click.option(
+    "--idle-exit",
+    type=click.FloatRange(min=0),
+    help="Exit after this many seconds with no model loaded and no connection (0: never; "
+    "overrides idle_exit).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
     show_default=True,
 )
-def serve(config_file: Path | None, host: str | None, port: int | None, log_level: str) -> None:
-    """Serve the configured models on one OpenAI- and Ollama-compatible endpoint."""
+def serve(
+    config_file: Path | None,
+    host: str | None,
+    port: int | None,
+    idle_exit: float | None,
+    log_level: str,
+) -> None:
+    """Serve the configured models on one OpenAI- and Ollama-compatible endpoint.
+
+    Started by systemd's socket activation (LISTEN_FDS), it serves on the sockets passed.
+    """
     # Imported here: the ASGI stack costs ~2 s of start-up that `pull` and `check` don't need.
     from corral.supervisor import server
+    from corral.supervisor.http import listen
 
     server.setup_logging(log_level)
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    try:
+        inherited = listen.inherited()
+    except listen.ListenError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    wanted = {"host": host, "port": port, "idle_exit": idle_exit}
+    overrides = {k: v for k, v in wanted.items() if v is not None}
+    if inherited:
+        # The sockets are the address: the Host check, the owner id and the warnings read it.
+        if host is not None or port is not None:
+            server.log.info(
+                "--host/--port ignored: serving on the sockets systemd passed (%s)",
+                listen.describe(inherited),
+            )
+        overrides["host"], overrides["port"] = listen.address(inherited)
 
     def load() -> Config:
         return loader.load(config_file).model_copy(update=overrides)
@@ -55,7 +85,7 @@ def serve(config_file: Path | None, host: str | None, port: int | None, log_leve
         return
     identity = str(config_file.resolve()) if config_file else f"env:{config.models_path}"
     try:
-        server.run(config, load, identity)
+        server.run(config, load, identity, inherited)
     except ConfigError as exc:
         fail(exc)
 
