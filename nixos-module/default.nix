@@ -40,6 +40,7 @@ in
   imports = [
     ./options.nix
     ./remote.nix
+    ./socket.nix
   ];
 
   config = lib.mkIf cfg.enable {
