@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
-from corral.generator import dump, loader, rpc_worker
+from corral.generator import dump, idle_exit, loader, rpc_worker
 from corral.generator.keys import spellings
 from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError
@@ -205,6 +205,8 @@ def check(ctx: click.Context, config_file: Path, fit: bool) -> None:
                 "requests for it will fail until it is downloaded",
                 err=True,
             )
+    for note in idle_exit.notes(config):
+        click.echo(f"warning: {note}", err=True)
     if memory_check is not None:
         lines, problems = memory_check(config, fit)
         for line in lines:

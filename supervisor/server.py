@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import uvicorn
 
+from corral.generator import idle_exit
 from corral.generator.settings import Config, is_loopback
 from corral.supervisor.app import build_app
 from corral.supervisor.http import listen
@@ -150,6 +151,9 @@ def run(
         len(config.models),
         "" if after() is ttl.NEVER else f"; exits after {after():g} s idle (idle_exit)",
     )
+    if after() is not ttl.NEVER:
+        for note in idle_exit.notes(config):
+            log.warning("%s", note)
     server.run(sockets=sockets)
 
 
