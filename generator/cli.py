@@ -6,6 +6,7 @@ adds ``serve`` to this same group; this module imports nothing from it.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import sys
@@ -15,13 +16,12 @@ from typing import Any, NoReturn
 
 import click
 
-from corral.generator import dump, idle_exit, loader, rpc_worker
+from corral.generator import dump, idle_exit, loader
 from corral.generator.keys import spellings
 from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
 from corral.generator.unit_settings import ACCELERATIONS, ServiceSettings
-from corral.generator.units import render_units
 
 #: A problem that starts with a location: a key, then `.`, `[` or `:`.
 _LOCATED = re.compile(r"[A-Za-z_]\w*[.\[:]")
@@ -40,13 +40,36 @@ def fail(exc: ConfigError) -> NoReturn:
     sys.exit(EXIT_INVALID)
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """A group whose commands may be named now and imported when one runs: ``corral serve``,
+    which systemd may start on a connection that waits for it, then pays for no other
+    command's imports (httpx, jinja2, the downloaders)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: command name -> "module:attribute" of the command
+        self.lazy: dict[str, str] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            if cmd_name not in self.commands:  # a module may add its commands itself
+                self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="corral")
 def cli() -> None:
     """corral: local GGUF models, loaded on demand, behind one OpenAI/Ollama endpoint."""
 
 
-cli.add_command(rpc_worker.command)
+assert isinstance(cli, LazyGroup)
+cli.lazy["rpc-worker"] = "corral.generator.rpc_worker:command"
 
 
 @cli.command()
@@ -135,6 +158,8 @@ def generate(
         fail(ConfigError(relocate(problems, locations), source))
     try:
         # Rendered before anything is written, so a failure leaves no half-generated folder.
+        from corral.generator.units import render_units  # jinja2: only `generate` needs it
+
         units = render_units(service, config)
     except ConfigError as exc:
         fail(ConfigError(relocate(exc.problems, locations), exc.source))

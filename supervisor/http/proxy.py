@@ -15,17 +15,23 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import aiohttp
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
-from yarl import URL
 
 from corral.supervisor.errors import BadRequest, UpstreamFailed
-from corral.supervisor.http import client, client_pool
+from corral.supervisor.http import client, client_pool, lazy
 from corral.supervisor.http.headers import answer_headers, forwarded_headers, forwarded_raw
 from corral.supervisor.http.transform import Transform
+
+if TYPE_CHECKING:
+    import aiohttp
+    import yarl
+else:
+    # Peers only: a start (socket activation: a waiting request) skips its import.
+    aiohttp = lazy.module("aiohttp")
+    yarl = lazy.module("yarl")
 
 log = logging.getLogger("corral")
 
@@ -139,7 +145,7 @@ class Upstream:
             # encoded=True: the path goes out exactly as the client encoded it.
             response = await self.session().request(
                 method,
-                URL(url, encoded=True),
+                yarl.URL(url, encoded=True),
                 headers=sent,
                 data=body or None,
                 allow_redirects=False,

@@ -18,7 +18,6 @@ import signal
 import time
 
 from corral.supervisor.errors import StartFailed
-from corral.supervisor.pull import library
 from corral.supervisor.runtime import scheduler, views
 from corral.supervisor.runtime.child.states import StartError
 from corral.supervisor.runtime.effects import PoolEffects
@@ -144,7 +143,11 @@ async def _start(pool: PoolEffects, entry: Entry) -> None:
     child = entry.child
     if child is None or not child.state.live:
         model = entry.config  # auto_pull: a `source` whose file is missing comes first
-        model = await library.present(model, log.info) if pool.config.auto_pull else model
+        if pool.config.auto_pull:
+            # Imported here: the downloaders (httpx) cost every start ~100 ms otherwise.
+            from corral.supervisor.pull import library
+
+            model = await library.present(model, log.info)
         child = pool.spawn(model)
         for sibling in pool.entries.values():  # never a replaced one: it retires
             if sibling.key == entry.key:

@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import aiohttp
 from starlette.responses import Response
-from yarl import URL
 
 from corral.supervisor.errors import UpstreamFailed
+from corral.supervisor.http import lazy
 from corral.supervisor.http.headers import forwarded_headers
 from corral.supervisor.http.peers.table import Peer, Route
 from corral.supervisor.http.proxy import PeerAnswer, Relay, Upstream
+
+if TYPE_CHECKING:
+    import aiohttp
+    import yarl
+else:
+    # Peers only: a start (socket activation: a waiting request) skips its import.
+    aiohttp = lazy.module("aiohttp")
+    yarl = lazy.module("yarl")
 
 log = logging.getLogger("corral")
 
@@ -55,7 +63,7 @@ async def forward(
         # encoded=True: the path goes out exactly as the client encoded it.
         answer = await upstream.session().request(
             method,
-            URL(peer.url + path, encoded=True),
+            yarl.URL(peer.url + path, encoded=True),
             headers=sent_headers(headers, peer),
             data=body or None,
             allow_redirects=False,

@@ -16,18 +16,24 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corral.generator.settings import Config
 from corral.supervisor.errors import ServeError
+from corral.supervisor.http import lazy
 from corral.supervisor.http.peers import lists
 from corral.supervisor.http.peers.forward import forward, sent_headers
 from corral.supervisor.http.peers.table import PeerTable, Route
 from corral.supervisor.http.proxy import Upstream
+
+if TYPE_CHECKING:
+    import aiohttp
+else:
+    # Peers only: a start (socket activation: a waiting request) skips its import.
+    aiohttp = lazy.module("aiohttp")
 
 log = logging.getLogger("corral")
 
