@@ -126,3 +126,16 @@ def _connects(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_the_connection_limits_hold_on_inherited_sockets(tmp_path: Path) -> None:
+    config = {"max_connections": 1, "header_timeout": 1, "models": []}
+    with Activated(config, tmp_path) as corral:
+        # The silent one starts corral; both wait in the socket's queue, accepted in order.
+        silent = socket.create_connection(("127.0.0.1", corral.port))
+        refused = httpx.get(f"{corral.url}/health", timeout=60)
+        assert refused.status_code == 503, refused.text
+        assert "max_connections" in refused.text
+        silent.settimeout(30)
+        assert silent.recv(1) == b""  # header_timeout closed the silent one
+        silent.close()
