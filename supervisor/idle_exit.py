@@ -38,7 +38,7 @@ class IdleExit:
         connections: Shared,
         stop: Callable[[], None],
     ) -> None:
-        #: Read at each decision: a reload applies a new idle_exit.
+        #: Read at each decision: a reload's new idle_exit applies from the next one.
         self.after = after
         self._pool = pool
         self._connections = connections
@@ -59,10 +59,6 @@ class IdleExit:
     def cancel(self) -> None:
         if self._task is not None:
             self._task.cancel()
-
-    def wake(self) -> None:
-        """Decide again now (a reload may change idle_exit)."""
-        self._wake.set()
 
     def _on_event(self, event: Event) -> None:
         if event["kind"] in _ENDS:
