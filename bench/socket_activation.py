@@ -23,6 +23,7 @@ import http.client
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -99,11 +100,21 @@ def running(config: Path, work: Path, ask: Callable[[int], float]) -> tuple[floa
     argv = [CORRAL, "serve", "--config", str(config), "--port", str(port), "--idle-exit", "0"]
     proc = procs.spawn(argv, work / f"running-{port}.log")
     try:
-        procs.wait_for(lambda: _healthy(port), 60, "corral's /health")
+        # Alive too: on a shared machine another server may take the port first.
+        procs.wait_for(lambda: _alive(proc) and _healthy(port), 60, "corral's /health")
         rss = psutil.Process(proc.pid).memory_info().rss
-        return ask(port), rss
+        took = ask(port)
+        if not _alive(proc):
+            raise RuntimeError(f"corral on port {port} exited: another server answered")
+        return took, rss
     finally:
         procs.stop(proc)
+
+
+def _alive(proc: subprocess.Popen[bytes]) -> bool:
+    if proc.poll() is not None:
+        raise RuntimeError(f"corral exited {proc.returncode}: {proc.args!r}")
+    return True
 
 
 def _healthy(port: int) -> bool:
