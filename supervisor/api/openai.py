@@ -21,7 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from corral.supervisor.errors import BadRequest
+from corral.supervisor.api.ollama.answers import now_text
+from corral.supervisor.errors import BadRequest, ChildError, child_message, speaks_anthropic
 from corral.supervisor.http import keep_alive, scrub
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
@@ -83,9 +84,15 @@ async def routed(request: Request) -> Response:
 
     async def answer() -> Response:
         async with svc.exchange(request, entry.name, on_lease=on_lease, size=len(body)) as ex:
+            upstream = await ex.open(method, path, headers, body)
+            if upstream.status >= 400 and speaks_anthropic(path):
+                # llama-server words its errors in OpenAI's envelope; Anthropic's SDKs read
+                # their own (the app writes it for this path).
+                content = await ex.read(upstream)
+                raise ChildError(upstream.status, child_message(upstream.status, content))
             if streaming:
-                return await ex.stream(method, path, headers, body, rewrite)
-            return await ex.fetch(method, path, headers, body, rewrite)
+                return ex.relay(upstream, rewrite)
+            return await ex.whole(upstream, rewrite)
 
     loading = entry.config.send_loading_state and not entry.admitting()
     if streaming and loading and path == "/v1/chat/completions":
@@ -95,12 +102,16 @@ async def routed(request: Request) -> Response:
 
 
 def model_entry(svc: Service, entry: Entry) -> dict[str, object]:
-    """One model as OpenAI lists it, with corral's aliases, state and expiry."""
+    """One model as OpenAI lists it (and Anthropic: ``type``, ``display_name``,
+    ``created_at``), with corral's aliases, state and expiry."""
     return {
         "id": entry.name,
         "object": "model",
         "created": int(svc.started_at),
         "owned_by": "corral",
+        "type": "model",
+        "display_name": entry.name,
+        "created_at": now_text(svc.started_at),
         "aliases": entry.config.aliases,
         "state": entry.state.public,
         "expires_at": views.expires_at(svc.pool, entry),
@@ -112,7 +123,14 @@ def model_entry(svc: Service, entry: Entry) -> dict[str, object]:
 async def list_models(request: Request) -> JSONResponse:
     svc = Service.of(request)
     data = [model_entry(svc, e) for e in svc.pool.entries.values() if not e.config.unlisted]
-    return JSONResponse({"object": "list", "data": data})
+    # Anthropic's page fields: the SDK's models.list() reads them to stop paging.
+    ids = [m["id"] for m in data]
+    page = {
+        "has_more": False,
+        "first_id": ids[0] if ids else None,
+        "last_id": ids[-1] if ids else None,
+    }
+    return JSONResponse({"object": "list", "data": data, **page})
 
 
 async def retrieve_model(request: Request) -> JSONResponse:

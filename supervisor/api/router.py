@@ -80,7 +80,7 @@ async def unload(request: Request) -> JSONResponse:
     """Unload once its requests finish; a model that is not loaded succeeds as well."""
     svc = Service.of(request)
     entry = svc.pool.resolve(await _model(request))
-    await svc.pool.unload(entry.name)
+    await svc.unload(request, entry.name)
     return JSONResponse({"success": True})
 
 

@@ -15,7 +15,7 @@ from corral.supervisor.api.ollama import answers as ollama_answers
 from corral.supervisor.api.ollama import models as ollama_models
 from corral.supervisor.api.ollama import requests as ollama
 from corral.supervisor.api.ollama import stream as ollama_stream
-from corral.supervisor.errors import BadRequest
+from corral.supervisor.errors import BadRequest, child_message
 from tests.gguf_files import write_gguf
 
 CLOCK = ollama_answers.Clock(arrived_ns=1_000, ready_ns=5_000)
@@ -316,7 +316,7 @@ def test_llama_servers_error_event_becomes_an_error_object() -> None:
     ],
 )
 def test_upstream_error_message(content: bytes, message: str) -> None:
-    assert ollama_answers.upstream_error(501, content) == message
+    assert child_message(501, content) == message
 
 
 def test_embed_answer_orders_by_index_and_cuts_to_unit_length() -> None:

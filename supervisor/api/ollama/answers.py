@@ -1,7 +1,7 @@
 """Ollama's answer shapes, built from llama-server's OpenAI-compatible answers.
 
 Owns ``done``, ``done_reason``, token counts and nanosecond durations of whole answers
-(chat, generate, load/unload, embed), and the message of a child's error answer. Pure.
+(chat, generate, load/unload, embed). Pure.
 """
 
 from __future__ import annotations
@@ -154,21 +154,3 @@ def _truncated(vector: list[float], dimensions: int | None) -> list[float]:
     cut = vector[:dimensions]
     norm = math.sqrt(sum(x * x for x in cut)) or 1.0
     return [x / norm for x in cut]  # Ollama normalises again after cutting
-
-
-def upstream_error(status: int, content: bytes) -> str:
-    """The message in a child's error answer (OpenAI envelope or plain text)."""
-    try:
-        payload = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
-        payload = None
-    if isinstance(payload, Mapping):
-        error = payload.get("error")
-        if isinstance(error, Mapping) and error.get("message"):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-        if payload.get("message"):  # llama-server's `error:` stream event: the bare object
-            return str(payload["message"])
-    text = content.decode("utf-8", "replace").strip()
-    return text or f"the model's server answered {status} with no message"

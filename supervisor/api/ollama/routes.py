@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from corral.supervisor.api.ollama import answers, info, manage, models, requests, stream
-from corral.supervisor.errors import BadRequest, ServeError, UpstreamFailed
+from corral.supervisor.errors import BadRequest, ChildError, UpstreamFailed, child_message
 from corral.supervisor.http import keep_alive, proxy
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
@@ -43,14 +43,6 @@ _JSON_HEADERS = {"Content-Type": "application/json"}
 
 #: The routes that reach a model; a peer's model too, translated to OpenAI's API on the way.
 MODEL_PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings"})
-
-
-class ChildError(ServeError):
-    """The child answered with an error status: relayed with its status and message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Call:
@@ -90,7 +82,7 @@ class Call:
         upstream = await ex.open("POST", path, _JSON_HEADERS, json.dumps(payload).encode())
         if upstream.status != 200:
             content = await ex.read(upstream)
-            raise ChildError(upstream.status, answers.upstream_error(upstream.status, content))
+            raise ChildError(upstream.status, child_message(upstream.status, content))
         return upstream
 
     async def whole(self, path: str, payload: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -110,7 +102,7 @@ class Call:
         unload it without loading it first."""
         if self.keep == 0:
             if self.entry is not None:  # a peer unloads by its own rules
-                await self.svc.pool.unload(self.entry.name)
+                await self.svc.unload(self.request, self.entry.name)
             return self.one(answers.load_answer(kind, self.name, "unload"))
         async with self.exchange():
             pass
