@@ -292,6 +292,45 @@ def test_stream_assembles_tool_call_fragments_before_done() -> None:
     assert objects[-1]["done"] is True
 
 
+#: What llama-server sent when num_predict cut its second call (measured with the demo
+#: model): the first call whole, the second opened with its arguments at ``{``.
+PARIS = {"index": 0, "id": "a", "function": {"name": "get_weather", "arguments": '{"city": '}}
+PARIS_END = {"index": 0, "function": {"arguments": '"Paris"}'}}
+OPENED = {"index": 1, "id": "b", "function": {"name": "get_weather", "arguments": "{"}}
+
+
+def test_a_tool_call_cut_by_the_token_limit_is_dropped_streamed_and_whole() -> None:
+    stream = ollama_stream.Stream("chat", "m", CLOCK)
+    events = [
+        {"choices": [{"delta": {"tool_calls": [PARIS]}}]},
+        {"choices": [{"delta": {"tool_calls": [PARIS_END]}}]},
+        {"choices": [{"delta": {"tool_calls": [OPENED]}}]},
+        {"choices": [{"delta": {}, "finish_reason": "length"}]},
+    ]
+    objects = stream.feed(sse(*events, b"[DONE]"), 1)
+    paris = [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]
+    assert objects[0]["message"]["tool_calls"] == paris
+    assert objects[-1]["done_reason"] == "length"
+    calls = [
+        {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {"type": "function", "function": {"name": "get_weather", "arguments": "{"}},
+    ]
+    message = {"content": "", "tool_calls": calls}
+    answer = {"choices": [{"message": message, "finish_reason": "length"}]}
+    assert ollama_answers.chat_answer("m", answer, CLOCK, 0)["message"]["tool_calls"] == paris
+
+
+def test_a_stream_whose_only_call_was_cut_sends_no_empty_call() -> None:
+    stream = ollama_stream.Stream("chat", "m", CLOCK)
+    events = [
+        {"choices": [{"delta": {"tool_calls": [{**OPENED, "index": 0}]}}]},
+        {"choices": [{"delta": {}, "finish_reason": "length"}]},
+    ]
+    objects = stream.feed(sse(*events, b"[DONE]"), 1)
+    assert [o for o in objects if o["message"].get("tool_calls")] == []
+    assert objects[-1]["done"] is True
+
+
 def test_a_stream_that_stops_short_ends_in_an_error_object() -> None:
     stream = ollama_stream.Stream("chat", "m", CLOCK)
     objects = stream.feed(sse(chunk("par")), 1) + stream.close(2)

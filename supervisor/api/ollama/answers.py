@@ -57,14 +57,22 @@ def assistant(
     return message
 
 
-def tool_calls(calls: object) -> list[dict[str, Any]]:
-    """OpenAI tool calls (arguments as JSON text) as Ollama's (arguments as an object)."""
+def tool_calls(calls: object, cut: bool = False) -> list[dict[str, Any]]:
+    """OpenAI tool calls (arguments as JSON text) as Ollama's (arguments as an object).
+
+    ``cut``: the answer hit its token limit. llama-server then still reports the call it
+    was in the middle of, with the arguments it had (``{``); Ollama's parser emits a call
+    only once its arguments are whole JSON, so that call is dropped, as Ollama drops it
+    (a client would run the tool with ``{}``).
+    """
     out = []
     for call in calls if isinstance(calls, list) else []:
         function = call.get("function") or {}
         try:
             arguments = json.loads(function.get("arguments") or "{}")
         except ValueError:
+            if cut:
+                continue
             arguments = {}  # a model's malformed arguments: Ollama's clients need an object
         out.append({"function": {"name": function.get("name", ""), "arguments": arguments}})
     return out
@@ -80,7 +88,7 @@ def chat_answer(model: str, answer: Mapping[str, Any], clock: Clock, now_ns: int
         "message": assistant(
             message.get("content") or "",
             message.get("reasoning_content"),
-            tool_calls(message.get("tool_calls")),
+            tool_calls(message.get("tool_calls"), cut=choice.get("finish_reason") == "length"),
         ),
         "done": True,
         "done_reason": done_reason(choice.get("finish_reason")),

@@ -118,7 +118,9 @@ class Stream:
         out = []
         if self._calls and self.kind == "chat":
             calls = [{"function": c} for _, c in sorted(self._calls.items())]
-            out.append(self._piece("", calls=tool_calls(calls)))
+            whole = tool_calls(calls, cut=self._finish == "length")
+            if whole:
+                out.append(self._piece("", calls=whole))
         last = self._piece("")
         last.update(done=True, done_reason=done_reason(self._finish))
         last.update(self.clock.stats(now_ns, self._usage, self._timings))
