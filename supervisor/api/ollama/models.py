@@ -44,13 +44,19 @@ class HeaderFacts:
     tools_refusal: str | None
 
 
+def read_header(model: ModelConfig) -> gguf_info.GGUFInfo | None:
+    """The model's GGUF header (cached per file), or None for a ``cmd`` model or a missing
+    or foreign file: those show no details."""
+    if model.path is None:
+        return None
+    try:
+        return gguf_info.read(model.path)
+    except (OSError, gguf_info.GGUFError):
+        return None
+
+
 def read_header_facts(model: ModelConfig) -> HeaderFacts:
-    info = None
-    if model.path is not None:
-        try:
-            info = gguf_info.read(model.path)
-        except (OSError, gguf_info.GGUFError):
-            info = None  # a missing or foreign file shows as no details, as with `cmd`
+    info = read_header(model)
     try:
         template, _ = chat_templates.template_text(model)
     except (OSError, gguf_info.GGUFError):
@@ -93,23 +99,27 @@ def human_number(count: int) -> str:
 
 
 def digest(model: ModelConfig, facts: FileFacts) -> str:
-    """A stable stand-in for Ollama's manifest digest: it changes when the file does.
+    """A stable stand-in for Ollama's manifest digest: it changes when the file does, and
+    differs per model name, as Ollama's manifests do (llm-ollama takes two models with one
+    digest for one model with two names).
 
     Hashing the file itself would read gigabytes on every model list.
     """
-    key = f"{model.path}\0{facts.size}\0{facts.mtime}"
+    key = f"{model.name}\0{model.path}\0{facts.size}\0{facts.mtime}"
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def tag_entry(model: ModelConfig, facts: FileFacts) -> dict[str, Any]:
-    """One model in ``/api/tags``."""
+def tag_entry(
+    model: ModelConfig, facts: FileFacts, info: gguf_info.GGUFInfo | None = None
+) -> dict[str, Any]:
+    """One model in ``/api/tags``; ``details`` from its GGUF header, as ``/api/show``'s."""
     return {
         "name": model.name,
         "model": model.name,
         "modified_at": now_text(facts.mtime),
         "size": facts.size,
         "digest": digest(model, facts),
-        "details": details(model),
+        "details": details(model, info),
     }
 
 
@@ -119,6 +129,7 @@ def ps_entry(
     expires_at: float | None,
     now: float,
     memory: Mapping[str, int] | None = None,
+    info: gguf_info.GGUFInfo | None = None,
 ) -> dict[str, Any]:
     """One running model in ``/api/ps``; ``expires_at`` None means it never unloads.
 
@@ -126,7 +137,7 @@ def ps_entry(
     estimated) and ``size_vram`` its GPUs' part, as Ollama reports them. Unknown (a ``cmd``
     without ``memory``): the file size, on the GPU unless no layer is offloaded.
     """
-    entry = tag_entry(model, facts)
+    entry = tag_entry(model, facts, info)
     del entry["modified_at"]
     entry["expires_at"] = now_text(now + FOREVER_S if expires_at is None else expires_at)
     if memory:
