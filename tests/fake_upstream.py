@@ -314,9 +314,12 @@ def responses_whole(fake: Fake, body: dict[str, Any], text: str) -> dict[str, An
 
 def responses_chunks(fake: Fake, body: dict[str, Any], tokens: list[str]) -> list[bytes]:
     whole = responses_whole(fake, body, "".join(tokens))
-    created = {"type": "response.created", "response": {**whole, "status": "in_progress"}}
+    # As llama-server's: the opening events' response has no `model` (nor output).
+    opening = {"id": whole["id"], "object": "response", "status": "in_progress"}
+    created = {"type": "response.created", "response": opening}
+    progress = {"type": "response.in_progress", "response": opening}
     deltas = [{"type": "response.output_text.delta", "delta": t} for t in tokens]
-    events: list[dict[str, Any]] = [{**created, "received": body}, *deltas]
+    events: list[dict[str, Any]] = [{**created, "received": body}, progress, *deltas]
     events.append({"type": "response.completed", "response": whole})
     return [sse(e, str(e["type"])) for e in events]
 
