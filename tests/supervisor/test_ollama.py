@@ -16,6 +16,7 @@ from corral.supervisor.api.ollama import models as ollama_models
 from corral.supervisor.api.ollama import requests as ollama
 from corral.supervisor.api.ollama import stream as ollama_stream
 from corral.supervisor.errors import BadRequest, child_message
+from corral.supervisor.runtime.child import embeddings
 from tests.gguf_files import write_gguf
 
 CLOCK = ollama_answers.Clock(arrived_ns=1_000, ready_ns=5_000)
@@ -453,6 +454,37 @@ def test_show_says_when_a_model_cannot_call_tools(tmp_path: Path) -> None:
     builtin = MODEL.model_copy(update={"chat_template": "llama3"})
     got = ollama_models.show_answer(builtin, FACTS, ollama_models.read_header_facts(builtin))
     assert got["capabilities"] == ["completion"] and got["template"] == "llama3"
+
+
+@pytest.mark.parametrize(
+    ("args", "embeds"),
+    [
+        (["--embeddings"], False),  # a generative GGUF pools with none: llama-server's 400
+        (["--embeddings", "--pooling", "none"], False),
+        (["--embeddings", "--pooling", "mean"], True),
+        (["--embedding", "--pooling=cls"], True),
+        (["--pooling", "mean"], False),  # no embeddings at all without the flag
+    ],
+)
+def test_show_claims_embedding_only_when_the_model_can_embed(
+    tmp_path: Path, args: list[str], embeds: bool
+) -> None:
+    path = write_gguf(tmp_path / "g.gguf", arch="gemma3")
+    model = MODEL.model_copy(update={"path": path, "args": args})
+    got = ollama_models.show_answer(model, FACTS, ollama_models.read_header_facts(model))
+    assert ("embedding" in got["capabilities"]) is embeds
+    refusal = embeddings.refusal(model)
+    if embeds or ("--pooling" in args and "--embeddings" not in args):
+        assert refusal is None
+    else:
+        assert refusal is not None and "add `--pooling mean` to its args" in refusal
+
+
+def test_an_embedding_gguf_pools_by_its_header(tmp_path: Path) -> None:
+    path = write_gguf(tmp_path / "e.gguf", arch="bert", pooling=True)
+    model = MODEL.model_copy(update={"path": path, "args": ["--embeddings"]})
+    assert embeddings.pooling(model, ollama_models.read_header(model)) == "mean"
+    assert embeddings.refusal(model) is None
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from typing import Any
 from corral.generator.model_settings import ModelConfig
 from corral.supervisor.api.ollama.answers import now_text
 from corral.supervisor.api.ollama.requests import RENAMED
-from corral.supervisor.runtime.child import chat_templates
+from corral.supervisor.runtime.child import chat_templates, embeddings
 from corral.supervisor.runtime.memory import gguf_info
 
 #: Go's largest Duration in seconds: Ollama's expiry for a model kept loaded for good, which
@@ -196,7 +196,8 @@ def capabilities(model: ModelConfig, header: HeaderFacts) -> list[str]:
     meta = info.metadata if info is not None else {}
     embedding_only = info is not None and info.arch_value("pooling_type") is not None
     found = [] if embedding_only else ["completion"]
-    if embedding_only or any(a in ("--embeddings", "--embedding") for a in model.args):
+    # Only where an embedding would be answered: llama-server refuses pooling "none".
+    if embedding_only or embeddings.can_embed(model, info):
         found.append("embedding")
     if not embedding_only and header.tools_refusal is None:
         found.append("tools")

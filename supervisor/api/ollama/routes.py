@@ -34,6 +34,7 @@ from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
 from corral.supervisor.http.loading_state import OllamaFraming, ProgressThenAnswer
 from corral.supervisor.runtime.child import chat_templates
+from corral.supervisor.runtime.child.embeddings import refusal as embedding_refusal
 from corral.supervisor.runtime.entries import Entry
 from corral.supervisor.service import Exchange, Service
 
@@ -84,6 +85,13 @@ class Call:
             content = await ex.read(upstream)
             raise ChildError(upstream.status, child_message(upstream.status, content))
         return upstream
+
+    async def refuse_embeddings(self) -> None:
+        """A 400 that names the fix before a load, where llama-server would refuse."""
+        if self.entry is not None:
+            cannot = await asyncio.to_thread(embedding_refusal, self.entry.config)
+            if cannot is not None:
+                raise BadRequest(cannot)
 
     async def whole(self, path: str, payload: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """The child's whole JSON answer and when the model was ready (ns); the lease is
@@ -196,6 +204,7 @@ async def embed(request: Request) -> Response:
     dimensions = body.get("dimensions")
     if dimensions is not None and (not isinstance(dimensions, int) or dimensions <= 0):
         raise BadRequest(f"dimensions: must be a whole number > 0, got {json.dumps(dimensions)}")
+    await call.refuse_embeddings()
     payload = {"model": call.name, "input": inputs, **requests.sampling(body)}
     answer, ready_ns = await call.whole("/v1/embeddings", payload)
     now = time.monotonic_ns()
@@ -213,6 +222,7 @@ async def embeddings(request: Request) -> Response:
     if not inputs:
         await call.load_only("generate")
         return JSONResponse({"embedding": []})
+    await call.refuse_embeddings()
     answer, _ = await call.whole("/v1/embeddings", {"model": call.name, "input": inputs})
     data = answer.get("data") or [{}]
     return JSONResponse({"embedding": data[0].get("embedding", [])})
