@@ -5,8 +5,9 @@ llama-swap's cmd/simple-responder, it is a real program so that corral's tests e
 processes, pipes, signals and sockets without a model.
 
 What it imitates: ``GET /health`` (503 "Loading model" while loading, then 200), 503 on every
-other path while loading, ``GET /v1/models``, and the completion-like POST endpoints, each in
-its OpenAI (or llama.cpp) shape, streamed as server-sent events when ``"stream": true``.
+other path while loading, ``GET /v1/models``, ``GET /props``, and the completion-like POST
+endpoints, each in its OpenAI (or llama.cpp) shape, streamed as server-sent events when
+``"stream": true``.
 Every answer says who answered (``--name`` in the text and in ``"upstream"``) and echoes the
 request body it received (``"received"``; the first chunk when streaming), so a test can see
 which child answered and what corral forwarded. Like llama-server, every answer allows any
@@ -110,6 +111,21 @@ class Fake:
         entry = {"id": self.args.name, "object": "model", "created": 0, "owned_by": "fake"}
         return web.json_response({"object": "list", "data": [entry]})
 
+    async def props(self, request: web.Request) -> web.StreamResponse:
+        # The keys clients read from llama-server's GET /props; model_path is its file's.
+        path = self.args.model_field or f"/models/{self.args.name}.gguf"
+        settings = {"n_ctx": 1024, "params": {"temperature": 0.8}}
+        return web.json_response(
+            {
+                "default_generation_settings": settings,
+                "total_slots": 1,
+                "model_alias": path,
+                "model_path": path,
+                "modalities": {"vision": False, "audio": False},
+                "upstream": self.args.name,
+            }
+        )
+
     async def complete(self, request: web.Request) -> web.StreamResponse:
         body: dict[str, Any] = await request.json() if request.can_read_body else {}
         stream = bool(body.get("stream"))
@@ -173,6 +189,7 @@ class Fake:
         app.on_response_prepare.append(self.cors)
         app.router.add_get("/health", self.health)
         app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/props", self.props)
         for path in SHAPES:
             app.router.add_post(path, self.complete)
         return app
