@@ -341,6 +341,37 @@ def responses_chunks(fake: Fake, body: dict[str, Any], tokens: list[str]) -> lis
     return [sse(e, str(e["type"])) for e in events]
 
 
+def messages_whole(fake: Fake, body: dict[str, Any], text: str) -> dict[str, Any]:
+    usage = {"input_tokens": 3, "output_tokens": len(fake.tokens())}
+    return {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": _model(fake, body),
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
+def messages_chunks(fake: Fake, body: dict[str, Any], tokens: list[str]) -> list[bytes]:
+    """Anthropic's stream, as llama-server sends it: each event named, no [DONE]."""
+    whole = messages_whole(fake, body, "")
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {**whole, "content": []}, "received": body},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        *(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}
+            for t in tokens
+        ),
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": whole["usage"]},
+        {"type": "message_stop"},
+    ]
+    return [sse(e, str(e["type"])) for e in events]
+
+
 SHAPES: dict[str, Shape] = {
     "/v1/chat/completions": Shape(chat_whole, chat_chunks),
     "/v1/completions": Shape(text_whole, text_chunks),
@@ -349,6 +380,7 @@ SHAPES: dict[str, Shape] = {
     "/v1/embeddings": Shape(embed_whole, None),
     "/v1/rerank": Shape(rerank_whole, None),
     "/v1/responses": Shape(responses_whole, responses_chunks, done=False),
+    "/v1/messages": Shape(messages_whole, messages_chunks, done=False),
 }
 
 

@@ -12,7 +12,16 @@ import pytest
 
 from tests.support import CorralServer, fake_cmd
 
-CONFIG = {"api_keys": ["sekrit"], "models": [{"name": "chat", "cmd": fake_cmd("chat")}]}
+CONFIG = {
+    "api_keys": ["sekrit"],
+    "models": [
+        {"name": "chat", "cmd": fake_cmd("chat")},
+        {
+            "name": "crashy",
+            "cmd": fake_cmd("crashy", "--tokens", "10", "--crash-after-chunks", "3"),
+        },
+    ],
+}
 HI: Any = [{"role": "user", "content": "hi"}]
 
 
@@ -69,15 +78,31 @@ def test_a_wrong_method_and_a_childs_own_error_speak_anthropic(server: CorralSer
     key = {"x-api-key": "sekrit"}
     wrong = httpx.get(f"{server.url}/v1/messages", headers=key, timeout=10)
     assert wrong.status_code == 405 and anthropic_error(wrong)["type"] == "invalid_request_error"
-    # The fake child has no /v1/messages: its own 404, relayed in Anthropic's words.
-    body = {"model": "chat", "max_tokens": 8, "messages": HI}
-    relayed = httpx.post(f"{server.url}/v1/messages", json=body, headers=key, timeout=30)
+    # The fake child has no count_tokens: its own 404, relayed in Anthropic's words.
+    body = {"model": "chat", "messages": HI}
+    count = f"{server.url}/v1/messages/count_tokens"
+    relayed = httpx.post(count, json=body, headers=key, timeout=30)
     assert relayed.status_code == 404
     assert anthropic_error(relayed) == {"type": "not_found_error", "message": "404: Not Found"}
 
 
+def test_a_child_that_dies_mid_stream_ends_it_with_anthropics_error_event(
+    client: anthropic.Anthropic,
+) -> None:
+    with client.messages.stream(model="chat", max_tokens=8, messages=HI) as whole:
+        assert "".join(whole.text_stream) == "chat: t1 t2 t3 t4"
+    with (
+        pytest.raises(anthropic.APIStatusError) as caught,
+        client.messages.stream(model="crashy", max_tokens=8, messages=HI) as stream,
+    ):
+        list(stream.text_stream)
+    body: Any = caught.value.body
+    assert body["type"] == "error" and body["error"]["type"] == "api_error"
+    assert "stopped mid-answer" in body["error"]["message"]
+
+
 def test_models_list_and_retrieve_have_anthropics_fields(client: anthropic.Anthropic) -> None:
-    (listed,) = client.models.list().data
+    listed = {m.id: m for m in client.models.list().data}["chat"]
     assert listed.id == "chat" and listed.type == "model" and listed.display_name == "chat"
     assert listed.created_at.year >= 2024
     retrieved = client.models.retrieve("chat")
