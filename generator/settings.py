@@ -69,6 +69,13 @@ class Config(Strict):
         default=None,
         description="Directory of GGUF files (env MODELS_PATH); each unnamed *.gguf is served.",
     )
+    ollama_models: Path | None = Field(
+        default=None,
+        description=(
+            "Ollama's models folder (env OLLAMA_MODELS): each model in it is served in place, "
+            "read-only, under the name Ollama lists it by."
+        ),
+    )
     default_ttl: int = Field(
         default=300,
         ge=0,

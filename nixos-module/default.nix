@@ -35,6 +35,20 @@ let
   nvidiaDriver =
     builtins.elem "nvidia" (config.services.xserver.videoDrivers or [ ])
     || (config.hardware.nvidia.datacenter.enable or false);
+
+  # Ollama's store (ollamaModels): services.ollama writes it with UMask=0077, readable by its
+  # user alone, and its DynamicUser's state sits in /var/lib/private (0700). corral reads it
+  # as that user instead of loosening either; these say what to set when that is not so.
+  store = cfg.ollamaModels;
+  ollama = config.services.ollama or { };
+  ollamaUser = ollama.user or null;
+  within = dir: path: path == dir || lib.hasPrefix "${dir}/" path;
+  storePrivate = store != null && (within "/var/lib/ollama" store || within "/var/lib/private" store);
+  storeOwnedByOllama =
+    store != null
+    && (ollama.enable or false)
+    && (store == (ollama.models or null) || within (ollama.home or "/var/lib/ollama") store);
+  storeRecipe = ''services.ollama.user = "ollama"; services.ollama.models = "/var/lib/ollama-models"; systemd.tmpfiles.rules = [ "d /var/lib/ollama-models 0700 ollama ollama -" ]; services.corral.user = "ollama"; services.corral.ollamaModels = config.services.ollama.models; and move the store there once (systemctl stop ollama; mv /var/lib/private/ollama/models/* /var/lib/ollama-models/; chown -R ollama:ollama /var/lib/ollama-models)'';
 in
 {
   imports = [
@@ -49,6 +63,14 @@ in
         message = ''services.corral.models.${lib.strings.escapeNixIdentifier name}.path: must be set (a GGUF file: a path, a string or pkgs.fetchurl { url = …; hash = …; }), got null; or set services.corral.settings.models.${lib.strings.escapeNixIdentifier name}.cmd'';
       }) modelsWithoutPath
       ++ [
+        {
+          assertion = !storePrivate;
+          message = "services.corral.ollamaModels: ${store} is inside services.ollama's state directory, which systemd keeps in /var/lib/private (mode 0700) for its DynamicUser, with files only ollama's user can read (UMask=0077): no other service can read it without loosening that. Share ollama's user and give the store a folder of its own: ${storeRecipe}. corral's unit mounts the store read-only.";
+        }
+        {
+          assertion = storePrivate || !storeOwnedByOllama || (ollamaUser != null && cfg.user == ollamaUser);
+          message = "services.corral.ollamaModels: ${store} is services.ollama's store, whose files only its user can read (UMask=0077); run corral as that user: set services.ollama.user = \"ollama\" (a static account; it is ${builtins.toJSON ollamaUser}) and services.corral.user to the same (it is ${builtins.toJSON cfg.user}). corral's unit mounts the store read-only.";
+        }
         {
           assertion = cfg.user != null || cfg.group == null;
           message = "services.corral.group: is ${builtins.toJSON cfg.group}, but services.corral.user is null (a DynamicUser, which has its own group); set services.corral.user too, or use services.corral.extraGroups";

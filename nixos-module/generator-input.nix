@@ -62,6 +62,7 @@ let
       host
       port
       modelsPath
+      ollamaModels
       defaultTTL
       healthTimeout
       allowedOrigins
