@@ -13,7 +13,7 @@ from tests.support import DEMO_FILE, DEMO_SHA256
 #: The name the store lists the demo model by, and the defaults its layers carry.
 STORE_NAME = "gemma3:270m"
 STORE_PARAMS = {"num_predict": 3, "stop": ["<end_of_turn>"], "num_ctx": 1024}
-STORE_SYSTEM = "Answer in one word."
+STORE_SYSTEM = "You are a helpful assistant."
 GO_TEMPLATE = "{{ if .System }}{{ .System }} {{ end }}{{ .Prompt }}"
 
 
