@@ -223,7 +223,11 @@ def load(
     data = apply_env(raw, env)
     root = store_models.root(data)
     if root is None:
-        config = resolve_paths(validate(data, source, env_origins(env)))
+        problems = store_models.without_store(data)
+        config = validate(data, source, env_origins(env))
+        if problems:
+            raise ConfigError(problems, source)
+        config = resolve_paths(config)
         return discover(config) if discover_models else config
     # Ollama's store joins before validation, so presets, names and groups see its models.
     store = ollama_store.read(root)

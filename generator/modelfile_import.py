@@ -7,24 +7,22 @@ server (``num_ctx`` -> ``context_size``, ``num_gpu`` -> ``gpu_layers``, the rest
 arguments) marked, since they make the preset its own model; ``SYSTEM`` -> ``system_prompt``;
 ``ADAPTER`` -> ``--lora``; ``DRAFT`` -> ``--model-draft``; and a comment for what corral does
 not take over (``TEMPLATE``, ``MESSAGE``, ``LICENSE``, ``RENDERER``, ``PARSER``,
-``REQUIRES``). The grammar is ``modelfile``'s; the output is text, never validated here.
+``REQUIRES``). The grammar is ``modelfile``'s, the text ``preset_text``'s; nothing is
+validated here.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import sys
-import textwrap
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
-from pydantic.alias_generators import to_camel
 
-from corral.generator import dump, model_source, modelfile, ollama_options, ollama_store
+from corral.generator import model_source, modelfile, ollama_options, ollama_store
 from corral.generator.fields import NAME_PATTERN
+from corral.generator.preset_text import Preset, to_nix, to_yaml
 
 #: Load-time options as llama-server arguments (llama.cpp's common/arg.cpp names).
 _LOAD_ARGS = {
@@ -36,7 +34,6 @@ _LOAD_ARGS = {
 _GO_BOOL = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True}
 _GO_BOOL |= {"0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
 _GO_INT = re.compile(r"^[+-]?[0-9]+$")
-_NIX_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
 #: Keys that a preset sets for its server, not its requests.
 _SERVER_KEYS = ("context_size", "gpu_layers", "args")
 _OWN_MODEL = (
@@ -44,21 +41,6 @@ _OWN_MODEL = (
     "llama-server, rather than a preset sharing {base}'s (as one that sets only parameters "
     "or system_prompt would)"
 )
-#: Comment lines are wrapped to this width.
-_WIDTH = 92
-
-
-@dataclass
-class Preset:
-    """A model entry (config.yaml's keys) and the comments that go with it: ``notes`` above
-    the entry, ``remarks`` above the key they explain."""
-
-    entry: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-    remarks: dict[str, list[str]] = field(default_factory=dict)
-
-    def remark(self, key: str, text: str) -> None:
-        self.remarks.setdefault(key, []).append(text)
 
 
 def convert(instructions: list[modelfile.Instruction], name: str, folder: Path) -> Preset:
@@ -216,70 +198,6 @@ def _file(value: str, folder: Path) -> str:
 def _one_line(text: str) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= 60 else flat[:57] + "..."
-
-
-# -- output --------------------------------------------------------------------------------
-
-
-def to_yaml(preset: Preset, source: str) -> str:
-    """config.yaml's text for the preset: a ``models:`` list of one, comments above."""
-    text = dump.yaml_text({"models": [preset.entry]})
-    lines = text.splitlines()
-    out = [f"# From {source} by `corral import-modelfile`.", *_comments(preset.notes, "")]
-    for line in lines:
-        # The entry's own keys: `- name:` and the lines indented by two under it.
-        key = re.match(r"^(?:- |  )([a-z_]+):", line)
-        if key and key[1] in preset.remarks:
-            indent = "  "
-            out += _comments(preset.remarks[key[1]], indent)
-        out.append(line)
-    return "\n".join(out) + "\n"
-
-
-def to_nix(preset: Preset, source: str) -> str:
-    """A Nix attribute set for ``services.corral.models``: the preset under its name."""
-    entry = dict(preset.entry)
-    name = entry.pop("name")
-    out = [f"# From {source} by `corral import-modelfile --nix`.", *_comments(preset.notes, "")]
-    out += ["{", f"  {_nix_key(name)} = {{"]
-    for key, value in entry.items():
-        nix_key = "extraArgs" if key == "args" else to_camel(key)
-        out += _comments(preset.remarks.get(key, []), "    ")
-        out.append(f"    {_nix_key(nix_key)} = {_nix_value(value, '    ')};")
-    out += ["  };", "}"]
-    return "\n".join(out) + "\n"
-
-
-def _comments(texts: list[str], indent: str) -> list[str]:
-    width = _WIDTH - len(indent) - 2
-    lines = [line for text in texts for line in textwrap.wrap(text, width, break_on_hyphens=False)]
-    return [f"{indent}# {line}" for line in lines]
-
-
-def _nix_key(key: str) -> str:
-    return key if _NIX_IDENTIFIER.match(key) else _nix_string(key)
-
-
-def _nix_value(value: Any, indent: str = "") -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        text = repr(value)
-        return f"({text})" if text.startswith("-") else text
-    if isinstance(value, str):
-        return _nix_string(value)
-    if isinstance(value, list):
-        return "[ " + " ".join(_nix_value(v) for v in value) + " ]"
-    if isinstance(value, dict):
-        inner = [f"{indent}  {_nix_key(k)} = {_nix_value(v)};" for k, v in value.items()]
-        return "\n".join(["{", *inner, indent + "}"])
-    raise TypeError(f"no Nix form for {value!r}")
-
-
-def _nix_string(text: str) -> str:
-    # JSON's escapes are Nix's for ", \, \n, \r, \t; ${ would interpolate.
-    escaped = json.dumps(text, ensure_ascii=False)[1:-1].replace("${", "\\${")
-    return f'"{escaped}"'
 
 
 def default_name(file: Path) -> str:

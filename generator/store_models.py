@@ -79,6 +79,19 @@ def merge(
     return out, served, problems
 
 
+def without_store(data: Mapping[str, Any]) -> list[str]:
+    """Entries whose ``path`` names a store model when no store is named: a problem each."""
+    models = data.get("models")
+    items = models.items() if isinstance(models, Mapping) else enumerate(models or [])
+    return [
+        f"{f'models.{key!r}' if isinstance(models, Mapping) else f'models[{key}]'}.path: "
+        f"{_path(entry)!r} names a model of Ollama's store, but no store is set: set "
+        "ollama_models (or env OLLAMA_MODELS) to Ollama's models folder"
+        for key, entry in items
+        if isinstance(entry, Mapping) and _path(entry).startswith(ollama_store.PREFIX)
+    ]
+
+
 def attach(
     config: Config, served: Mapping[str, ollama_store.StoreModel], store: ollama_store.Store
 ) -> tuple[Config, list[str]]:

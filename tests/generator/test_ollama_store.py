@@ -172,6 +172,15 @@ def test_what_the_store_does_not_hold_is_an_error(
     assert "gemma3:270m" in str(failure.value) or "ollama list" in str(failure.value)
 
 
+def test_an_ollama_path_without_a_store_says_to_set_one(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "models:\n- name: g\n  path: ollama:gemma3:270m\n")
+    with pytest.raises(ConfigError) as failure:
+        loader.load(path, environ={})
+    assert "models[0].path: 'ollama:gemma3:270m' names a model of Ollama's store, but no " in (
+        str(failure.value)
+    )
+
+
 def test_generate_accepts_a_preset_of_a_store_it_cannot_read() -> None:
     # `corral generate` runs in the Nix build's sandbox, where /var/lib/ollama is not there.
     raw = {"ollamaModels": "/var/lib/ollama/models", "models": {"terse": {"from": "gemma3:270m"}}}
