@@ -59,7 +59,8 @@ def merge(
             if model is not None and isinstance(name, str):
                 served[name] = model
         resolved.append((key, entry))
-    taken = _names(resolved, keyed)
+    # A name the config or a peer already routes is theirs: the store's model yields.
+    taken = _names(resolved, keyed) | _peer_names(data)
     additions = []
     if add:
         for model in store.models.values():
@@ -176,6 +177,23 @@ def _names(entries: list[tuple[Any, Any]], keyed: bool) -> set[str]:
         if isinstance(aliases, list):
             taken.update(a for a in aliases if isinstance(a, str))
     return taken
+
+
+def _peer_names(data: Mapping[str, Any]) -> set[str]:
+    peers = data.get("peers")
+    found: set[str] = set()
+    for peer in peers.values() if isinstance(peers, Mapping) else []:
+        listed = peer.get("models") if isinstance(peer, Mapping) else None
+        for item in listed if isinstance(listed, list) else []:
+            if isinstance(item, str):
+                found.add(item)
+            elif isinstance(item, Mapping):
+                found.update(
+                    n
+                    for n in [item.get("name"), *(item.get("aliases") or [])]
+                    if isinstance(n, str)
+                )
+    return found
 
 
 def _path(entry: Mapping[str, Any]) -> str:

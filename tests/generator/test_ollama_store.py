@@ -116,6 +116,17 @@ def test_the_store_is_served_and_the_config_wins_by_name(tmp_path: Path, store: 
     assert config.model("plain") is config.model("plain:latest") is not None
 
 
+def test_a_peers_model_of_the_same_name_keeps_it(tmp_path: Path, store: Path) -> None:
+    path = config_file(
+        tmp_path,
+        f"ollama_models: {store}\npeers:\n  box:\n    url: http://10.0.0.2:11434\n"
+        "    models: [gemma3:270m, {name: other, aliases: [plain]}]\n",
+    )
+    config = loader.load(path, environ={})
+    assert config.model("gemma3:270m") is None  # routed to the peer, not served here
+    assert config.model("plain:latest") is not None and config.model("plain") is None
+
+
 def test_an_ollama_path_sets_more_on_a_store_model(tmp_path: Path, store: Path) -> None:
     path = config_file(
         tmp_path,
