@@ -109,6 +109,12 @@ def _from(preset: Preset, step: modelfile.Instruction, folder: Path) -> None:
         entry["path"] = str(path)
         if not path.is_file():
             preset.remark("path", f"FROM ({where}): not a file on this machine (yet)")
+        if path.parent.name == "blobs" and path.name.startswith("sha256-"):
+            preset.remark(
+                "path",
+                f"FROM ({where}): a blob of Ollama's store; with ollama_models set, "
+                "`path: ollama:NAME` names it by its model's name instead",
+            )
         return
     try:
         source = model_source.parse(value)

@@ -111,6 +111,17 @@ def test_malformed_modelfiles_fail_with_the_line(
     assert f"error: {file}{where}" in err and words in err
 
 
+def test_from_a_blob_of_ollamas_store_suggests_its_name(tmp_path: Path) -> None:
+    blob = tmp_path / "models" / "blobs" / f"sha256-{'a' * 64}"
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(b"GGUF")
+    file = tmp_path / "Modelfile"
+    file.write_text(f"FROM {blob}\n", encoding="utf-8")
+    code, out, _ = run(str(file))
+    assert code == 0 and f"  path: {blob}\n" in out
+    assert "a blob of Ollama's store; with ollama_models set, `path: ollama:NAME`" in out
+
+
 def test_from_a_folder_is_refused(tmp_path: Path) -> None:
     (tmp_path / "safetensors").mkdir()
     file = tmp_path / "Modelfile"
