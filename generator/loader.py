@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from corral.generator import model_source, ollama_store, store_models
+from corral.generator import hf_cache, model_source, ollama_store, store_models
 from corral.generator.keys import spellings
 from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError, from_validation_error
@@ -210,6 +210,11 @@ def discover(config: Config) -> Config:
     return config.model_copy(update={"models": [*config.models, *found]})
 
 
+def discover_all(config: Config) -> Config:
+    """``discover``, then the download cache's models (``hf_cache``) under their hf: names."""
+    return hf_cache.join(discover(config))
+
+
 def load(
     path: Path | None,
     environ: Mapping[str, str] | None = None,
@@ -228,7 +233,7 @@ def load(
         if problems:
             raise ConfigError(problems, source)
         config = resolve_paths(config)
-        return discover(config) if discover_models else config
+        return discover_all(config) if discover_models else config
     # Ollama's store joins before validation, so presets, names and groups see its models.
     store = ollama_store.read(root)
     for reason in store.skipped:
@@ -241,7 +246,7 @@ def load(
     config, unknown = store_models.attach(config, served, store)
     if problems or unknown:
         raise ConfigError(problems + unknown, source)
-    return discover(config) if discover_models else config
+    return discover_all(config) if discover_models else config
 
 
 def _larger_than(data: Any, limit: int) -> bool:

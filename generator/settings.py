@@ -76,6 +76,14 @@ class Config(Strict):
             "read-only, under the name Ollama lists it by."
         ),
     )
+    hf_cache: Path | None = Field(
+        default=None,
+        description=(
+            "Hugging Face's hub cache (~/.cache/huggingface/hub, where llama.cpp's -hf "
+            "downloads) or llama.cpp's older ~/.cache/llama.cpp: each GGUF in it is served in "
+            "place, read-only, as hf:owner/repo:QUANT."
+        ),
+    )
     default_ttl: int = Field(
         default=300,
         ge=0,

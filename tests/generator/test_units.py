@@ -191,6 +191,9 @@ def test_ollamas_store_is_read_only_in_the_unit() -> None:
     home = lines(render({"user": "alice"}, ollama_models="/home/alice/.ollama/models"))
     assert "BindReadOnlyPaths=-/home/alice/.ollama/models" in home
     assert "ReadOnlyPaths=-/home/alice/.ollama/models" in home
+    cache = lines(render(hf_cache="/var/cache/hf/hub", ollama_models="/srv/ollama"))
+    read_only = [line for line in cache if line.startswith("ReadOnlyPaths=")]
+    assert read_only == ["ReadOnlyPaths=-/srv/ollama", "ReadOnlyPaths=-/var/cache/hf/hub"]
 
 
 def test_a_writable_path_inside_the_store_is_refused() -> None:
