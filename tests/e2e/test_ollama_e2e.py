@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -21,34 +20,13 @@ NAME = "gemma-3-270m"
 SHORT = {"num_predict": 8}  # the CPU is shared and slow: a few tokens prove the path
 
 
-@pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, models_dir: Path, llama_server: str
-) -> Iterator[CorralServer]:
-    # Gemma's GGUF pools nothing by default, and llama-server's OpenAI embeddings need a
-    # pooled vector: mean pooling makes the same model answer chat and embeddings.
-    settings = {
-        "models_path": str(models_dir),
-        "llama_server": llama_server,
-        "default_ttl": 0,
-        "models": [demo_model(NAME, args=["--embeddings", "--pooling", "mean"])],
-    }
-    with CorralServer(settings, tmp_path_factory.mktemp("ollama-e2e")) as running:
-        yield running
-
-
-@pytest.fixture
-def api(server: CorralServer) -> Iterator[ollama.Client]:
-    with ollama.Client(host=server.url, timeout=120) as client:
-        yield client
-
-
-@pytest.fixture
-def oai(server: CorralServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=120
-    ) as client:
-        yield client
+#: What this suite's corral serves (tests/e2e/conftest.py's ``server``). Gemma's GGUF pools
+#: nothing by default, and llama-server's OpenAI embeddings need a pooled vector: mean
+#: pooling makes the same model answer chat and embeddings.
+SETTINGS = {
+    "default_ttl": 0,
+    "models": [demo_model(NAME, args=["--embeddings", "--pooling", "mean"])],
+}
 
 
 def llama_children(server: CorralServer) -> list[int]:
