@@ -8,7 +8,9 @@
 # (`corral generate` does both at build time).
 {
   config,
+  options,
   lib,
+  pkgs,
   ...
 }:
 let
@@ -31,10 +33,20 @@ let
   bare = lib.toLower (lib.removePrefix "[" (lib.removeSuffix "]" host));
   loopback =
     bare == "localhost" || lib.hasSuffix ".localhost" bare || lib.hasPrefix "127." bare || bare == "::1";
-  hasKeys = cfg.apiKeyFile != null || (cfg.settings.apiKeys or cfg.settings.api_keys or [ ]) != [ ];
-  nvidiaDriver =
-    builtins.elem "nvidia" (config.services.xserver.videoDrivers or [ ])
-    || (config.hardware.nvidia.datacenter.enable or false);
+  inlineKeys = lib.filter (key: (cfg.settings.${key} or [ ]) != [ ]) [
+    "apiKeys"
+    "api_keys"
+  ];
+  hasKeys = cfg.apiKeyFile != null || inlineKeys != [ ];
+  gpu = import ./acceleration.nix {
+    inherit
+      lib
+      pkgs
+      config
+      options
+      ;
+  };
+  secrets = import ./secrets.nix { inherit lib; };
 in
 {
   imports = [
@@ -42,13 +54,19 @@ in
     ./remote.nix
   ];
 
-  config = lib.mkIf cfg.enable {
+  config = lib.mkMerge [
+  (lib.mkIf (cfg.enable || cfg.rpcWorker.enable) {
+    inherit (gpu) assertions warnings;
+    hardware.graphics.enable = lib.mkIf gpu.graphics (lib.mkDefault true);
+  })
+  (lib.mkIf cfg.enable {
     assertions =
       lib.mapAttrsToList (name: _: {
         assertion = false;
         message = ''services.corral.models.${lib.strings.escapeNixIdentifier name}.path: must be set (a GGUF file: a path, a string or pkgs.fetchurl { url = …; hash = …; }), got null; or set services.corral.settings.models.${lib.strings.escapeNixIdentifier name}.cmd'';
       }) modelsWithoutPath
       ++ [
+        (secrets.outsideStore "services.corral.apiKeyFile" cfg.apiKeyFile)
         {
           assertion = cfg.user != null || cfg.group == null;
           message = "services.corral.group: is ${builtins.toJSON cfg.group}, but services.corral.user is null (a DynamicUser, which has its own group); set services.corral.user too, or use services.corral.extraGroups";
@@ -58,7 +76,7 @@ in
     warnings =
       lib.optional (!loopback && !hasKeys) ''services.corral.host: is ${builtins.toJSON host}, beyond loopback, and no API key is set: every client on the networks that services.corral.ipAddressAllow admits can use the models and the GPU; set services.corral.apiKeyFile''
       ++ lib.optional (cfg.openFirewall && loopback) ''services.corral.openFirewall: opens port ${toString cfg.port}, but services.corral.host is ${builtins.toJSON host} (loopback), so nothing from outside can connect; set services.corral.host = "0.0.0.0" or leave openFirewall false''
-      ++ lib.optional (cfg.acceleration == "cuda" && !nvidiaDriver) ''services.corral.acceleration: is "cuda", but no NVIDIA driver is configured (services.xserver.videoDrivers has no "nvidia", hardware.nvidia.datacenter.enable is not set): llama.cpp will find no GPU and run on the CPU; add services.xserver.videoDrivers = [ "nvidia" ] (also on a machine without X)'';
+      ++ map (key: ''services.corral.settings.${key}: the keys are written into config.yaml in the Nix store, which every user of this machine can read; put them in a file outside the store, one per line, and set services.corral.apiKeyFile to its path'') inlineKeys;
 
     # The generator renders the unit; NixOS adds a drop-in for what follows.
     systemd.packages = [ cfg.generated ];
@@ -94,5 +112,6 @@ in
     };
 
     networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [ cfg.port ];
-  };
+  })
+  ];
 }

@@ -77,6 +77,7 @@ let
       "ollama"
       "prometheus-client"
       "playwright"
+      "nvidia-ml-py"
     ] fakePython
     // {
       fetchPypi = args: fake "${args.pname}-${args.version}-${args.python}-none-any.whl";
@@ -108,7 +109,7 @@ let
 
   pkgs =
     stub
-    // lib.genAttrs [ "unzip" "ruff" "nixfmt" "curl" "procps" ] fake
+    // lib.genAttrs [ "unzip" "ruff" "nixfmt" "curl" "procps" "import-linter" ] fake
     // {
       inherit python3Packages;
       stdenv.hostPlatform = {
@@ -116,7 +117,17 @@ let
         isLinux = true;
       };
       callPackage = lib.callPackageWith pkgs;
-      python3.withPackages = select: fake "python3-env" // { packages = select python3Packages; };
+      # pkgs/development/interpreters/python/with-packages.nix: the environment is built
+      # from the packages, so evaluating it evaluates each of them.
+      python3.withPackages =
+        select:
+        let
+          packages = select python3Packages;
+        in
+        stub.runCommand "python3-env" { nativeBuildInputs = packages; } "mkdir -p $out/bin"
+        // {
+          inherit packages;
+        };
       # An executable $out/bin/NAME, as the real one makes (without its shellcheck).
       writeShellApplication =
         {
@@ -141,9 +152,16 @@ let
             chmod +x "$out/bin/${name}"
           ''
         // {
-          inherit text;
+          inherit text runtimeInputs;
         };
-      mkShell = attrs: fake "shell" // { inherit (attrs) packages NIXPKGS_LIB; };
+      # pkgs/build-support/mkshell/default.nix: a derivation with the packages as inputs, so
+      # `nix flake check` (which evaluates its drvPath) evaluates every one of them.
+      mkShell =
+        attrs:
+        stub.runCommand "shell" { nativeBuildInputs = attrs.packages; } "touch $out"
+        // {
+          inherit (attrs) packages NIXPKGS_LIB;
+        };
       testers.runNixOSTest =
         test:
         let

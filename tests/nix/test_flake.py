@@ -52,6 +52,7 @@ def test_every_output_evaluates(flake: Any) -> None:
         "devShells": [SYSTEM],
         "formatter": [SYSTEM],
         "nixosModules": ["default"],
+        "overlays": ["default"],
         "packages": [SYSTEM],
     }
     assert sorted(flake(f"outputs.packages.{SYSTEM}")) == ["default", "demo", "demo-model"]
@@ -84,7 +85,11 @@ def test_the_package_builds_from_pyproject_and_runs_the_offline_tests(flake: Any
     assert flake(f"{recipe}.meta.mainProgram") == "corral"
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     # Defect 1: every runtime requirement, httptools included, from pyproject.toml.
-    assert flake("recipe.dependencies") == pyproject_names(project["dependencies"])
+    # Issue 24 (13): and nvidia-ml-py on Linux, for the GPU budget.
+    assert flake("recipe.dependencies") == [
+        *pyproject_names(project["dependencies"]),
+        "nvidia-ml-py",
+    ]
     assert flake(f"{recipe}.pythonRuntimeDepsCheck.missing") == []
     # Defect 2: what the tests import beyond pytest.
     assert {"pytest-asyncio", "jsonschema", "ollama"} <= set(flake("recipe.nativeCheckInputs"))

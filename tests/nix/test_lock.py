@@ -17,6 +17,11 @@ from tests.supervisor.test_library import corral, write_lock
 
 pytestmark = pytest.mark.nix
 
+LOCK_COMMAND = (
+    "nix eval --json .#nixosConfigurations.HOST.config.services.corral.lockInput"
+    " > lock-input.json && corral lock --config lock-input.json"
+)
+
 
 @pytest.fixture
 def lock_file(
@@ -96,13 +101,15 @@ def test_the_module_fetches_a_locked_source_and_refuses_a_missing_one(
         f'{path}; models.q.source = "qwen2.5-coder:7b"; }}; }}'
     )
     assert 'services.corral.models.q.source: "qwen2.5-coder:7b" is not in the lock file' in message
-    assert "run `corral lock --config <the config>`" in message
+    assert LOCK_COMMAND in message
 
 
 def test_without_a_lock_file_the_message_says_to_write_one(module: ModuleEval) -> None:
     message = module.error('{ services.corral = { enable = true; models.q.source = "q:7b"; }; }')
     assert "(services.corral.lockFile is null)" in message
-    assert "corral lock" in message
+    # Issue 24 (7): a command that needs only the Nix config, not a config.yaml.
+    assert f"write the lock with `{LOCK_COMMAND}`" in message
+    assert "set services.corral.lockFile = ./corral.lock.json" in message
 
 
 def test_lock_refuses_a_url_without_a_published_digest(tmp_path: Path) -> None:
