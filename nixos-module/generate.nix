@@ -19,7 +19,7 @@ let
   settingsFile = pkgs.writeText "corral-settings.json" json;
   # The same text without its string context: building it needs none of the store paths
   # it names (llama.cpp, fetchurl's models), which exist only once built.
-  uncheckedFile = pkgs.writeText "corral-settings.json" (builtins.unsafeDiscardStringContext json);
+  uncheckedFile = pkgs.writeText "corral-settings-for-check.json" (builtins.unsafeDiscardStringContext json);
 
   # Errors name the option the user wrote, not a key of this JSON file: the service's keys
   # are top-level options here, everything else sits under services.corral as it does in

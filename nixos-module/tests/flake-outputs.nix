@@ -240,6 +240,37 @@ let
 in
 {
   inherit outputs flake;
+  # The module imported twice (directly and through another module), as NixOS allows for
+  # one module: its key makes it one.
+  importedTwice =
+    (nixosSystem {
+      modules = [
+        outputs.nixosModules.default
+        { imports = [ outputs.nixosModules.default ]; }
+        {
+          services.corral.enable = true;
+          services.corral.models.m.path = "m.gguf";
+        }
+      ];
+    }).config.services.corral.generatorInput.models;
+  # The dev shell's packages by name, and the Python environment's.
+  devShell =
+    let
+      shell = outputs.devShells.${system}.default;
+    in
+    {
+      inherit (shell) drvPath;
+      packages = map (p: p.name) shell.packages;
+      python = map (p: p.pname) (builtins.head shell.packages).packages;
+    };
+  # The corral that the demo app runs, and whether its build runs the tests.
+  demoCorral = map (p: {
+    inherit (p) pname;
+    doCheck = p.doCheck or null;
+  }) outputs.packages.${system}.demo.runtimeInputs;
+  defaultDoCheck = outputs.packages.${system}.default.doCheck or null;
+  # pkgs with the overlay applied: pkgs.corral.
+  overlaid = (pkgs // outputs.overlays.default pkgs pkgs).corral;
   # Whether the package's source filter keeps each of these (relative) paths.
   sourceKeeps = lib.genAttrs [
     "pyproject.toml"

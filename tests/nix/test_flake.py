@@ -194,3 +194,29 @@ def test_the_nix_run_app_answers_a_chat_completion(demo_app: Path, tmp_path: Pat
     finally:
         app.terminate()
         app.wait(timeout=30)
+
+
+# Issue 24 (6): nixpkgs has import-linter only as pkgs.import-linter, and `nix develop`
+# and `nix flake check` evaluate every package the shell lists.
+def test_the_dev_shell_evaluates_with_nixpkgs_names(flake: Any) -> None:
+    shell = flake("devShell")
+    assert shell["drvPath"].endswith("-shell.drv")
+    assert "import-linter" in shell["packages"]
+    assert "import-linter" not in shell["python"]
+    assert {"pytest", "mypy", "pydantic"} <= set(shell["python"])
+
+
+# Issue 24 (11): one module however often imported; pkgs.corral from the overlay.
+def test_the_module_may_be_imported_twice(flake: Any) -> None:
+    assert flake("importedTwice") == {"m": {"path": "m.gguf", "preload": False, "unlisted": False}}
+
+
+def test_the_overlay_adds_pkgs_corral(flake: Any) -> None:
+    assert flake("overlaid.pname") == "corral"
+    assert flake("overlaid.meta.mainProgram") == "corral"
+
+
+# Issue 24 (12): `nix run` starts the demo without running corral's test suite first.
+def test_the_demo_runs_corral_built_without_its_tests(flake: Any) -> None:
+    assert flake("demoCorral") == [{"pname": "corral", "doCheck": False}]
+    assert flake("defaultDoCheck") is None  # packages.default runs them
