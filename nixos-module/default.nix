@@ -51,6 +51,7 @@ in
 {
   imports = [
     ./options.nix
+    ./derived.nix
     ./remote.nix
   ];
 
