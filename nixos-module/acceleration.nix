@@ -49,9 +49,12 @@ let
       null;
 
   nvidia = config.hardware.nvidia.enabled or false;
+  # pkgs/top-level/config.nix and check-meta.nix. Where a predicate or a list decides,
+  # corral cannot tell whether it admits CUDA: nixpkgs' own message says so if not.
   unfreeAllowed =
     pkgs.config.allowUnfree or false
     || pkgs.config ? allowUnfreePredicate
+    || (pkgs.config.allowUnfreePackages or [ ]) != [ ]
     || builtins.getEnv "NIXPKGS_ALLOW_UNFREE" == "1";
 
   resolve =

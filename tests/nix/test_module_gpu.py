@@ -70,6 +70,9 @@ def test_cuda_without_allow_unfree_fails_an_assertion_that_names_the_fix(module:
         'services.corral.acceleration: is "cuda" (resolved from hardware.nvidia.enabled):'
     )
     assert "set nixpkgs.config.allowUnfree = true" in message
+    # A list or a predicate may admit CUDA: corral cannot tell, and leaves it to nixpkgs.
+    listed = '{ allowUnfreePackages = [ "cuda_cudart" ]; }'
+    assert outcome(module, machine(NVIDIA), pkgs_config=listed)["failedAssertions"] == []
     # Past the assertions, nixpkgs itself refuses, as the stand-in does.
     stubbed = type(module)(module.lib, pkgs_config="{ }")
     assert "has an unfree license (\u2018CUDA EULA\u2019), refusing to evaluate" in stubbed.error(
