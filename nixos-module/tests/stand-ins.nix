@@ -8,10 +8,6 @@
 { config, lib, ... }:
 let
   inherit (lib) mkOption types;
-  anything = mkOption {
-    type = types.attrsOf types.anything;
-    default = { };
-  };
   strings = mkOption {
     type = types.listOf types.str;
     default = [ ];
