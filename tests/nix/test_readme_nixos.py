@@ -60,3 +60,15 @@ def test_the_readme_configuration_gives_corral_lock_its_input(
 def test_the_readme_flake_follows_the_users_nixpkgs() -> None:
     flake = block("# flake.nix of your system")
     assert 'inputs.corral.inputs.nixpkgs.follows = "nixpkgs";' in flake
+
+
+def test_the_readmes_type_message_is_the_modules(module: Any) -> None:
+    quoted = (
+        'A definition for option `services.corral.models."qwq:32b".contextSize\''
+        " is not of type `null or (positive integer, meaning >0)'"
+    )
+    message = module.error(
+        '{ services.corral = { enable = true; models."qwq:32b".contextSize = "big"; }; }'
+    )
+    assert quoted in message
+    assert quoted in (REPO / "README.md").read_text(encoding="utf-8")
