@@ -23,14 +23,26 @@ let
   name = package.name or "the package";
 
   flags = lib.filter builtins.isString (package.cmakeFlags or [ ]);
-  switch = flag: {
-    on = builtins.elem "-D${flag}:BOOL=TRUE" flags || builtins.elem "-D${flag}=ON" flags;
-    named = lib.any (f: lib.hasPrefix "-D${flag}:" f || lib.hasPrefix "-D${flag}=" f) flags;
-  };
+  switch =
+    names:
+    let
+      one = flag: {
+        on = builtins.elem "-D${flag}:BOOL=TRUE" flags || builtins.elem "-D${flag}=ON" flags;
+        named = lib.any (f: lib.hasPrefix "-D${flag}:" f || lib.hasPrefix "-D${flag}=" f) flags;
+      };
+    in
+    {
+      on = lib.any (flag: (one flag).on) names;
+      named = lib.any (flag: (one flag).named) names;
+    };
   backends = {
-    cuda = switch "GGML_CUDA";
-    rocm = switch "GGML_HIP";
-    vulkan = switch "GGML_VULKAN";
+    cuda = switch [ "GGML_CUDA" ];
+    # llama.cpp's own flake said GGML_HIPBLAS before GGML_HIP.
+    rocm = switch [
+      "GGML_HIP"
+      "GGML_HIPBLAS"
+    ];
+    vulkan = switch [ "GGML_VULKAN" ];
   };
   # "cuda", "rocm", "vulkan", "cpu", or null where the cmakeFlags say nothing about GPUs.
   built =

@@ -162,3 +162,20 @@ def test_graphics_turned_off_by_hand_warns(module: Any) -> None:
         'services.corral.acceleration: is "cuda", but hardware.graphics.enable is false'
     )
     assert "/run/opengl-driver" in warning and "libcuda" in warning
+
+
+@pytest.mark.parametrize(
+    ("flag", "acceleration"),
+    [("GGML_CUDA", "cuda"), ("GGML_HIPBLAS", "rocm"), ("GGML_VULKAN", "vulkan")],
+)
+def test_llama_cpps_own_flake_is_read_from_its_cmake_flags(
+    module: Any, flag: str, acceleration: str
+) -> None:
+    # llama.cpp's .devops/nix/package.nix writes (cmakeBool "GGML_CUDA" useCuda), and older
+    # versions GGML_HIPBLAS for ROCm.
+    package = (
+        'llamaCpp.package = pkgs.writeText "llama-cpp-flake" "" // { cmakeFlags = ['
+        f' "-DGGML_BLAS:BOOL=FALSE" "-D{flag}:BOOL=TRUE" ]; }};'
+    )
+    got = outcome(module, machine("", package))
+    assert (got["acceleration"], got["failedAssertions"]) == (acceleration, [])
