@@ -9,6 +9,9 @@
   lib ? import (builtins.getEnv "NIXPKGS_LIB"),
   corralBin ? "/bin/false",
   llamaServerBin ? null,
+  # A directory with a user's flake.nix and configuration.nix (the README's): the flake's
+  # nixosConfigurations.workstation, evaluated against this flake's outputs.
+  userFlake ? null,
 }:
 let
   system = "x86_64-linux";
@@ -218,7 +221,18 @@ let
       modules = modules ++ [
         ./stand-ins.nix
         machineStandIns
-        { _module.args.pkgs = pkgs; }
+        # nixos/modules/misc/nixpkgs.nix: pkgs is nixpkgs with the machine's nixpkgs.config.
+        (
+          { config, ... }:
+          {
+            _module.args.pkgs =
+              pkgs
+              // import ./stub-pkgs.nix {
+                inherit lib corralBin llamaServerBin;
+                config = config.nixpkgs.config;
+              };
+          }
+        )
       ];
     };
 
@@ -269,6 +283,25 @@ in
     doCheck = p.doCheck or null;
   }) outputs.packages.${system}.demo.runtimeInputs;
   defaultDoCheck = outputs.packages.${system}.default.doCheck or null;
+  # The user's machine, from their flake as written: what they see of it.
+  userMachine =
+    let
+      user = import (userFlake + "/flake.nix");
+      machine =
+        (user.outputs {
+          self = null;
+          inherit nixpkgs;
+          corral = outputs;
+        }).nixosConfigurations.workstation;
+      inherit (machine) config;
+    in
+    {
+      inherit (config) warnings;
+      failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+      inherit (config.services.corral) acceleration lockInput;
+      graphics = config.hardware.graphics.enable;
+      llamaServer = config.services.corral.generatorInput.llamaServer;
+    };
   # pkgs with the overlay applied: pkgs.corral.
   overlaid = (pkgs // outputs.overlays.default pkgs pkgs).corral;
   # Whether the package's source filter keeps each of these (relative) paths.

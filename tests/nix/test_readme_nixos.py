@@ -8,6 +8,7 @@ and the flake example must make corral follow the user's nixpkgs.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,32 @@ def test_the_readme_configuration_gives_corral_lock_its_input(
 def test_the_readme_flake_follows_the_users_nixpkgs() -> None:
     flake = block("# flake.nix of your system")
     assert 'inputs.corral.inputs.nixpkgs.follows = "nixpkgs";' in flake
+
+
+def test_the_readme_flake_and_configuration_make_a_cuda_machine(
+    nix: Any, nixpkgs_lib: Path, configuration: Path
+) -> None:
+    # From the flake example on: its nixosSystem, corral's module, configuration.nix, with
+    # pkgs made from its nixpkgs.config (allowUnfree), as NixOS makes them.
+    (configuration.parent / "flake.nix").write_text(
+        block("# flake.nix of your system"), encoding="utf-8"
+    )
+    done = nix.run(
+        "nix-instantiate", "--eval", "--strict", "--json",
+        str(REPO / "nixos-module" / "tests" / "flake-outputs.nix"),
+        "--arg", "lib", f"import {nixpkgs_lib}",
+        "--arg", "userFlake", str(configuration.parent),
+        "-A", "userMachine",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    machine = json.loads(done.stdout)
+    assert machine["failedAssertions"] == []
+    assert machine["warnings"] == []
+    assert (machine["acceleration"], machine["graphics"]) == ("cuda", True)
+    assert machine["llamaServer"].endswith("-llama-cpp-cuda/bin/llama-server")
+    assert machine["lockInput"] == {
+        "models": {"qwen2.5-coder:3b": {"source": "ollama:qwen2.5-coder:3b"}}
+    }
 
 
 def test_the_readmes_type_message_is_the_modules(module: Any) -> None:
