@@ -13,9 +13,9 @@ import sys
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from corral.supervisor.http import client
+from corral.supervisor.http import client, client_pool
 
-_pool = client.Pool()
+_pool = client_pool.Pool()
 _HOP = frozenset({b"content-length", b"transfer-encoding", b"keep-alive", b"connection"})
 
 

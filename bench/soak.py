@@ -49,7 +49,7 @@ DEMO_FILE = "gemma-3-270m-q4_k_m.gguf"
 NAMES = ("alpha", "beta:7b", "org/gamma")
 KINDS = ("chat", "stream", "hangup", "ollama")
 PARENT_MARKER = (
-    "CORRAL_PARENT"  # corral.supervisor.runtime.command.PARENT_MARKER: who spawned a child
+    "CORRAL_PARENT"  # corral.supervisor.runtime.child.command.PARENT_MARKER: who spawned a child
 )
 
 

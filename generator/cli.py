@@ -17,9 +17,11 @@ import click
 
 from corral.generator import dump, loader, rpc_worker
 from corral.generator.keys import nix_name, spellings
+from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError
-from corral.generator.settings import Config, ModelConfig
-from corral.generator.units import ACCELERATIONS, ServiceSettings, render_units
+from corral.generator.settings import Config
+from corral.generator.unit_settings import ACCELERATIONS, ServiceSettings
+from corral.generator.units import render_units
 
 #: A problem that starts with a location: a key, then `.`, `[` or `:`.
 _LOCATED = re.compile(r"[A-Za-z_]\w*[.\[:]")

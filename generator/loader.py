@@ -21,9 +21,10 @@ from pydantic import ValidationError
 
 from corral.generator import model_source
 from corral.generator.keys import spellings
+from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError, from_validation_error
 from corral.generator.rules import conflicts
-from corral.generator.settings import NAME_PATTERN, Config, ModelConfig
+from corral.generator.settings import NAME_PATTERN, Config
 
 #: The seed's systemd service sets exactly these; each overrides the matching key.
 ENV_OVERRIDES: dict[str, str] = {

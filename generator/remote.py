@@ -3,7 +3,7 @@
 Owns the settings of both (a model's ``rpc`` addresses, the top-level ``peers``) and the rule
 that a name routes to one place only: local models and every peer's models share one
 namespace, checked on raw input like the other cross-model rules. It does not route requests
-(``corral.supervisor.http.peers``), pass ``--rpc`` (``corral.supervisor.runtime.command``) or
+(``corral.supervisor.http.peers``), pass ``--rpc`` (``corral.supervisor.runtime.child.command``) or
 open the unit's firewall for them (``units``).
 """
 

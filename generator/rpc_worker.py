@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError
 
 from corral.generator.problems import ConfigError, describe
 from corral.generator.settings import Strict, is_loopback
-from corral.generator.units import (
+from corral.generator.unit_settings import (
     ACCELERATIONS,
     GPU_GROUPS,
     LOCAL_NETWORKS,
@@ -31,9 +31,8 @@ from corral.generator.units import (
     IpPrefix,
     OneLine,
     UnitName,
-    quote_arg,
-    quote_env,
 )
+from corral.generator.units import quote_arg, quote_env
 
 #: llama.cpp's own default port for rpc-server.
 DEFAULT_PORT = 50052

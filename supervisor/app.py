@@ -26,7 +26,7 @@ from corral.supervisor.http.auth import RequireKey
 from corral.supervisor.http.limits import Limits
 from corral.supervisor.http.origins import BrowserChecks
 from corral.supervisor.http.peers.router import PeerRouter
-from corral.supervisor.runtime import strays
+from corral.supervisor.runtime.child import strays
 from corral.supervisor.service import Service
 
 log = logging.getLogger("corral")

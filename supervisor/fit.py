@@ -17,9 +17,9 @@ from collections.abc import Mapping
 
 from corral.generator.settings import Config
 from corral.generator.sizes import format_size
-from corral.supervisor.runtime import devices, learned
 from corral.supervisor.runtime.footprints import footprint_of
-from corral.supervisor.runtime.memory import Footprint
+from corral.supervisor.runtime.memory import devices, learned
+from corral.supervisor.runtime.memory.estimate import Footprint
 
 
 def memory_check(config: Config, fit: bool) -> tuple[list[str], list[str]]:

@@ -28,6 +28,7 @@ from corral.supervisor.http.auth import Keys
 from corral.supervisor.http.peers.forward import PeerFailed
 from corral.supervisor.http.peers.table import PeerTable, Route
 from corral.supervisor.http.timings import Timings, WatchTimings
+from corral.supervisor.http.transform import Transform, chain
 from corral.supervisor.runtime import scheduler
 from corral.supervisor.runtime.entries import Lease
 from corral.supervisor.runtime.metrics import Metrics
@@ -113,7 +114,7 @@ class Exchange:
         path: str,
         headers: Mapping[str, str],
         body: bytes,
-        transform: proxy.Transform | None = None,
+        transform: Transform | None = None,
     ) -> Response:
         """The child's whole answer (read before the lease goes back)."""
         upstream = await self.open(method, path, headers, body)
@@ -125,24 +126,22 @@ class Exchange:
         path: str,
         headers: Mapping[str, str],
         body: bytes,
-        transform: proxy.Transform | None = None,
+        transform: Transform | None = None,
     ) -> proxy.Relay:
         """The child's answer relayed as it comes (see ``relay``)."""
         return self.relay(await self.open(method, path, headers, body), transform)
 
-    def relay(
-        self, upstream: proxy.Answer, transform: proxy.Transform | None = None
-    ) -> proxy.Relay:
+    def relay(self, upstream: proxy.Answer, transform: Transform | None = None) -> proxy.Relay:
         """A response that relays ``upstream`` as it comes. The lease passes to it: it goes
         back when the relay ends, not when the route returns."""
         transform = self._watched(transform)
         return proxy.Relay(upstream, self.model, self._stack.pop_all().aclose, transform)
 
-    def _watched(self, transform: proxy.Transform | None) -> proxy.Transform | None:
+    def _watched(self, transform: Transform | None) -> Transform | None:
         """``transform``, after a watch for the child's timings (the answer as it came)."""
         if self._on_timings is None:
             return transform
-        return proxy.chain(WatchTimings(self._on_timings), transform)
+        return chain(WatchTimings(self._on_timings), transform)
 
 
 class Service:

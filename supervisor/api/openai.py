@@ -22,12 +22,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from corral.supervisor.errors import BadRequest
-from corral.supervisor.http import keep_alive, proxy, scrub
+from corral.supervisor.http import keep_alive, scrub
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
 from corral.supervisor.http.loading_state import OpenAIFraming, ProgressThenAnswer
 from corral.supervisor.http.model_field import ModelField
-from corral.supervisor.runtime import chat_templates, views
+from corral.supervisor.http.transform import chain
+from corral.supervisor.runtime import views
+from corral.supervisor.runtime.child import chat_templates
 from corral.supervisor.runtime.entries import Entry
 from corral.supervisor.service import Service
 
@@ -76,7 +78,7 @@ async def routed(request: Request) -> Response:
     # The answer names the model as the client did, not as llama-server does (its file path),
     # and any other mention of that path becomes the file's name.
     asked = payload["model"] if isinstance(payload["model"], str) else entry.name
-    rewrite = proxy.chain(ModelField(asked), scrub.hiding(entry.config.path))
+    rewrite = chain(ModelField(asked), scrub.hiding(entry.config.path))
     streaming = payload.get("stream") is True
 
     async def answer() -> Response:

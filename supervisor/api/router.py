@@ -15,9 +15,9 @@ from starlette.routing import BaseRoute, Route
 
 from corral.supervisor.errors import BadRequest
 from corral.supervisor.http.json_body import read_json
-from corral.supervisor.runtime.command import build_argv
+from corral.supervisor.runtime.child.command import build_argv
+from corral.supervisor.runtime.child.states import ProcessState
 from corral.supervisor.runtime.entries import Entry
-from corral.supervisor.runtime.states import ProcessState
 from corral.supervisor.service import Service
 
 #: corral's states in the router's words (it has no "unloading" or "failed" of its own).

@@ -1,23 +1,23 @@
 """The HTTP/1.1 client that talks to children: kept-alive connections, httptools' parser.
 
-Owns the connections to the children's ``127.0.0.1`` ports (a pool per port, idle ones
-closed before llama-server's own 5 s keep-alive would close them under a request), writing a
-request in one piece, and reading the answer with httptools (llhttp, the C parser uvicorn
+Owns one connection to a child's ``127.0.0.1`` port: writing a request in one piece, and
+reading the answer with httptools (llhttp, the C parser uvicorn
 uses): status, headers, then the body as it comes, content-length, chunked or until close.
 Measured here, this path costs a third of aiohttp's client per request. What it refuses: an
 answer head over ``MAX_HEAD_BYTES``, a path or header that would split the request line, and
 a body past what ``HIGH_WATER`` lets it hold while the client reads slowly (it stops reading
-from the child instead). It knows nothing of models or routes (``proxy``); peers, which may
-be remote and TLS, keep aiohttp.
+from the child instead). Which connection a request uses (kept alive, idle ones closed
+before llama-server's own 5 s keep-alive would close them under a request) is
+``client_pool``'s. It knows nothing of models or routes (``proxy``); peers, which may be
+remote and TLS, keep aiohttp.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import time
 from collections.abc import AsyncIterator, Iterable
-from typing import cast
+from typing import Protocol, cast
 
 import httptools
 
@@ -26,10 +26,6 @@ MAX_HEAD_BYTES = 64 * 1024
 #: Body bytes held for a client that reads slower than the child writes; past this the
 #: child's socket is not read until the client has taken what is held.
 HIGH_WATER = 256 * 1024
-#: Idle kept-alive connections are not reused after this: llama-server (cpp-httplib) closes
-#: them after 5 s, and reusing one as it closes would lose the request.
-IDLE_S = 4.0
-CONNECT_TIMEOUT_S = 5.0
 #: Requests that carry no body unless they have one (no ``content-length: 0`` sent).
 BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -38,10 +34,18 @@ class Broken(ConnectionError):
     """The child broke the exchange: closed early, or sent what is not HTTP."""
 
 
+class Keeper(Protocol):
+    """Where a finished answer's connection goes back (``client_pool.Pool``)."""
+
+    def put(self, answer: Answer) -> None: ...
+
+    def forget(self, answer: Answer) -> None: ...
+
+
 class Answer(asyncio.Protocol):
     """One connection, and the answer it is reading (one at a time: no pipelining)."""
 
-    def __init__(self, pool: Pool, port: int) -> None:
+    def __init__(self, pool: Keeper, port: int) -> None:
         self._pool = pool
         self.port = port
         self.transport: asyncio.Transport | None = None
@@ -234,95 +238,6 @@ class Answer(asyncio.Protocol):
     def _notify(self) -> None:
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
-
-
-class Pool:
-    """Kept-alive connections to the children, by port."""
-
-    def __init__(self) -> None:
-        self._idle: dict[int, list[Answer]] = {}
-        self.opened = 0  # connections made, for the tests of reuse
-
-    async def request(self, method: str, port: int, head: bytes, body: bytes) -> Answer:
-        """Send a request to ``127.0.0.1:port``; the answer with its status and headers in.
-
-        A reused connection that the child closed before any byte of an answer is tried once
-        more on a fresh one, whatever the method: llama-server closes a kept-alive connection
-        after each streamed answer, a moment after its last chunk, and a request sent in that
-        moment was never read. (A fresh connection closed unanswered is a crash: no retry.)
-        """
-        answer = self._take(port)
-        if answer is not None:
-            try:
-                await answer.start(method, head, body)
-                return answer
-            except Broken as exc:
-                answer.close()
-                if answer.got_bytes:
-                    raise
-                try:
-                    return await self._fresh(port, method, head, body)
-                except OSError:
-                    raise exc from None  # what happened first: it closed, it may have crashed
-            except BaseException:
-                answer.close()  # cancelled (the client hung up): the child must see it too
-                raise
-        return await self._fresh(port, method, head, body)
-
-    async def _fresh(self, port: int, method: str, head: bytes, body: bytes) -> Answer:
-        answer = await self._connect(port)
-        try:
-            await answer.start(method, head, body)
-        except BaseException:
-            answer.close()
-            raise
-        return answer
-
-    def put(self, answer: Answer) -> None:
-        answer.idle_since = time.monotonic()
-        self._idle.setdefault(answer.port, []).append(answer)
-
-    def forget(self, answer: Answer) -> None:
-        idle = self._idle.get(answer.port)
-        if idle and answer in idle:
-            idle.remove(answer)
-        if idle == []:
-            del self._idle[answer.port]  # a stopped child's port: nothing kept for it
-
-    def idle_ports(self) -> list[int]:
-        """Ports with a kept-alive connection waiting."""
-        return list(self._idle)
-
-    def close(self) -> None:
-        for idle in list(self._idle.values()):
-            for answer in list(idle):
-                answer.close()
-        self._idle.clear()
-
-    def _take(self, port: int) -> Answer | None:
-        idle = self._idle.get(port)
-        now = time.monotonic()
-        while idle:
-            answer = idle.pop()  # the most recent: the least likely to be closing
-            transport = answer.transport
-            fresh = now - answer.idle_since < IDLE_S
-            if transport is not None and not transport.is_closing() and fresh:
-                return answer
-            answer.close()
-        self._idle.pop(port, None)
-        return None
-
-    async def _connect(self, port: int) -> Answer:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                _, answer = await loop.create_connection(
-                    lambda: Answer(self, port), "127.0.0.1", port
-                )
-        except TimeoutError as exc:
-            raise Broken(f"no connection within {CONNECT_TIMEOUT_S:g} s") from exc
-        self.opened += 1
-        return answer
 
 
 def request_head(

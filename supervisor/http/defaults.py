@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.generator.settings import ModelConfig
+from corral.generator.model_settings import ModelConfig
 
 #: Endpoints whose bodies carry chat ``messages`` (of those corral routes by ``model``).
 CHAT_PATHS = frozenset({"/v1/chat/completions"})

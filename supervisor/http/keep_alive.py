@@ -4,7 +4,7 @@ Owns the value's grammar, Ollama's: a number of seconds (``300``, ``"300"``), a 
 (``"30s"``, ``"5m"``, ``"1h30m"``, ``"1.5h"``), ``0`` to unload as soon as the request ends,
 and any negative value (``-1``, ``"-1m"``) to keep the model loaded for good. It returns
 seconds in that grammar (forever as -1), which ``Pool.set_keep_alive`` turns into the
-scheduler's ``Ttl`` (``scheduler.keep_alive_ttl``), or a 400 that names the field and the bad
+``ttl.Ttl`` (``ttl.keep_alive_ttl``), or a 400 that names the field and the bad
 value. Pure: it neither applies the value (the ``api`` routes hand it to the pool) nor knows
 models.
 """

@@ -5,7 +5,7 @@ llama-server fills ``model`` with its own idea of the model (the GGUF's path, or
 ``gemma-3-270m`` must read ``gemma-3-270m`` back: some (Open WebUI, LangChain's callbacks)
 key their bookkeeping by it.
 
-Owns ``ModelField``, a ``proxy.Transform`` that rewrites every ``"model": "<text>"`` pair of
+Owns ``ModelField``, a ``transform.Transform`` that rewrites every ``"model": "<text>"`` pair of
 an answer (JSON, or SSE's ``data:`` lines) and leaves every other byte alone. It does not
 pick the name (``api.openai`` passes what the client sent).
 

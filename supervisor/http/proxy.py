@@ -1,11 +1,11 @@
 """Passing one request to a child and its answer back, chunk by chunk.
 
 Owns the upstream HTTP clients (children through ``client``'s kept-alive pool, the cheapest
-measured here; peers, which may be remote and TLS, through one aiohttp session), header
-filtering (on the raw header pairs, no dict per request), the ``Transform`` hook that
-rewrites an answer on its way (Ollama's NDJSON), and what a broken upstream or a departed
-client does to the exchange. It does not choose the
-child (``runtime.pool``), hold the lease (``service``) or read the request's meaning (``api``).
+measured here; peers, which may be remote and TLS, through one aiohttp session), applying a
+``transform.Transform`` to an answer on its way (Ollama's NDJSON), and what a broken
+upstream or a departed client does to the exchange. Which headers cross is ``headers``'.
+It does not choose the child (``runtime.pool``), hold the lease (``service``) or read the
+request's meaning (``api``).
 """
 
 from __future__ import annotations
@@ -23,66 +23,13 @@ from starlette.types import Message, Receive, Scope, Send
 from yarl import URL
 
 from corral.supervisor.errors import BadRequest, UpstreamFailed
-from corral.supervisor.http import client
+from corral.supervisor.http import client, client_pool
+from corral.supervisor.http.headers import answer_headers, forwarded_headers, forwarded_raw
+from corral.supervisor.http.transform import Transform
 
 log = logging.getLogger("corral")
 
-# Hop-by-hop headers (RFC 9110 7.6.1), those the client library sets itself, and credentials
-# and cookies meant for corral, which a child or a peer has no business seeing. expect: corral
-# has the whole body before it asks, so a child has nothing to say 100 Continue to.
-_DROP_REQUEST = frozenset(
-    {
-        "host",
-        "content-length",
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "upgrade",
-        "proxy-authorization",
-        "authorization",
-        "x-api-key",
-        "cookie",
-        "accept-encoding",
-        "expect",
-    }
-)
-_DROP_REQUEST_RAW = frozenset(name.encode() for name in _DROP_REQUEST)
-# date: uvicorn sets its own, and relaying the child's too would send it twice. (uvicorn
-# sends no Server header of its own: see server.py.)
-_DROP_RESPONSE = frozenset(
-    {
-        b"content-length",
-        b"connection",
-        b"keep-alive",
-        b"transfer-encoding",
-        b"content-encoding",
-        b"date",
-    }
-)
-
 Done = Callable[[], Awaitable[object]]
-
-
-def forwarded_headers(headers: Mapping[str, str], auth: str | None = None) -> dict[str, str]:
-    """The client's headers less this hop's and corral's own; ``auth``: the
-    ``Authorization`` the other end expects (a child's key, a peer's)."""
-    sent = {k: v for k, v in headers.items() if k.lower() not in _DROP_REQUEST}
-    if auth is not None:
-        sent["Authorization"] = auth
-    return sent
-
-
-def forwarded_raw(headers: Mapping[str, str], auth: str | None) -> list[tuple[bytes, bytes]]:
-    """``forwarded_headers`` as the client sent them (bytes, names in lower case), without
-    building a dict: starlette's ``Headers`` keeps the raw pairs."""
-    raw: list[tuple[bytes, bytes]] | None = getattr(headers, "raw", None)
-    if raw is None:
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    sent = [(k, v) for k, v in raw if k not in _DROP_REQUEST_RAW]
-    if auth is not None:
-        sent.append((b"authorization", auth.encode("latin-1")))
-    return sent
 
 
 class Answer(Protocol):
@@ -129,60 +76,13 @@ class PeerAnswer:
         self._response.close()
 
 
-class Transform(Protocol):
-    """Rewrites a child's answer on its way to the client, whole or chunk by chunk.
-
-    ``feed`` gets each piece as it arrives and returns what to send now (``b""``: nothing
-    yet); ``close`` returns the last bytes, ``broken`` when the child stopped mid-answer.
-    ``media_type``: the answer's new content type, or None when the child's stays. Without a
-    transform the bytes pass through untouched, so a route pays for a rewrite only when it
-    asks for one.
-    """
-
-    @property
-    def media_type(self) -> str | None: ...
-
-    def feed(self, chunk: bytes) -> bytes: ...
-
-    def close(self, broken: bool) -> bytes: ...
-
-
-class Chain:
-    """Transforms applied in turn, each to what the one before it sends; the content type is
-    the last one's that sets it."""
-
-    def __init__(self, transforms: list[Transform]) -> None:
-        self._transforms = transforms
-        types = [t.media_type for t in transforms if t.media_type is not None]
-        self.media_type: str | None = types[-1] if types else None
-
-    def feed(self, chunk: bytes) -> bytes:
-        for transform in self._transforms:
-            chunk = transform.feed(chunk) if chunk else chunk
-        return chunk
-
-    def close(self, broken: bool) -> bytes:
-        data = b""
-        for transform in self._transforms:
-            data = (transform.feed(data) if data else b"") + transform.close(broken)
-        return data
-
-
-def chain(*transforms: Transform | None) -> Transform | None:
-    """One transform for several (None ones left out); None when none is left."""
-    kept = [t for t in transforms if t is not None]
-    if not kept:
-        return None
-    return kept[0] if len(kept) == 1 else Chain(kept)
-
-
 class Upstream:
-    """The client side of every child (``client.Pool``) and peer (one aiohttp session);
+    """The client side of every child (``client_pool.Pool``) and peer (one aiohttp session);
     connections reused across requests."""
 
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
-        self.children = client.Pool()
+        self.children = client_pool.Pool()
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -270,7 +170,7 @@ async def read(upstream: Answer, model: str) -> bytes:
 async def whole(upstream: Answer, model: str, transform: Transform | None = None) -> Response:
     """A whole answer, read before replying (so a child's death is a clean 502)."""
     content = await read(upstream, model)
-    headers = _kept(upstream)
+    headers = answer_headers(upstream.headers)
     if transform is not None:
         content = transform.feed(content) + transform.close(broken=False)
         if transform.media_type is not None:
@@ -278,10 +178,6 @@ async def whole(upstream: Answer, model: str, transform: Transform | None = None
     response = Response(content, upstream.status)
     response.raw_headers = [*headers, (b"content-length", b"%d" % len(content))]
     return response
-
-
-def _kept(upstream: Answer) -> list[tuple[bytes, bytes]]:
-    return [(k, v) for k, v in upstream.headers if k not in _DROP_RESPONSE]
 
 
 class Relay(Response):
@@ -308,7 +204,7 @@ class Relay(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         complete = False
         try:
-            headers = _kept(self.upstream)
+            headers = answer_headers(self.upstream.headers)
             if self.transform is not None and self.transform.media_type is not None:
                 # a body of corral's own
                 headers = [(b"content-type", self.transform.media_type.encode())]

@@ -1,6 +1,6 @@
 """What a child says about the machine's files, rewritten before a client sees it.
 
-Owns a ``proxy.Transform`` that replaces a model's absolute path with its file name in an
+Owns a ``transform.Transform`` that replaces a model's absolute path with its file name in an
 answer (llama-server's ``/props`` ``model_path``, a ``/completion`` answer's settings): a
 client learns the model, not the layout of the disk or the user's home. It works on whole
 lines, so a streamed answer (server-sent events end every event with a newline) is not held

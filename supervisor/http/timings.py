@@ -45,7 +45,8 @@ def parse(tail: bytes) -> Timings | None:
 
 
 class WatchTimings:
-    """A ``proxy.Transform`` that changes nothing and reports the answer's timings at its end."""
+    """A ``transform.Transform`` that changes nothing and reports the answer's timings at its
+    end."""
 
     media_type: str | None = None
 

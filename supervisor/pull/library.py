@@ -19,8 +19,8 @@ from typing import Any
 
 from corral.generator import model_source
 from corral.generator.loader import with_source_files
+from corral.generator.model_settings import ModelConfig
 from corral.generator.model_source import HubFile, HubQuant, OllamaName, Url
-from corral.generator.settings import ModelConfig
 from corral.supervisor.errors import StartFailed
 from corral.supervisor.pull import download, gguf_meta, huggingface, ollama_registry, progress
 from corral.supervisor.pull import sources as url_sources

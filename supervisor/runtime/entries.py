@@ -12,10 +12,10 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from corral.generator.settings import ModelConfig
-from corral.supervisor.runtime.command import LaunchKey, launch_key
-from corral.supervisor.runtime.scheduler import Ttl
-from corral.supervisor.runtime.states import Child, ProcessState
+from corral.generator.model_settings import ModelConfig
+from corral.supervisor.runtime.child.command import LaunchKey, launch_key
+from corral.supervisor.runtime.child.states import Child, ProcessState
+from corral.supervisor.runtime.ttl import Ttl
 
 
 @dataclass(eq=False)  # compared and hashed by identity: a reload may hold two of one name

@@ -14,9 +14,11 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from corral.generator.settings import Config, ModelConfig
-from corral.supervisor.runtime import command, devices, gguf_facts, learned, memory
-from corral.supervisor.runtime.memory import Footprint
+from corral.generator.model_settings import ModelConfig
+from corral.generator.settings import Config
+from corral.supervisor.runtime.child import command
+from corral.supervisor.runtime.memory import devices, estimate, gguf_facts, learned
+from corral.supervisor.runtime.memory.estimate import Footprint
 
 log = logging.getLogger("corral")
 
@@ -28,7 +30,7 @@ def footprint_of(
     gpus = devices.gpu_shares(model, budgets)
     order = [*gpus, devices.CPU]
     if model.memory is not None:
-        return memory.choose(model.memory, None, None, order), ""
+        return estimate.choose(model.memory, None, None, order), ""
     if model.cmd is not None:
         return None, "skipped: a custom cmd, not llama-server (declare its memory to count it)"
     path = model.path
@@ -38,8 +40,8 @@ def footprint_of(
         facts = gguf_facts.read(path)
     except gguf_facts.GGUFError as exc:
         return None, f"skipped: {exc}"
-    estimate = memory.estimate(facts, memory.launch(model), gpus)
-    return memory.choose(None, measured.get(launch_of(model)), estimate, order), ""
+    estimated = estimate.estimate(facts, estimate.launch(model), gpus)
+    return estimate.choose(None, measured.get(launch_of(model)), estimated, order), ""
 
 
 def launch_of(model: ModelConfig) -> str:
@@ -78,7 +80,7 @@ class Footprints:
             return
         self.measured.put(launch_of(model), figure)
         if model.memory is None:
-            self._figures[model.name] = Footprint(figure, memory.Source.MEASURED)
+            self._figures[model.name] = Footprint(figure, estimate.Source.MEASURED)
         log.info("%s: measured %d MiB (%s)", model.name, sum(figure.values()) >> 20, figure)
 
     def forget(self, names: Sequence[str]) -> None:

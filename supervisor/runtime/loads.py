@@ -16,16 +16,14 @@ import asyncio
 import logging
 import signal
 import time
-from typing import TYPE_CHECKING
 
 from corral.supervisor.errors import StartFailed
 from corral.supervisor.pull import library
-from corral.supervisor.runtime import learned, placement, scheduler, views
+from corral.supervisor.runtime import scheduler, views
+from corral.supervisor.runtime.child.states import StartError
+from corral.supervisor.runtime.effects import PoolEffects
 from corral.supervisor.runtime.entries import Entry
-from corral.supervisor.runtime.states import StartError
-
-if TYPE_CHECKING:
-    from corral.supervisor.runtime.pool import Pool
+from corral.supervisor.runtime.memory import learned, placement
 
 log = logging.getLogger("corral")
 
@@ -34,7 +32,7 @@ log = logging.getLogger("corral")
 PROGRESS_EVERY = 1.0
 
 
-async def load(pool: Pool, entry: Entry, reason: str = "request") -> None:
+async def load(pool: PoolEffects, entry: Entry, reason: str = "request") -> None:
     """One load and its events; see ``_load``."""
     began = time.monotonic()
     pool.events.publish("loading", entry.name, reason=reason)
@@ -54,7 +52,7 @@ async def load(pool: Pool, entry: Entry, reason: str = "request") -> None:
         pool.events.publish("ready", entry.name, seconds=entry.load_seconds)
 
 
-async def _progress(pool: Pool, entry: Entry, began: float) -> None:
+async def _progress(pool: PoolEffects, entry: Entry, began: float) -> None:
     """A ``progress`` event each second of a load: how long so far, the child's last line."""
     while True:
         await asyncio.sleep(PROGRESS_EVERY)
@@ -64,7 +62,7 @@ async def _progress(pool: Pool, entry: Entry, began: float) -> None:
         pool.events.publish("progress", entry.name, seconds=seconds, line=last[0] if last else "")
 
 
-async def _load(pool: Pool, entry: Entry) -> None:
+async def _load(pool: PoolEffects, entry: Entry) -> None:
     """Wait for what stands in the way, claim, stop what must go, start the child."""
     while entry.draining:  # an unload or swap of this very model finishes first
         await entry.drained.wait()
@@ -98,7 +96,7 @@ async def _load(pool: Pool, entry: Entry) -> None:
         pool.wake()
 
 
-async def _decide(pool: Pool, entry: Entry) -> scheduler.LoadPlan:
+async def _decide(pool: PoolEffects, entry: Entry) -> scheduler.LoadPlan:
     """Ask the scheduler until the plan is to evict and start (or a refusal, raised)."""
     waiting_since = time.monotonic()
     swap_now = False
@@ -142,7 +140,7 @@ async def _any_idle(entries: list[Entry], until: float) -> None:
             w.cancel()
 
 
-async def _start(pool: Pool, entry: Entry) -> None:
+async def _start(pool: PoolEffects, entry: Entry) -> None:
     child = entry.child
     if child is None or not child.state.live:
         model = entry.config  # auto_pull: a `source` whose file is missing comes first
@@ -159,7 +157,7 @@ async def _start(pool: Pool, entry: Entry) -> None:
         raise
 
 
-def _after_out_of_memory(pool: Pool, entry: Entry, exc: StartError) -> list[Entry] | None:
+def _after_out_of_memory(pool: PoolEffects, entry: Entry, exc: StartError) -> list[Entry] | None:
     """The idle models to stop before one more try, when the load failed for memory."""
     # The kernel's OOM killer leaves no line in the log: its SIGKILL is the only sign.
     if not (learned.out_of_memory(exc.stderr_tail) or exc.exit_code == -signal.SIGKILL):

@@ -11,16 +11,13 @@ word, and ``route`` a route's path template. It decides nothing and serves no HT
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from corral.supervisor.runtime.effects import PoolView
 from corral.supervisor.runtime.events import Event
-
-if TYPE_CHECKING:
-    from corral.supervisor.runtime.pool import Pool
 
 #: Load seconds: a 270M model loads in ~0.3 s here; a 32B one from a cold disk in minutes.
 LOAD_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
@@ -30,7 +27,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Metrics:
     """The service's figures, in a registry of their own (tests run several services)."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: PoolView) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.loads = Counter("corral_loads", "Loads that ended ready.", ["model"], registry=r)
@@ -106,7 +103,7 @@ class Metrics:
 class _PoolGauges(Collector):
     """Gauges read from the pool when scraped: nothing to keep up to date per request."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: PoolView) -> None:
         self._pool = pool
 
     def describe(self) -> Iterator[GaugeMetricFamily]:

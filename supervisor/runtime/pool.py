@@ -3,9 +3,10 @@
 Owns each model's entry (its child, in-flight count, queue, last use) and the effects of
 every decision: leasing a place on a ready child, one load per model however many wait
 (its steps: ``loads``), drains (the running model's requests finish, then it stops), TTL
-unloading, explicit unloads, reload and shutdown. It decides nothing itself (``scheduler``),
-runs no process (``launch`` makes children, through an injectable ``ChildFactory``), keeps
-no memory figure (``footprints``), reads nothing out (``views``) and speaks no HTTP (``api``).
+unloading (its loop: ``ttl_loop``), explicit unloads, reload and shutdown. It decides
+nothing itself (``scheduler``, ``ttl``), runs no process (``launch`` makes children, through
+an injectable ``ChildFactory``), keeps no memory figure (``footprints``), reads nothing out
+(``views``) and speaks no HTTP (``api``).
 What happens is published on ``events`` (loads, unloads, crashes, queue changes).
 
 No lock: everything runs on one asyncio loop, and each decision is read and recorded with no
@@ -25,15 +26,18 @@ import math
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 
-from corral.generator.settings import Config, ModelConfig
+from corral.generator.model_settings import ModelConfig
+from corral.generator.settings import Config
 from corral.supervisor.errors import Overloaded, StartFailed, UnknownModel
-from corral.supervisor.runtime import devices, loads, scheduler, views
+from corral.supervisor.runtime import loads, scheduler, ttl
+from corral.supervisor.runtime.child.launch import Launcher
+from corral.supervisor.runtime.child.states import Child, ChildFactory
 from corral.supervisor.runtime.entries import Entry, Lease
 from corral.supervisor.runtime.events import EventBus
 from corral.supervisor.runtime.footprints import Footprints
-from corral.supervisor.runtime.launch import Launcher
-from corral.supervisor.runtime.scheduler import Ttl
-from corral.supervisor.runtime.states import Child, ChildFactory
+from corral.supervisor.runtime.memory import devices
+from corral.supervisor.runtime.ttl import Ttl
+from corral.supervisor.runtime.ttl_loop import TtlLoop
 
 log = logging.getLogger("corral")
 
@@ -56,11 +60,8 @@ class Pool:
         self.placement = scheduler.Placement.from_config(config, self.footprints.in_force)
         self._spawn: ChildFactory = spawn or Launcher(config, owner)
         self._retiring: set[Entry] = set()  # replaced by a reload, still draining
-        self._wake = asyncio.Event()
-        self._sleeping_until = -math.inf  # when the TTL loop wakes on its own (-inf: awake)
-        self._ttl_task: asyncio.Task[None] | None = None
+        self._ttl_loop = TtlLoop(self)
         self._preloads: set[asyncio.Task[None]] = set()
-        self._closing = False
         self.events = EventBus()
 
     def resolve(self, name: object) -> Entry:
@@ -75,7 +76,7 @@ class Pool:
     def ttl(self, entry: Entry) -> Ttl:
         if entry.keep_alive is not None:
             return entry.keep_alive
-        return scheduler.config_ttl(entry.config.ttl, self.config.default_ttl)
+        return ttl.config_ttl(entry.config.ttl, self.config.default_ttl)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -99,14 +100,8 @@ class Pool:
             entry.last_used = time.monotonic()
             if entry.in_flight == 0:
                 entry.idle.set()
-                self._wake_for(entry)
+                self._ttl_loop.wake_for(entry.last_used, self.ttl(entry))
             self._queue_changed(entry)
-
-    def _wake_for(self, entry: Entry) -> None:
-        """Wake the TTL loop when ``entry`` now expires before the loop would wake anyway
-        (a wake per request cost a recomputation and a task each, for nothing)."""
-        if scheduler.wakes_ttl_loop(entry.last_used, self.ttl(entry), self._sleeping_until):
-            self._wake.set()
 
     def _queue_changed(self, entry: Entry) -> None:
         self.events.publish("queue", entry.name, in_flight=entry.in_flight, queued=entry.waiting)
@@ -164,7 +159,7 @@ class Pool:
         return self._spawn(model, self._on_exit)
 
     def wake(self) -> None:
-        self._wake.set()
+        self._ttl_loop.wake()
 
     def _tracked(self, entry: Entry) -> bool:
         """Current, or replaced by a reload but still serving the requests it has."""
@@ -183,7 +178,7 @@ class Pool:
             if entry.child is child:
                 entry.failed_at = -math.inf
                 self.events.publish("crashed", entry.name, code=code)
-        self._wake.set()
+        self._ttl_loop.wake()
 
     def sharing(self, entry: Entry) -> list[Entry]:
         """The entries whose requests go to ``entry``'s child right now."""
@@ -227,35 +222,11 @@ class Pool:
 
     def set_keep_alive(self, entry: Entry, seconds: float) -> None:
         """A client's keep_alive (Ollama's meaning: 0 unloads once idle, negative never)."""
-        entry.keep_alive = scheduler.keep_alive_ttl(seconds)
-        self._wake.set()
-
-    async def _ttl_loop(self) -> None:
-        while not self._closing:
-            # Clear before reading the deadline, so a wake-up in between is not lost.
-            self._wake.clear()
-            deadline = scheduler.next_deadline(views.idle_view(self))
-            timeout = None if math.isinf(deadline) else max(0.0, deadline - time.monotonic())
-            self._sleeping_until = deadline
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            self._sleeping_until = -math.inf  # deciding: it reads the pool afresh before sleeping
-            try:
-                await self._unload_expired()
-            except Exception:
-                # The loop must outlive any one failure, or nothing would ever unload again.
-                log.exception("ttl: unloading failed; will try again")
-
-    async def _unload_expired(self) -> None:
-        while True:
-            # Decided afresh before each stop: a request may have arrived during the last.
-            names = scheduler.expired(views.idle_view(self), time.monotonic())
-            if not names:
-                return
-            await self.retire([self.entries[names[0]]], "ttl")
+        entry.keep_alive = ttl.keep_alive_ttl(seconds)
+        self._ttl_loop.wake()
 
     def start_background(self) -> None:
-        self._ttl_task = asyncio.create_task(self._ttl_loop())
+        self._ttl_loop.start()
         self._preload_all()
 
     def _preload_all(self) -> None:
@@ -296,7 +267,7 @@ class Pool:
             self._spawn = Launcher(config, self.owner)
         self._retiring.update(retiring)
         self._preload_all()
-        self._wake.set()
+        self._ttl_loop.wake()
         try:
             await self.retire(retiring, "reload")
         finally:
@@ -305,12 +276,7 @@ class Pool:
         log.info("reloaded config: %d models, kept running: %s", len(new), kept or "none")
 
     async def shutdown(self) -> None:
-        self._closing = True
-        self._wake.set()
-        if self._ttl_task is not None:
-            self._ttl_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ttl_task
+        await self._ttl_loop.stop()
         await asyncio.gather(*(child.stop("shutdown") for child in self._children()))
 
     def kill_all_now(self) -> None:

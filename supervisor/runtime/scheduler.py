@@ -3,10 +3,9 @@
 Owns the rules: admission (concurrency plus a bounded queue); which running models must stop
 before another can start (groups with llama-swap's swap/exclusive/persistent semantics; with
 no groups, one model at a time), and that a load in progress owns its place until it ends;
-which presets share a child; which waiters share a failed load; how a TTL or a client's
-keep_alive becomes one ``Ttl``, with one value, ``NEVER``, for "never unload"; which idle
-models have outlived it; and what a reload keeps, replaces, or cannot apply without a
-restart. When memory budgets are in force, ``plan_load`` also asks ``placement`` what fits:
+which presets share a child; which waiters share a failed load; and what a reload keeps,
+replaces, or cannot apply without a restart. How long a model stays loaded is ``ttl``'s
+rule. When memory budgets are in force, ``plan_load`` also asks ``placement`` what fits:
 groups still apply on top, and models outside every group are then limited by memory instead
 of running one at a time. It performs no I/O and keeps no state: ``pool`` carries the
 decisions out.
@@ -14,14 +13,11 @@ decisions out.
 
 from __future__ import annotations
 
-import enum
-import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
 
 from corral.generator.settings import Config
-from corral.supervisor.runtime import placement as memory_policy
+from corral.supervisor.runtime.memory import placement as memory_policy
 
 #: Models outside every group share this one: one at a time (as llama-swap), unless by memory.
 DEFAULT_GROUP = "(default)"
@@ -224,65 +220,6 @@ def _policy_view(
 
 def _by_name(residents: Iterable[Resident]) -> tuple[Resident, ...]:
     return tuple(sorted(residents, key=lambda r: r.name))
-
-
-# -- how long -----------------------------------------------------------------------------
-
-
-class Never(enum.Enum):
-    """The one value for "never unload" (a ttl of 0 in the config, a negative keep_alive)."""
-
-    NEVER = "never"
-
-
-NEVER: Final = Never.NEVER
-#: Seconds a model stays loaded after its last request ends (0: unload at once), or NEVER.
-Ttl = float | Never
-
-
-def config_ttl(model_ttl: int | None, default_ttl: int) -> Ttl:
-    """The config's TTL: the model's own, else ``default_ttl``; 0 means never unload."""
-    seconds = model_ttl if model_ttl is not None else default_ttl
-    return NEVER if seconds == 0 else float(seconds)
-
-
-def keep_alive_ttl(seconds: float) -> Ttl:
-    """A client's keep_alive (Ollama's meaning): negative keeps the model loaded for good, 0
-    unloads it as soon as its last request ends, anything else is seconds after that."""
-    return NEVER if seconds < 0 or math.isinf(seconds) else seconds
-
-
-@dataclass(frozen=True)
-class Idle:
-    """What the TTL rule needs to know of one running model."""
-
-    name: str
-    in_flight: int
-    last_used: float
-    ttl: Ttl
-
-
-def deadline(model: Idle) -> float:
-    """When ``model`` unloads if nothing arrives (monotonic seconds); inf when never."""
-    if model.in_flight or model.ttl is NEVER:
-        return math.inf
-    return model.last_used + model.ttl
-
-
-def expired(models: Iterable[Idle], now: float) -> list[str]:
-    """Models idle (nothing in flight) for at least their TTL since the last request ended."""
-    return sorted(m.name for m in models if deadline(m) <= now)
-
-
-def wakes_ttl_loop(last_used: float, ttl: Ttl, sleeping_until: float) -> bool:
-    """Whether a model idle since ``last_used`` must wake the TTL loop sleeping until
-    ``sleeping_until``: only when it would expire first."""
-    return ttl is not NEVER and last_used + ttl < sleeping_until
-
-
-def next_deadline(models: Iterable[Idle]) -> float:
-    """When the next idle model's TTL runs out (monotonic seconds); inf when none will."""
-    return min((deadline(m) for m in models), default=math.inf)
 
 
 # -- reload -------------------------------------------------------------------------------

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from corral.supervisor.runtime import scheduler
+from corral.supervisor.runtime import scheduler, ttl
+from corral.supervisor.runtime.effects import PoolView
 from corral.supervisor.runtime.entries import Entry
-from corral.supervisor.runtime.scheduler import NEVER
-
-if TYPE_CHECKING:
-    from corral.supervisor.runtime.pool import Pool
+from corral.supervisor.runtime.ttl import NEVER
 
 
-def residents(pool: Pool) -> list[scheduler.Resident]:
+def residents(pool: PoolView) -> list[scheduler.Resident]:
     """Every child that holds memory or is about to: live ones, and claimed loads.
 
     An entry a reload replaced gets a key of its own: its child is on the way out, never a
@@ -42,11 +40,11 @@ def residents(pool: Pool) -> list[scheduler.Resident]:
     ]
 
 
-def _key(pool: Pool, entry: Entry) -> Hashable:
+def _key(pool: PoolView, entry: Entry) -> Hashable:
     return entry.key if pool.entries.get(entry.name) is entry else ("replaced", id(entry))
 
 
-def idle_view(pool: Pool) -> list[scheduler.Idle]:
+def idle_view(pool: PoolView) -> list[ttl.Idle]:
     """One item per ready child, named after the entry that used it last (whose ttl counts)."""
     view = {}
     for entry in pool.entries.values():
@@ -55,13 +53,11 @@ def idle_view(pool: Pool) -> list[scheduler.Idle]:
         sharing = pool.sharing(entry)
         latest = max(sharing, key=lambda e: e.last_used)
         busy = sum(e.in_flight + e.waiting for e in sharing)
-        view[id(entry.child)] = scheduler.Idle(
-            latest.name, busy, latest.last_used, pool.ttl(latest)
-        )
+        view[id(entry.child)] = ttl.Idle(latest.name, busy, latest.last_used, pool.ttl(latest))
     return list(view.values())
 
 
-def expires_at(pool: Pool, entry: Entry) -> float | None:
+def expires_at(pool: PoolView, entry: Entry) -> float | None:
     """Wall-clock time the model unloads if nothing else arrives; None: never or not loaded."""
     sharing = pool.sharing(entry)
     latest = max(sharing, key=lambda e: e.last_used)
@@ -73,7 +69,7 @@ def expires_at(pool: Pool, entry: Entry) -> float | None:
     return time.time() + (ttl if busy else remaining)
 
 
-def describe(pool: Pool, entry: Entry) -> dict[str, Any]:
+def describe(pool: PoolView, entry: Entry) -> dict[str, Any]:
     """One model as ``/running`` shows it."""
     child = entry.child if entry.running() else None
     ttl = pool.ttl(entry)
@@ -92,7 +88,7 @@ def describe(pool: Pool, entry: Entry) -> dict[str, Any]:
     }
 
 
-def memory(pool: Pool, entry: Entry) -> dict[str, Any] | None:
+def memory(pool: PoolView, entry: Entry) -> dict[str, Any] | None:
     """A model's memory: bytes in all and per device, and where the figure comes from
     (declared, measured, estimated); None when unknown (a ``cmd`` without ``memory``)."""
     found = pool.footprints.of(entry.config)
@@ -101,10 +97,10 @@ def memory(pool: Pool, entry: Entry) -> dict[str, Any] | None:
     return {"bytes": found.total, "by_device": dict(found.by_device), "source": str(found.source)}
 
 
-def running(pool: Pool) -> list[dict[str, Any]]:
+def running(pool: PoolView) -> list[dict[str, Any]]:
     return [describe(pool, e) for e in pool.entries.values() if e.running()]
 
 
-def every_model(pool: Pool) -> list[dict[str, Any]]:
+def every_model(pool: PoolView) -> list[dict[str, Any]]:
     """Every configured model, loaded or not (the status page's rows)."""
     return [describe(pool, e) for e in pool.entries.values()]

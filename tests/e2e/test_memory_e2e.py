@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from corral.generator.settings import ModelConfig
-from corral.supervisor.runtime import gguf_facts, learned, memory
+from corral.generator.model_settings import ModelConfig
+from corral.supervisor.runtime.memory import estimate, gguf_facts, learned
 from tests.support import free_port, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -50,11 +50,11 @@ def test_estimate_within_15_percent_of_llama_servers_buffers(
     measured = learned.by_device(found)
     assert set(measured) == {"cpu"}, found
     config = ModelConfig(name="gemma", path=model_file, context_size=context_size, gpu_layers=0)
-    estimate = memory.estimate(gguf_facts.read(model_file), memory.launch(config), {})
-    ratio = estimate.total / measured["cpu"]
+    estimated = estimate.estimate(gguf_facts.read(model_file), estimate.launch(config), {})
+    ratio = estimated.total / measured["cpu"]
     print(
-        f"ctx={context_size}: estimated {estimate.total / MIB:.1f} MiB "
-        f"({', '.join(f'{k} {v / MIB:.1f}' for k, v in estimate.parts.items())}), "
+        f"ctx={context_size}: estimated {estimated.total / MIB:.1f} MiB "
+        f"({', '.join(f'{k} {v / MIB:.1f}' for k, v in estimated.parts.items())}), "
         f"llama-server {measured['cpu'] / MIB:.1f} MiB "
         f"({', '.join(f'{k} {v / MIB:.2f}' for k, v in sorted(found.items()))}), "
         f"ratio {ratio:.3f}"

@@ -263,7 +263,7 @@ def test_generate_names_the_options_the_settings_came_from(tmp_path: Path) -> No
 
 
 def test_the_acceleration_flag_offers_the_one_list() -> None:
-    from corral.generator.units import ACCELERATIONS
+    from corral.generator.unit_settings import ACCELERATIONS
 
     option = next(p for p in cli.commands["generate"].params if p.name == "acceleration")
     assert list(option.type.choices) == list(ACCELERATIONS)  # type: ignore[attr-defined]

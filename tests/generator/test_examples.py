@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from corral.generator import loader
-from corral.generator.settings import Config, GroupConfig, ModelConfig
+from corral.generator.model_settings import GroupConfig, ModelConfig
+from corral.generator.settings import Config
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

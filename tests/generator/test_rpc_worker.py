@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from corral.generator.cli import cli
 from corral.generator.problems import ConfigError
 from corral.generator.rpc_worker import RpcWorkerSettings, render
-from corral.generator.units import ACCELERATIONS
+from corral.generator.unit_settings import ACCELERATIONS
 from tests.generator.test_units import MAX_EXPOSURE, analyze, exposure, lines, needs_analyze
 
 

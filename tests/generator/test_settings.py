@@ -8,8 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from corral.generator.keys import spellings
+from corral.generator.model_settings import GroupConfig, ModelConfig
 from corral.generator.rules import conflicts
-from corral.generator.settings import Config, GroupConfig, ModelConfig
+from corral.generator.settings import Config
 
 
 def model(**fields: Any) -> ModelConfig:

@@ -20,14 +20,8 @@ import pytest
 
 from corral.generator.loader import validate
 from corral.generator.problems import ConfigError
-from corral.generator.units import (
-    ACCELERATIONS,
-    ServiceSettings,
-    quote_arg,
-    quote_env,
-    quote_path,
-    render_units,
-)
+from corral.generator.unit_settings import ACCELERATIONS, ServiceSettings
+from corral.generator.units import quote_arg, quote_env, quote_path, render_units
 
 GOLDEN = Path(__file__).parent / "golden"
 ANALYZE = shutil.which("systemd-analyze")

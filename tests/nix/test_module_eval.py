@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from corral.generator.units import ACCELERATIONS
+from corral.generator.unit_settings import ACCELERATIONS
 
 pytestmark = pytest.mark.nix
 

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import psutil
 
-from corral.supervisor.runtime.strays import PARENT_MARKER
+from corral.supervisor.runtime.child.strays import PARENT_MARKER
 from tests.support import CorralServer, corral_bin, wait_until
 
 

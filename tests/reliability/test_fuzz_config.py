@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from corral.generator.keys import spellings
 from corral.generator.loader import validate
+from corral.generator.model_settings import GroupConfig, ModelConfig
 from corral.generator.problems import ConfigError
-from corral.generator.settings import Config, GroupConfig, ModelConfig
+from corral.generator.settings import Config
 
 EXAMPLES = 300
 NAMES = ["m", "qwen2.5-coder:3b", "org/model:q4", "gemma-3-270m", "a.b+c"]

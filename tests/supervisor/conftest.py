@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from corral.generator.settings import Config
+from corral.supervisor.runtime.child.process import ChildProcess
 from corral.supervisor.runtime.pool import Pool
-from corral.supervisor.runtime.process import ChildProcess
 from tests.supervisor.fake_child import World
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from corral.generator.settings import ModelConfig
-from corral.supervisor.runtime.states import ExitHook, ProcessState, StartError, transition
+from corral.generator.model_settings import ModelConfig
+from corral.supervisor.runtime.child.states import ExitHook, ProcessState, StartError, transition
 
 
 @dataclass

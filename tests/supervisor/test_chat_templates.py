@@ -9,8 +9,8 @@ from typing import Any
 import jinja2
 import pytest
 
-from corral.generator.settings import ModelConfig
-from corral.supervisor.runtime import chat_templates
+from corral.generator.model_settings import ModelConfig
+from corral.supervisor.runtime.child import chat_templates
 from tests.gguf_files import write_gguf
 
 CHAT = [

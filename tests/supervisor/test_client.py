@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from corral.supervisor.http import client, proxy
+from corral.supervisor.http import client, client_pool
+from corral.supervisor.http.headers import forwarded_raw
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]]
 
@@ -78,13 +79,13 @@ def head(method: str, port: int, body: bytes = b"", extra: bytes = b"") -> bytes
 OK = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}'
 
 
-async def ask(pool: client.Pool, server: Scripted, method: str = "POST") -> client.Answer:
+async def ask(pool: client_pool.Pool, server: Scripted, method: str = "POST") -> client.Answer:
     body = b'{"prompt":"x"}' if method == "POST" else b""
     return await pool.request(method, server.port, head(method, server.port, body), body)
 
 
 async def test_a_content_length_answer_is_read_whole_and_its_connection_reused() -> None:
-    pool = client.Pool()
+    pool = client_pool.Pool()
     async with scripted(writes(OK)) as server:
         for _ in range(3):
             answer = await ask(pool, server)
@@ -111,7 +112,7 @@ async def test_a_chunked_answer_comes_piece_by_piece_as_the_child_sends_it() -> 
         writer.write(b"3\r\nabc\r\n0\r\n\r\n")
         await writer.drain()
 
-    pool = client.Pool()
+    pool = client_pool.Pool()
     async with scripted(reply) as server:
         answer = await ask(pool, server)
         pieces = answer.iter_any()
@@ -126,7 +127,7 @@ async def test_a_chunked_answer_comes_piece_by_piece_as_the_child_sends_it() -> 
 
 
 async def test_an_answer_without_length_ends_when_the_child_closes_and_is_not_reused() -> None:
-    pool = client.Pool()
+    pool = client_pool.Pool()
     async with scripted(writes(b"HTTP/1.1 200 OK\r\n\r\nall of it", close=True)) as server:
         answer = await ask(pool, server)
         assert await answer.read() == b"all of it"
@@ -138,7 +139,7 @@ async def test_an_answer_without_length_ends_when_the_child_closes_and_is_not_re
 
 async def test_connection_close_from_the_child_is_honoured() -> None:
     closing = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"
-    pool = client.Pool()
+    pool = client_pool.Pool()
     async with scripted(writes(closing)) as server:
         for _ in range(2):
             answer = await ask(pool, server)
@@ -151,7 +152,7 @@ async def test_connection_close_from_the_child_is_honoured() -> None:
 async def test_a_stale_pooled_connection_is_not_used() -> None:
     """The child closed an idle kept-alive connection (as llama-server does after 5 s): the
     next request goes out on a fresh one, for any method."""
-    pool = client.Pool()
+    pool = client_pool.Pool()
     async with scripted(writes(OK, close=True)) as server:
         first = await ask(pool, server)
         await first.read()
@@ -164,12 +165,12 @@ async def test_a_stale_pooled_connection_is_not_used() -> None:
 
 
 async def test_an_idle_connection_past_idle_s_is_not_reused() -> None:
-    pool = client.Pool()
+    pool = client_pool.Pool()
     async with scripted(writes(OK)) as server:
         first = await ask(pool, server)
         await first.read()
         first.release()
-        first.idle_since -= client.IDLE_S + 1
+        first.idle_since -= client_pool.IDLE_S + 1
         second = await ask(pool, server)
         await second.read()
         assert server.connections == 2
@@ -193,7 +194,7 @@ async def test_a_reused_connection_closed_unanswered_is_retried_once_on_a_fresh_
         await asyncio.sleep(0.01)  # the last chunk is read, then the close comes
         writer.close()
 
-    pool = client.Pool()
+    pool = client_pool.Pool()
     async with scripted(reply) as server:
         for _ in range(3):
             answer = await ask(pool, server, method)
@@ -216,7 +217,7 @@ async def test_a_reused_connection_is_not_retried_once_an_answer_began() -> None
         writer.write(OK)
         await writer.drain()
 
-    pool = client.Pool()
+    pool = client_pool.Pool()
     async with scripted(reply) as server:
         first = await ask(pool, server)
         await first.read()
@@ -231,7 +232,7 @@ async def test_a_reused_connection_is_not_retried_once_an_answer_began() -> None
 
 async def test_a_child_that_closes_mid_chunk_breaks_the_answer() -> None:
     cut = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n10\r\nonly half"
-    pool = client.Pool()
+    pool = client_pool.Pool()
     async with scripted(writes(cut, close=True)) as server:
         answer = await ask(pool, server)
         with pytest.raises(client.Broken, match="mid-answer"):
@@ -241,7 +242,7 @@ async def test_a_child_that_closes_mid_chunk_breaks_the_answer() -> None:
 
 
 async def test_a_child_that_closes_before_answering_is_broken() -> None:
-    pool = client.Pool()
+    pool = client_pool.Pool()
     async with scripted(writes(close=True)) as server:
         with pytest.raises(client.Broken, match="before answering"):
             await ask(pool, server)
@@ -249,7 +250,7 @@ async def test_a_child_that_closes_before_answering_is_broken() -> None:
 
 
 async def test_an_interim_100_continue_is_skipped_for_the_final_answer() -> None:
-    pool = client.Pool()
+    pool = client_pool.Pool()
     async with scripted(writes(b"HTTP/1.1 100 Continue\r\n\r\n", OK)) as server:
         answer = await ask(pool, server)
         assert answer.status == 200
@@ -262,14 +263,14 @@ async def test_an_interim_100_continue_is_skipped_for_the_final_answer() -> None
 
 def test_expect_100_continue_is_not_forwarded() -> None:
     """corral has the whole body before it asks: a child must not wait to send 100."""
-    sent = proxy.forwarded_raw({"Expect": "100-continue", "X-Trace": "1"}, "Bearer k")
+    sent = forwarded_raw({"Expect": "100-continue", "X-Trace": "1"}, "Bearer k")
     assert sent == [(b"x-trace", b"1"), (b"authorization", b"Bearer k")]
 
 
 @pytest.mark.parametrize("size", [60 * 1024, 70 * 1024])
 async def test_an_answer_head_over_the_limit_is_refused(size: int) -> None:
     big = b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * size + b"\r\ncontent-length: 2\r\n\r\nok"
-    pool = client.Pool()
+    pool = client_pool.Pool()
     async with scripted(writes(big)) as server:
         if size < client.MAX_HEAD_BYTES:
             answer = await ask(pool, server)
@@ -282,7 +283,7 @@ async def test_an_answer_head_over_the_limit_is_refused(size: int) -> None:
 
 
 async def test_an_answer_that_is_not_http_is_broken() -> None:
-    pool = client.Pool()
+    pool = client_pool.Pool()
     async with scripted(writes(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")) as server:
         with pytest.raises(client.Broken, match="not valid HTTP"):
             await ask(pool, server)
@@ -290,7 +291,7 @@ async def test_an_answer_that_is_not_http_is_broken() -> None:
 
 
 async def test_a_head_answer_has_no_body_whatever_its_length_says() -> None:
-    pool = client.Pool()
+    pool = client_pool.Pool()
     headers = b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n"
     async with scripted(writes(headers)) as server:
         answer = await ask(pool, server, "HEAD")
@@ -305,7 +306,7 @@ async def test_a_slow_reader_holds_the_child_back_instead_of_buffering() -> None
     socket read), the rest waits in the child."""
     body = b"x" * (8 * 1024 * 1024)
     ahead = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body)
-    pool = client.Pool()
+    pool = client_pool.Pool()
     async with scripted(writes(ahead, body)) as server:
         answer = await ask(pool, server)
         held: list[int] = []
@@ -341,14 +342,14 @@ async def test_a_closed_port_is_an_oserror() -> None:
     port = listening.sockets[0].getsockname()[1]
     listening.close()
     await listening.wait_closed()
-    pool = client.Pool()
+    pool = client_pool.Pool()
     with pytest.raises(OSError):
         await pool.request("GET", port, client.request_head("GET", "/", port, [], 0), b"")
 
 
 async def test_a_stopped_childs_port_leaves_nothing_in_the_pool() -> None:
     """Children come and go on new ports: the pool must not keep a key per port ever used."""
-    pool = client.Pool()
+    pool = client_pool.Pool()
     async with scripted(writes(OK, close=True)) as server:
         answer = await ask(pool, server)
         await answer.read()
@@ -374,7 +375,7 @@ async def test_a_request_cancelled_while_waiting_closes_its_connection(reused: b
         await reader.read()  # returns at the close
         closed.set()
 
-    pool = client.Pool()
+    pool = client_pool.Pool()
     async with scripted(reply) as server:
         if reused:
             first = await ask(pool, server)

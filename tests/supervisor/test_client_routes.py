@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from corral.generator.settings import ModelConfig
+from corral.generator.model_settings import ModelConfig
 from corral.supervisor.http.defaults import apply_defaults
 from tests.gguf_files import write_gguf
 from tests.support import CorralServer, fake_cmd, wait_until

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError
-from corral.generator.settings import ModelConfig
-from corral.supervisor.runtime import command, strays
+from corral.supervisor.runtime.child import command, strays
 
 BIN = "/opt/llama/bin/llama-server"
 

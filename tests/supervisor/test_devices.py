@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from corral.generator.settings import Config, ModelConfig
-from corral.supervisor.runtime import devices
+from corral.generator.model_settings import ModelConfig
+from corral.generator.settings import Config
+from corral.supervisor.runtime.memory import devices
 
 GIB = 1024**3
 MIB = 1024**2

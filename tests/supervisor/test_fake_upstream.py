@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from corral.supervisor.runtime.process import ChildProcess
-from corral.supervisor.runtime.states import StartError
+from corral.supervisor.runtime.child.process import ChildProcess
+from corral.supervisor.runtime.child.states import StartError
 from tests.support import fake_argv, until
 
 

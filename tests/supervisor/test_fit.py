@@ -16,7 +16,8 @@ from corral.generator import loader
 from corral.generator.cli import EXIT_INVALID, MEMORY_CHECK, cli
 from corral.generator.sizes import format_size
 from corral.supervisor import fit
-from corral.supervisor.runtime import command, learned
+from corral.supervisor.runtime.child import command
+from corral.supervisor.runtime.memory import learned
 from tests.supervisor.tiny_gguf import Shape, write
 from tests.support import demo_model_file
 

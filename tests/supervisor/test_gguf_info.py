@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.supervisor.runtime import gguf_facts, gguf_info
+from corral.supervisor.runtime.memory import gguf_facts, gguf_info
 from tests.gguf_files import write_gguf
 
 
@@ -104,7 +104,7 @@ def test_reading_a_header_and_its_sizes_imports_no_numpy(tmp_path: Path) -> None
     path = write_gguf(tmp_path / "m.gguf")
     code = (
         "import sys\n"
-        "from corral.supervisor.runtime import gguf_facts, gguf_info\n"
+        "from corral.supervisor.runtime.memory import gguf_facts, gguf_info\n"
         f"facts = gguf_facts.read(__import__('pathlib').Path({str(path)!r}))\n"
         f"info = gguf_info.read(__import__('pathlib').Path({str(path)!r}))\n"
         "assert facts.tensors and info.file_type == 'Q4_K_M', (facts, info.file_type)\n"

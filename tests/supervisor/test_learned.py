@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from corral.supervisor.runtime import learned
+from corral.supervisor.runtime.memory import learned
 
 MIB = 1024**2
 

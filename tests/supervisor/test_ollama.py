@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from corral.generator.settings import ModelConfig
+from corral.generator.model_settings import ModelConfig
 from corral.supervisor.api.ollama import answers as ollama_answers
 from corral.supervisor.api.ollama import models as ollama_models
 from corral.supervisor.api.ollama import requests as ollama

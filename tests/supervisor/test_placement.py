@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from corral.supervisor.runtime.placement import (
+from corral.supervisor.runtime.memory.placement import (
     Admit,
     Decision,
     Refuse,

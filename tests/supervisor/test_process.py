@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import pytest
 
-from corral.supervisor.runtime.health import probe_health
-from corral.supervisor.runtime.process import ChildProcess
-from corral.supervisor.runtime.states import ProcessState, StartError
+from corral.supervisor.runtime.child.health import probe_health
+from corral.supervisor.runtime.child.process import ChildProcess
+from corral.supervisor.runtime.child.states import ProcessState, StartError
 from tests.support import FAKE_UPSTREAM, fake_argv, pids_gone, until
 
 Argv = Callable[[int], list[str]]
@@ -242,7 +242,7 @@ async def test_missing_binary_is_a_start_error(make: Callable[..., ChildProcess]
 
 PARENT = """
 import asyncio, os, sys
-from corral.supervisor.runtime.process import ChildProcess
+from corral.supervisor.runtime.child.process import ChildProcess
 
 async def main() -> None:
     argv = lambda port: [sys.executable, sys.argv[1], "--port", str(port)]

@@ -10,22 +10,24 @@ from corral.generator.loader import validate
 from corral.generator.settings import Config
 from corral.supervisor.runtime.scheduler import (
     DEFAULT_GROUP,
-    NEVER,
-    Idle,
     Placement,
     Resident,
-    Ttl,
     admits,
     admits_bytes,
-    config_ttl,
-    expired,
-    keep_alive_ttl,
-    next_deadline,
     plan_load,
     plan_reload,
     shares_failure,
     sharing,
     to_evict,
+)
+from corral.supervisor.runtime.ttl import (
+    NEVER,
+    Idle,
+    Ttl,
+    config_ttl,
+    expired,
+    keep_alive_ttl,
+    next_deadline,
     wakes_ttl_loop,
 )
 

@@ -12,9 +12,9 @@ from collections.abc import Iterator, Mapping
 import psutil
 import pytest
 
-from corral.generator.settings import ModelConfig
-from corral.supervisor.runtime import command, strays
-from corral.supervisor.runtime.strays import reap_strays
+from corral.generator.model_settings import ModelConfig
+from corral.supervisor.runtime.child import command, strays
+from corral.supervisor.runtime.child.strays import reap_strays
 
 SLEEPER = f"{sys.executable} -c 'import time; time.sleep(120)'"
 

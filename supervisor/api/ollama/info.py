@@ -16,7 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from corral.generator.settings import ModelConfig
+from corral.generator.model_settings import ModelConfig
 from corral.supervisor.api.ollama import models, requests
 from corral.supervisor.errors import BadRequest
 from corral.supervisor.http.json_body import read_json

@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from corral.generator.settings import ModelConfig
+from corral.generator.model_settings import ModelConfig
 from corral.supervisor.api.ollama.answers import now_text
 from corral.supervisor.api.ollama.requests import RENAMED
-from corral.supervisor.runtime import chat_templates, gguf_info
+from corral.supervisor.runtime.child import chat_templates
+from corral.supervisor.runtime.memory import gguf_info
 
 #: Go's largest Duration in seconds: Ollama's expiry for a model kept loaded for good, which
 #: clients (the ollama CLI among them) recognise and show as "Forever".

@@ -33,7 +33,7 @@ from corral.supervisor.http import keep_alive, proxy
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
 from corral.supervisor.http.loading_state import OllamaFraming, ProgressThenAnswer
-from corral.supervisor.runtime import chat_templates
+from corral.supervisor.runtime.child import chat_templates
 from corral.supervisor.runtime.entries import Entry
 from corral.supervisor.service import Exchange, Service
 

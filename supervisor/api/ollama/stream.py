@@ -126,7 +126,7 @@ class Stream:
 
 
 class NDJSONLines:
-    """A ``Stream`` as the relay's transform (``proxy.Transform``): the child's events in,
+    """A ``Stream`` as the relay's transform (``transform.Transform``): the child's events in,
     Ollama's NDJSON lines out, each sent as soon as it is complete."""
 
     media_type = MEDIA_TYPE

@@ -18,8 +18,9 @@ from starlette.responses import Response
 from yarl import URL
 
 from corral.supervisor.errors import UpstreamFailed
+from corral.supervisor.http.headers import forwarded_headers
 from corral.supervisor.http.peers.table import Peer, Route
-from corral.supervisor.http.proxy import PeerAnswer, Relay, Upstream, forwarded_headers
+from corral.supervisor.http.proxy import PeerAnswer, Relay, Upstream
 
 log = logging.getLogger("corral")
 

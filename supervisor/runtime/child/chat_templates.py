@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from corral.generator.settings import ModelConfig
-from corral.supervisor.runtime import gguf_info
+from corral.generator.model_settings import ModelConfig
+from corral.supervisor.runtime.memory import gguf_info
 
 _HERE = Path(__file__).parent / "templates"
 _TEMPLATE_SUFFIXES = (".jinja", ".j2", ".tmpl")

@@ -16,8 +16,8 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from corral.generator.settings import ModelConfig
-from corral.supervisor.runtime.gguf_facts import Facts
+from corral.generator.model_settings import ModelConfig
+from corral.supervisor.runtime.memory.gguf_facts import Facts
 
 #: Bytes per KV cache element, for llama-server's ``-ctk``/``-ctv`` types (ggml block sizes).
 CACHE_TYPE_BYTES: dict[str, float] = {

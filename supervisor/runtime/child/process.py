@@ -2,8 +2,8 @@
 
 Owns a single child (llama-server or a model's ``cmd``) and its process group: the port it
 listens on, its state (see ``states``) and the signals sent to it. Its output is kept by
-``output``, its probe is ``health``'s. It does not decide when a model should run or stop
-(``scheduler`` does), and it does not proxy requests to it.
+``output``; when it counts as ready is ``readiness``'s rule. It does not decide when a
+model should run or stop (``scheduler`` does), and it does not proxy requests to it.
 
 Callers ``await start()`` and ``await stop()``; both are safe to call concurrently and
 repeatedly. A crash while READY is reported through ``on_exit``.
@@ -19,20 +19,15 @@ import re
 import signal
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, cast
 
-from corral.supervisor.runtime.health import PROBE_TIMEOUT, free_port, probe_health
-from corral.supervisor.runtime.output import Output
-from corral.supervisor.runtime.states import ProcessState, StartError, transition
-from corral.supervisor.runtime.strays import parent_death_hook
+from corral.supervisor.runtime.child import readiness
+from corral.supervisor.runtime.child.health import free_port
+from corral.supervisor.runtime.child.leader import LeaderProtocol
+from corral.supervisor.runtime.child.output import Output
+from corral.supervisor.runtime.child.readiness import Outcome
+from corral.supervisor.runtime.child.states import ProcessState, StartError, transition
+from corral.supervisor.runtime.child.strays import parent_death_hook
 
-POLL_INTERVAL = 0.01  # readiness is seen within ~10 ms of /health turning 200
-#: With a ready line, the probe's pace until the line comes: a safety net for a build that
-#: words it otherwise, not the way readiness is seen.
-QUIET_POLL = 1.0
-#: llama-server's line once its model is loaded and it serves ("main: server is listening
-#: on http://..." in older builds, "llama_server: listening on http://..." in newer ones).
-LLAMA_SERVER_READY_LINE = "listening on http"
 BIND_ATTEMPTS = 3
 _BIND_FAILURE = re.compile(r"address already in use|couldn't bind|bind failed|EADDRINUSE", re.I)
 log = logging.getLogger("corral")
@@ -60,7 +55,7 @@ class ChildProcess:
         self._health_timeout = health_timeout
         self._on_exit = on_exit
         # With a ready line, readiness is the line then one /health; without (a ``cmd``
-        # server that may print none), /health is polled every POLL_INTERVAL.
+        # server that may print none), /health is polled (see ``readiness``).
         self._output = Output(name, log_lines, ready_line)
         self._stop_asked = asyncio.Event()  # wakes a wait for readiness at once
         self.buffer_lines = self._output.buffer_lines  # what ``learned`` measures a load by
@@ -162,8 +157,15 @@ class ChildProcess:
             argv = self._argv_for_port(port)
             mark = self._output.total
             await self._spawn(argv, port)
-            outcome = await self._until_ready(port, deadline)
-            if outcome == "ready":
+            outcome = await readiness.until_ready(
+                port,
+                deadline,
+                self._exited,
+                self._output,
+                self._stop_asked,
+                stopping=lambda: self._state is ProcessState.STOPPING,
+            )
+            if outcome is Outcome.READY:
                 self.ready_ms = round((loop.time() - self._spawned) * 1000)
                 self._move(ProcessState.READY)
                 if self._output.heard.is_set():
@@ -177,11 +179,11 @@ class ChildProcess:
                 else:
                     log.info("ready %s in %d ms", self.name, self.ready_ms)
                 return
-            if outcome == "stopping":  # stop() owns the process from here
+            if outcome is Outcome.STOPPING:  # stop() owns the process from here
                 raise StartError(self.name, "stopped while loading", self.stderr_tail())
             await self._kill_and_reap()
             since = self.stderr_tail(min(self._output.total - mark, 20))
-            if outcome == "exited":
+            if outcome is Outcome.EXITED:
                 if attempt < BIND_ATTEMPTS and any(_BIND_FAILURE.search(x) for x in since):
                     # Another program took the port between free_port() and the child's bind.
                     log.warning("retry %s: port %d was taken", self.name, port)
@@ -199,7 +201,7 @@ class ChildProcess:
         exited: asyncio.Future[int] = loop.create_future()
         try:
             transport, protocol = await loop.subprocess_exec(
-                lambda: _Protocol(loop, lambda code: self._on_leader_exit(exited, code)),
+                lambda: LeaderProtocol(loop, lambda code: self._on_leader_exit(exited, code)),
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -217,41 +219,6 @@ class ChildProcess:
         assert proc.stdout is not None
         self._reader_task = asyncio.create_task(self._output.drain(proc.stdout))
         log.info("start %s pid=%d port=%d", self.name, proc.pid, port)
-
-    async def _until_ready(self, port: int, deadline: float) -> str:
-        """Wait for the ready line (if any), then confirm with ``/health``; or poll it."""
-        loop = asyncio.get_running_loop()
-        exited = self._exited
-        assert exited is not None
-        heard = self._output.heard
-        wakes: set[asyncio.Future[Any]] = {
-            exited,
-            asyncio.ensure_future(heard.wait()),
-            asyncio.ensure_future(self._stop_asked.wait()),
-        }
-        try:
-            while True:
-                if self._state is ProcessState.STOPPING:
-                    return "stopping"
-                if exited.done():
-                    return "exited"
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return "timeout"
-                status = await probe_health(port, min(PROBE_TIMEOUT, remaining))
-                if status is not None and 200 <= status < 300 and not exited.done():
-                    return "ready"
-                quiet = self._output.ready_line is not None and not heard.is_set()
-                # Sleeps, but wakes at once for the ready line, an exit or a stop.
-                await asyncio.wait(
-                    wakes,
-                    timeout=QUIET_POLL if quiet else POLL_INTERVAL,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-        finally:
-            for wake in wakes:
-                if wake is not exited:
-                    wake.cancel()
 
     async def _run_stop(self, reason: str, grace: float) -> None:
         began = time.monotonic()
@@ -312,29 +279,6 @@ class ChildProcess:
 
     def _move(self, target: ProcessState) -> None:
         self._state = transition(self.name, self._state, target)
-
-
-class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
-    """asyncio's own protocol, plus a call the moment the leader exits.
-
-    ``Process.wait()`` returns only once the pipe is closed as well, which a grandchild
-    holding it can delay forever; a crash must be seen when it happens.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[int], None]) -> None:
-        super().__init__(limit=2**16, loop=loop)
-        self._report = on_exit
-        self._process: asyncio.SubprocessTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        # uvloop's process transport has SubprocessTransport's methods without the class.
-        self._process = cast(asyncio.SubprocessTransport, transport)
-
-    def process_exited(self) -> None:
-        super().process_exited()
-        code = self._process.get_returncode() if self._process is not None else None
-        self._report(code if code is not None else -1)
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from corral.generator.settings import Config, ModelConfig
+from corral.generator.model_settings import ModelConfig
+from corral.generator.settings import Config
 
 _log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError
-from corral.generator.settings import ModelConfig
-from corral.supervisor.runtime.chat_templates import is_template_file, shipped_file
-from corral.supervisor.runtime.strays import MARKER, PARENT_MARKER
+from corral.supervisor.runtime.child.chat_templates import is_template_file, shipped_file
+from corral.supervisor.runtime.child.strays import MARKER, PARENT_MARKER
 
 #: The owner id used when the caller gives none; one corral per machine needs no more.
 DEFAULT_OWNER = "corral"

@@ -23,7 +23,7 @@ import enum
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from corral.generator.settings import ModelConfig
+from corral.generator.model_settings import ModelConfig
 
 
 class ProcessState(enum.Enum):

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 
+from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError
-from corral.generator.settings import Config, ModelConfig
+from corral.generator.settings import Config
 from corral.supervisor.errors import StartFailed
-from corral.supervisor.runtime import command
-from corral.supervisor.runtime.process import LLAMA_SERVER_READY_LINE, ChildProcess
-from corral.supervisor.runtime.states import ExitHook
+from corral.supervisor.runtime.child import command
+from corral.supervisor.runtime.child.process import ChildProcess
+from corral.supervisor.runtime.child.readiness import LLAMA_SERVER_READY_LINE
+from corral.supervisor.runtime.child.states import ExitHook
 
 
 class Launcher:

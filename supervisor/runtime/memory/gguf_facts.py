@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from corral.supervisor.runtime import gguf_info
-from corral.supervisor.runtime.gguf_info import GGUFError
+from corral.supervisor.runtime.memory import gguf_info
+from corral.supervisor.runtime.memory.gguf_info import GGUFError
 
 __all__ = ["SWA_PATTERNS", "Facts", "GGUFError", "from_metadata", "read"]
 

@@ -1,0 +1,71 @@
+"""Which headers cross to a child or a peer, and which of their answer's come back.
+
+Owns the drop lists (hop-by-hop headers, corral's own credentials and cookies) and the
+filters over them, on the raw header pairs where it can (no dict per request). It sends
+nothing (``proxy`` does) and decides no credential (``proxy.Upstream`` passes the child's
+key, ``peers.forward`` the peer's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+# Hop-by-hop headers (RFC 9110 7.6.1), those the client library sets itself, and credentials
+# and cookies meant for corral, which a child or a peer has no business seeing. expect: corral
+# has the whole body before it asks, so a child has nothing to say 100 Continue to.
+_DROP_REQUEST = frozenset(
+    {
+        "host",
+        "content-length",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+        "authorization",
+        "x-api-key",
+        "cookie",
+        "accept-encoding",
+        "expect",
+    }
+)
+_DROP_REQUEST_RAW = frozenset(name.encode() for name in _DROP_REQUEST)
+# date: uvicorn sets its own, and relaying the child's too would send it twice. (uvicorn
+# sends no Server header of its own: see server.py.)
+_DROP_RESPONSE = frozenset(
+    {
+        b"content-length",
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"content-encoding",
+        b"date",
+    }
+)
+
+
+def forwarded_headers(headers: Mapping[str, str], auth: str | None = None) -> dict[str, str]:
+    """The client's headers less this hop's and corral's own; ``auth``: the
+    ``Authorization`` the other end expects (a child's key, a peer's)."""
+    sent = {k: v for k, v in headers.items() if k.lower() not in _DROP_REQUEST}
+    if auth is not None:
+        sent["Authorization"] = auth
+    return sent
+
+
+def forwarded_raw(headers: Mapping[str, str], auth: str | None) -> list[tuple[bytes, bytes]]:
+    """``forwarded_headers`` as the client sent them (bytes, names in lower case), without
+    building a dict: starlette's ``Headers`` keeps the raw pairs."""
+    raw: list[tuple[bytes, bytes]] | None = getattr(headers, "raw", None)
+    if raw is None:
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    sent = [(k, v) for k, v in raw if k not in _DROP_REQUEST_RAW]
+    if auth is not None:
+        sent.append((b"authorization", auth.encode("latin-1")))
+    return sent
+
+
+def answer_headers(pairs: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """An answer's headers less this hop's and those uvicorn sets itself."""
+    return [(k, v) for k, v in pairs if k not in _DROP_RESPONSE]

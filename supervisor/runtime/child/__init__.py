@@ -1,0 +1,1 @@
+"""A child process: its command line, launch, readiness, output, states and stop."""
