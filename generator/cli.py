@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from corral.generator import dump, loader, modelfile_import, rpc_worker
-from corral.generator.keys import spellings
+from corral.generator.keys import nix_name, spellings
 from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
@@ -173,8 +173,25 @@ def relocate(problems: list[str], locations: dict[str, str]) -> list[str]:
         located = _LOCATED.match(problem) is not None
         prefixes = [p for p in locations if located and problem.startswith(p)]
         longest = max(prefixes, key=len, default=None)
-        renamed.append(problem if longest is None else locations[longest] + problem[len(longest) :])
+        if longest is None:
+            renamed.append(problem)
+        else:
+            renamed.append(_nix_hints(locations[longest] + problem[len(longest) :]))
     return renamed
+
+
+#: The key names that a hint for an unknown key offers (``problems._did_you_mean``).
+_HINT = re.compile(r"(known keys: |did you mean )([\w, ]+)(\??)$")
+
+
+def _nix_hints(problem: str) -> str:
+    """An unknown key's hint in the NixOS module's spelling (camelCase), as its user writes."""
+
+    def rename(found: re.Match[str]) -> str:
+        names = ", ".join(nix_name(n) for n in found[2].split(", "))
+        return f"{found[1]}{names}{found[3]}"
+
+    return _HINT.sub(rename, problem)
 
 
 @cli.command()

@@ -14,9 +14,8 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic.alias_generators import to_camel
-
 from corral.generator import dump
+from corral.generator.keys import nix_name
 
 _NIX_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
 #: Comment lines are wrapped to this width.
@@ -58,7 +57,7 @@ def to_nix(preset: Preset, source: str) -> str:
     out = [f"# From {source} by `corral import-modelfile --nix`.", *_comments(preset.notes, "")]
     out += ["{", f"  {_nix_key(name)} = {{"]
     for key, value in entry.items():
-        nix_key = "extraArgs" if key == "args" else to_camel(key)
+        nix_key = nix_name(key)
         out += _comments(preset.remarks.get(key, []), "    ")
         out.append(f"    {_nix_key(nix_key)} = {_nix_value(value, '    ')};")
     out += ["  };", "}"]

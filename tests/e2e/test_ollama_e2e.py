@@ -3,7 +3,6 @@ of corral, the real llama-server and Gemma 3 270M."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -15,14 +14,23 @@ import ollama
 import openai
 import pytest
 
-from tests.e2e.conftest import STORE_NAME, Store
+from tests.e2e.conftest import STORE_NAME, Store, corral_for
 from tests.ollama_layout import tree_digest
 from tests.support import DEMO_FILE, CorralServer, demo_model, wait_until
 
 pytestmark = pytest.mark.e2e
 
-CONFIG_NAME = "gemma-3-270m"
+NAME = "gemma-3-270m"
 SHORT = {"num_predict": 8}  # the CPU is shared and slow: a few tokens prove the path
+
+
+#: What this suite's corral serves (tests/e2e/conftest.py's ``server``). Gemma's GGUF pools
+#: nothing by default, and llama-server's OpenAI embeddings need a pooled vector: mean
+#: pooling makes the same model answer chat and embeddings.
+SETTINGS = {
+    "default_ttl": 0,
+    "models": [demo_model(NAME, args=["--embeddings", "--pooling", "mean"])],
+}
 
 
 @dataclass(frozen=True)
@@ -41,26 +49,21 @@ def served(
     ollama_store: Store,
 ) -> Iterator[Served]:
     """The demo model as a config entry, then as a model of Ollama's store."""
-    # Gemma's GGUF pools nothing by default, and llama-server's OpenAI embeddings need a
-    # pooled vector: mean pooling makes the same model answer chat and embeddings.
-    args = ["--embeddings", "--pooling", "mean"]
-    settings: dict[str, object] = {"llama_server": llama_server, "default_ttl": 0}
     if request.param == "config":
-        settings.update(models_path=str(models_dir), models=[demo_model(CONFIG_NAME, args=args)])
-        name, size = CONFIG_NAME, (models_dir / DEMO_FILE).stat().st_size
+        declared, name, size = SETTINGS, NAME, (models_dir / DEMO_FILE).stat().st_size
     else:
-        # The store's model, with what the demo needs set on it through an `ollama:` path:
-        # Gemma's template (its GGUF has none) and pooling.
-        entry = {"name": STORE_NAME, "path": f"ollama:{STORE_NAME}", "args": args}
-        settings.update(
-            ollama_models=str(ollama_store.root),
-            models=[{**entry, "chat_template": "gemma", "context_size": 1024}],
-        )
-        manifest = json.loads(ollama_store.manifest)
-        size = sum(x["size"] for x in manifest["layers"]) + manifest["config"]["size"]
-        name = STORE_NAME
-    folder = tmp_path_factory.mktemp(f"ollama-e2e-{request.param}")
-    with CorralServer(settings, folder) as running:
+        # The store's model, with what the suite needs set on it through an `ollama:` path:
+        # Gemma's template (its GGUF has none) and pooling. No models_path: the demo file in
+        # it would be served a second time, under its own name.
+        entry = {"name": STORE_NAME, "path": f"ollama:{STORE_NAME}", "chat_template": "gemma"}
+        entry["args"] = ["--embeddings", "--pooling", "mean"]
+        declared = {**SETTINGS, "models_path": None, "models": [entry]}
+        declared["ollama_models"] = str(ollama_store.root)
+        name, size = STORE_NAME, ollama_store.size
+    label = f"-{request.param}"
+    with corral_for(
+        request, tmp_path_factory, models_dir, llama_server, declared, label
+    ) as running:
         yield Served(running, name, size)
     if request.param == "store":
         assert tree_digest(ollama_store.root) == ollama_store.before, "the store was changed"
@@ -68,26 +71,13 @@ def served(
 
 @pytest.fixture(scope="module")
 def server(served: Served) -> CorralServer:
+    """Overrides conftest's: this suite runs once per setup of ``served``."""
     return served.server
 
 
 @pytest.fixture(scope="module")
 def name(served: Served) -> str:
     return served.name
-
-
-@pytest.fixture
-def api(server: CorralServer) -> Iterator[ollama.Client]:
-    with ollama.Client(host=server.url, timeout=120) as client:
-        yield client
-
-
-@pytest.fixture
-def oai(server: CorralServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=120
-    ) as client:
-        yield client
 
 
 def llama_children(server: CorralServer) -> list[int]:

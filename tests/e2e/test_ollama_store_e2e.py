@@ -22,17 +22,12 @@ pytestmark = pytest.mark.e2e
 def server(
     tmp_path_factory: pytest.TempPathFactory, ollama_store: Store, llama_server: str
 ) -> Iterator[CorralServer]:
-    # No entry of its own: the model, its defaults and its name come from the store alone.
+    # Overrides conftest's `server` (whose `api` client this suite uses): no entry, no
+    # models_path; the model, its defaults and its name come from the store alone.
     settings = {"llama_server": llama_server, "default_ttl": 0}
     env = {"OLLAMA_MODELS": str(ollama_store.root)}
     with CorralServer(settings, tmp_path_factory.mktemp("store-e2e"), env) as running:
         yield running
-
-
-@pytest.fixture
-def api(server: CorralServer) -> Iterator[ollama.Client]:
-    with ollama.Client(host=server.url, timeout=120) as client:
-        yield client
 
 
 def test_the_store_params_cap_the_answer_and_ps_reports_the_digest(
