@@ -55,8 +55,8 @@ def served(
         # The store's model, with what the suite needs set on it through an `ollama:` path:
         # Gemma's template (its GGUF has none) and pooling. No models_path: the demo file in
         # it would be served a second time, under its own name.
-        entry = {"name": STORE_NAME, "path": f"ollama:{STORE_NAME}", "chat_template": "gemma"}
-        entry["args"] = ["--embeddings", "--pooling", "mean"]
+        entry: dict[str, object] = {"name": STORE_NAME, "path": f"ollama:{STORE_NAME}"}
+        entry.update(chat_template="gemma", args=["--embeddings", "--pooling", "mean"])
         declared = {**SETTINGS, "models_path": None, "models": [entry]}
         declared["ollama_models"] = str(ollama_store.root)
         name, size = STORE_NAME, ollama_store.size
