@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
-from corral.generator import dump, loader, rpc_worker
+from corral.generator import dump, loader, modelfile_import, rpc_worker
 from corral.generator.keys import nix_name, spellings
 from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError
@@ -47,6 +47,7 @@ def cli() -> None:
 
 
 cli.add_command(rpc_worker.command)
+cli.add_command(modelfile_import.command)
 
 
 @cli.command()

@@ -53,6 +53,7 @@ in
     ./options.nix
     ./derived.nix
     ./remote.nix
+    ./ollama-store.nix
   ];
 
   config = lib.mkMerge [

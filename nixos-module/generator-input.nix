@@ -65,6 +65,7 @@ let
       host
       port
       modelsPath
+      ollamaModels
       defaultTTL
       healthTimeout
       allowedOrigins

@@ -164,6 +164,25 @@ in
       '';
     };
 
+    ollamaModels = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = literalExpression "config.services.ollama.models";
+      description = ''
+        Ollama's models folder (its `OLLAMA_MODELS`). Every model in it is served in place,
+        read-only, under the name `ollama list` shows; an entry of
+        {option}`services.corral.models` with the same name wins, and one whose `path` is
+        `"ollama:NAME"` sets more on the store's model. The unit gets `ReadOnlyPaths=` for it,
+        and corral never pulls into it or deletes from it.
+
+        services.ollama keeps its store readable only by its own user (`UMask=0077`) and, by
+        default, in `/var/lib/private/ollama` (mode 0700, for its DynamicUser). corral does
+        not loosen that: it runs as ollama's user, and the store moves out of the private
+        folder. An assertion says exactly what to set: {option}`services.ollama.user`,
+        {option}`services.ollama.models`, {option}`services.corral.user`.
+      '';
+    };
+
     defaultTTL = mkOption {
       type = types.nullOr types.ints.unsigned;
       default = null;

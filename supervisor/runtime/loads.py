@@ -20,6 +20,7 @@ import time
 from corral.supervisor.errors import StartFailed
 from corral.supervisor.pull import library
 from corral.supervisor.runtime import scheduler, views
+from corral.supervisor.runtime.child import chat_templates
 from corral.supervisor.runtime.child.states import StartError
 from corral.supervisor.runtime.effects import PoolEffects
 from corral.supervisor.runtime.entries import Entry
@@ -145,6 +146,11 @@ async def _start(pool: PoolEffects, entry: Entry) -> None:
     if child is None or not child.state.live:
         model = entry.config  # auto_pull: a `source` whose file is missing comes first
         model = await library.present(model, log.info) if pool.config.auto_pull else model
+        if model.ollama is not None:
+            # A header read (cached after the first): off the loop, as /api/show reads it.
+            warning = await asyncio.to_thread(chat_templates.store_warning, model)
+            if warning is not None:
+                log.warning("%s", warning)
         child = pool.spawn(model)
         for sibling in pool.entries.values():  # never a replaced one: it retires
             if sibling.key == entry.key:

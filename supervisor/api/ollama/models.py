@@ -102,7 +102,18 @@ def digest(model: ModelConfig, facts: FileFacts) -> str:
 
 
 def tag_entry(model: ModelConfig, facts: FileFacts) -> dict[str, Any]:
-    """One model in ``/api/tags``."""
+    """One model in ``/api/tags``; a model of Ollama's store as Ollama lists it: its
+    manifest's digest, time and size (every layer), and the details of its config blob."""
+    store = model.ollama
+    if store is not None:
+        return {
+            "name": model.name,
+            "model": model.name,
+            "modified_at": now_text(store.modified),
+            "size": store.size,
+            "digest": store.digest,
+            "details": {**details(model), **store.details},
+        }
     return {
         "name": model.name,
         "model": model.name,

@@ -86,3 +86,27 @@ def tools_refusal(model: ModelConfig) -> str | None:
         f"{reason}; set chat_template to a Jinja template file that formats tools "
         f"(corral ships one for each of: {', '.join(shipped())})"
     )
+
+
+def store_warning(model: ModelConfig) -> str | None:
+    """For a model of Ollama's store that would run without a chat template, the warning
+    that says so and names the fix; None otherwise. Ollama's Go template is never run."""
+    if model.ollama is None or model.chat_template is not None or model.cmd is not None:
+        return None
+    try:
+        text, _ = template_text(model)
+    except (OSError, gguf_info.GGUFError):
+        return None  # llama-server will say what is wrong with the file
+    if text is not None:
+        return None
+    go = (
+        " (Ollama's Go template is not run: llama-server cannot)"
+        if model.ollama.go_template
+        else ""
+    )
+    return (
+        f"{model.name}: its GGUF has no chat template (tokenizer.chat_template){go}, so "
+        "llama-server falls back to ChatML, which answers garbage for most models; set "
+        f"chat_template in an entry `name: {model.name}`, `path: ollama:{model.ollama.name}` "
+        f"(a llama.cpp built-in name such as {', '.join(shipped())}, or a Jinja file)"
+    )
