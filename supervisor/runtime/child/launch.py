@@ -35,11 +35,10 @@ class Launcher:
         key = command.child_key(model)
         env = command.build_env(model, os.environ, self.owner, key)
 
-        # Budgets in force: learn each load's real size (verbosity 4 adds ~200 lines a load).
-        learn = bool(self.config.devices)
-
         def argv(port: int) -> list[str]:
-            return command.build_argv(model, binary, port, learn)
+            # Verbosity 4 (~200 lines a load): only then does llama-server say where the
+            # model went (layers offloaded, buffers per device), read after every load.
+            return command.build_argv(model, binary, port, learn=True)
 
         return ChildProcess(
             model.name,

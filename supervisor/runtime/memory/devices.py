@@ -50,7 +50,7 @@ def detect(meminfo: str | None = None, nvml: Any = None) -> dict[str, int]:
     cpu = available_memory(meminfo)
     if cpu is not None:
         found[CPU] = cpu
-    found.update(gpu_memory(nvml if nvml is not None else _import_nvml()))
+    found.update(gpu_memory(nvml if nvml is not None else import_nvml()))
     return found
 
 
@@ -121,7 +121,7 @@ def gpu_shares(model: ModelConfig, budget: Mapping[str, int]) -> dict[str, float
     return {name: budget[name] / total for name in visible}
 
 
-def _import_nvml() -> Any:
+def import_nvml() -> Any:
     try:
         import pynvml  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
