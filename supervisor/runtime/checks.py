@@ -15,6 +15,7 @@ import glob
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError
@@ -81,7 +82,8 @@ def machine_gpus(nodes: str = NVIDIA_NODES) -> list[str]:
     found = sorted(devices.gpu_memory(devices.import_nvml()))
     if found:
         return found
-    return [f"gpu{path.removeprefix('/dev/nvidia')}" for path in sorted(glob.glob(nodes))]
+    indexes = sorted(int(Path(p).name.removeprefix("nvidia")) for p in glob.glob(nodes))
+    return [f"gpu{i}" for i in indexes]
 
 
 def gpu_check(config: Config, machine: Sequence[str]) -> GpuCheck:
