@@ -24,7 +24,7 @@ from corral.supervisor.runtime import checks, scheduler, views
 from corral.supervisor.runtime.child.states import StartError
 from corral.supervisor.runtime.effects import PoolEffects
 from corral.supervisor.runtime.entries import Entry
-from corral.supervisor.runtime.memory import learned, offload, placement
+from corral.supervisor.runtime.memory import devices, learned, offload, placement
 
 log = logging.getLogger("corral")
 
@@ -166,7 +166,11 @@ def _ran(pool: PoolEffects, entry: Entry, lines: list[str]) -> None:
     and event) when that is not what its config asked for."""
     if pool.footprints.in_force:
         pool.footprints.learn(entry.config, lines)
-    runs_on = offload.read(entry.config, lines, pool.footprints.gpus)
+    model = entry.config
+    if offload.watched(model, bool(pool.config.devices)):
+        runs_on = offload.read(model, lines, pool.footprints.gpus)
+    else:  # no GPU in play: llama-server runs on the CPU and logs nothing of it
+        runs_on = offload.RunsOn([devices.CPU]) if model.cmd is None else None
     for sibling in pool.sharing(entry):
         sibling.runs_on = runs_on
     if runs_on is not None and runs_on.warning is not None:
@@ -179,9 +183,9 @@ def _after_out_of_memory(pool: PoolEffects, entry: Entry, exc: StartError) -> li
     # The kernel's OOM killer leaves no line in the log: its SIGKILL is the only sign.
     if not (learned.out_of_memory(exc.stderr_tail) or exc.exit_code == -signal.SIGKILL):
         return None
-    devices = pool.footprints.need(entry.config) or pool.footprints.budgets
+    needed = pool.footprints.need(entry.config) or pool.footprints.budgets
     residents = views.residents(pool)
-    victims = scheduler.plan_retry(entry.name, entry.key, residents, pool.placement, devices)
+    victims = scheduler.plan_retry(entry.name, entry.key, residents, pool.placement, needed)
     return None if victims is None else [pool.by_ref(r) for r in victims]
 
 

@@ -1,12 +1,20 @@
 """Where a loaded model runs, read from llama-server's own lines (``offload.read``): the
 three builds the fake plays (tests/fake_llama_server.py, wording copied from llama.cpp), and
-the lines this repository's real CPU build logs."""
+the lines this repository's real CPU build logs; when a child logs them (``watched``); and a
+pool's load that reads them (fake children)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
+from corral.generator.loader import validate
 from corral.generator.model_settings import ModelConfig
-from corral.supervisor.runtime.memory import offload
+from corral.supervisor.runtime import views
+from corral.supervisor.runtime.memory import devices, offload
 from tests import fake_llama_server
+from tests.supervisor.fake_child import World
 
 NO_GPU = "warning: no usable GPU found, --gpu-layers option will be ignored"
 #: The real build's lines for the demo model with -ngl 99 (measured here): a build with RPC
@@ -82,3 +90,37 @@ def test_no_lines_say_nothing() -> None:
     assert offload.read(model(gpu_layers=99), [], ["gpu0"]) is None
     cmd = ModelConfig.model_validate({"name": "c", "cmd": ["srv", "{port}"]})
     assert offload.read(cmd, lines("cuda"), ["gpu0"]) is None
+
+
+def test_where_a_gpu_is_in_play_the_child_logs_where_it_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(devices, "gpu_here", lambda: False)
+    assert offload.watched(model(gpu_layers=99), devices_declared=False)
+    assert offload.watched(model(gpu_layers=0), devices_declared=True)  # budgets learn sizes
+    assert offload.watched(model(rpc=["10.0.0.2:50052"]), devices_declared=False)
+    # Nothing asks for a GPU and there is none: 35 log lines a request instead of 7 for
+    # nothing, so the child keeps llama-server's default verbosity.
+    assert not offload.watched(model(), devices_declared=False)
+    assert not offload.watched(model(gpu_layers=-1), devices_declared=False)
+    monkeypatch.setattr(devices, "gpu_here", lambda: True)
+    assert offload.watched(model(), devices_declared=False)  # llama-server's default uses it
+    assert not offload.watched(model(gpu_layers=0), devices_declared=False)
+
+
+async def test_a_load_with_no_gpu_in_play_runs_on_the_cpu_and_one_asked_onto_a_gpu_warns(
+    make_pool: Any, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(devices, "gpu_here", lambda: False)
+    models = [{"name": "a", "path": "a.gguf"}, {"name": "b", "path": "b.gguf", "gpu_layers": 99}]
+    cfg = validate({"models": models})
+    world.buffer_lines["b"] = lines("cpu")
+    pool = make_pool(cfg)
+    async with pool.lease("a"):
+        assert views.running(pool)[0]["runs_on"] == ["cpu"]
+        assert views.running(pool)[0]["warning"] is None
+    async with pool.lease("b"):
+        shown = next(m for m in views.running(pool) if m["model"] == "b")
+    assert shown["runs_on"] == ["cpu"] and "no usable GPU found" in shown["warning"]
+    warned = [e for e in pool.events.history() if e["kind"] == "warning"]
+    assert [(e["model"], e["text"]) for e in warned] == [("b", shown["warning"])]

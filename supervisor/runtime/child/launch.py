@@ -18,6 +18,7 @@ from corral.supervisor.runtime.child import command
 from corral.supervisor.runtime.child.process import ChildProcess
 from corral.supervisor.runtime.child.readiness import LLAMA_SERVER_READY_LINE
 from corral.supervisor.runtime.child.states import ExitHook
+from corral.supervisor.runtime.memory import offload
 
 
 class Launcher:
@@ -35,10 +36,12 @@ class Launcher:
         key = command.child_key(model)
         env = command.build_env(model, os.environ, self.owner, key)
 
+        # Verbosity 4 where a GPU is in play: only then does llama-server say where the model
+        # went (layers offloaded, buffers per device), read after the load.
+        learn = offload.watched(model, bool(self.config.devices))
+
         def argv(port: int) -> list[str]:
-            # Verbosity 4 (~200 lines a load): only then does llama-server say where the
-            # model went (layers offloaded, buffers per device), read after every load.
-            return command.build_argv(model, binary, port, learn=True)
+            return command.build_argv(model, binary, port, learn)
 
         return ChildProcess(
             model.name,

@@ -13,6 +13,8 @@ or declare the budgets, so that the two agree.
 
 from __future__ import annotations
 
+import functools
+import glob
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -26,6 +28,14 @@ _log = logging.getLogger(__name__)
 
 CPU = "cpu"
 MEMINFO = Path("/proc/meminfo")
+#: Device nodes of a GPU llama.cpp could use: NVIDIA's, ROCm's, any DRM render node (Vulkan).
+GPU_NODES = ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dri/renderD*")
+
+
+@functools.cache
+def gpu_here() -> bool:
+    """Whether this machine has a GPU device node (looked for once per process)."""
+    return any(glob.glob(pattern) for pattern in GPU_NODES)
 
 
 def budgets(config: Config, detected: Mapping[str, int]) -> dict[str, int]:

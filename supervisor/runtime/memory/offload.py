@@ -52,6 +52,21 @@ class RunsOn:
         }
 
 
+def watched(model: ModelConfig, devices_declared: bool) -> bool:
+    """Whether ``model``'s child logs where it runs: verbosity 4, measured here at ~200 lines
+    a load and 35 a request instead of 7 (~3 µs of corral's CPU each), so only where a GPU
+    is in play: ``devices`` declared (whose budgets learn sizes too), GPU layers asked for,
+    rpc workers, or a GPU device node here that llama-server's default would use. Elsewhere
+    the model runs on the CPU, and ``runs_on`` says so without reading a line."""
+    if model.cmd is not None:
+        return False
+    if devices_declared or model.rpc:
+        return True
+    if model.gpu_layers == 0:
+        return False
+    return (model.gpu_layers or 0) > 0 or devices.gpu_here()
+
+
 def keeps(line: str) -> bool:
     """True for a line ``read`` needs (the child's output keeps these however far back)."""
     return any(marker in line for marker in MARKERS)
