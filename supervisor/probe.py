@@ -119,6 +119,8 @@ def probe_check(config: Config, only: str | None) -> tuple[list[str], bool]:
         if chosen is None:
             names = ", ".join(m.name for m in config.models)
             return [f"error: --model {only!r}: no such model; the config has: {names}"], False
+        if chosen.cmd is not None:
+            return [f"error: --model {only!r}: runs a cmd, not llama-server: no probe"], False
         models = [chosen]
     reports = asyncio.run(_probe_all(config, models))
     lines = ["probe:", *(r.line() for r in reports)]

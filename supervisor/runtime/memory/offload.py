@@ -29,6 +29,7 @@ from corral.supervisor.runtime.memory import devices, learned
 
 _OFFLOADED = re.compile(r"offloaded (?P<on>\d+)/(?P<of>\d+) layers to GPU")
 NO_GPU = "no usable GPU found"
+_FIX = "set llama_server to a GPU build (NixOS: services.corral.acceleration)"
 #: The lines ``runs_on`` reads, beyond the buffer sizes: the output keeps them past its ring.
 MARKERS = (" buffer size =", "layers to GPU", NO_GPU)
 
@@ -121,13 +122,12 @@ def _warning(
         if no_gpu:
             why = (
                 f"llama-server says '{NO_GPU}': it was built without a GPU backend "
-                "(CUDA, ROCm, Vulkan); set llama_server to a GPU build (NixOS: acceleration)"
+                f"(CUDA, ROCm, Vulkan); {_FIX}"
             )
         elif layers is not None and layers[0] > 0:
             why = (
                 f"llama-server offloaded {layers[0]}/{layers[1]} layers but allocated no GPU "
-                "buffer: it has no GPU backend (only the CPU, or RPC); set llama_server to a "
-                "GPU build (NixOS: acceleration)"
+                f"buffer: it has no GPU backend (only the CPU, or RPC); {_FIX}"
             )
         else:
             why = (
