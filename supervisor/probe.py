@@ -135,6 +135,7 @@ async def _probe_all(config: Config, models: list[ModelConfig]) -> list[Report]:
 
 
 async def probe(launcher: Launcher, model: ModelConfig) -> Report:
+    """Start ``model``'s child, test its template against it, stop it."""
     report = Report(model.name)
     try:
         text, why = chat_templates.template_text(model)
@@ -152,8 +153,8 @@ async def probe(launcher: Launcher, model: ModelConfig) -> Report:
     try:
         async with httpx.AsyncClient(base_url=child.base_url, headers=headers, timeout=120) as http:
             await _test(http, model, text, report)
-    except httpx.HTTPError as exc:
-        report.error = f"llama-server did not answer: {exc}"
+    except (httpx.HTTPError, ValueError, LookupError) as exc:  # ValueError: JSON it is not
+        report.error = f"llama-server did not answer as expected: {exc!r}"
     finally:
         await child.stop("probe done")
     return report
@@ -198,7 +199,7 @@ async def _test(
             "reads them as text and answers nonsense; set chat_template to the format it was "
             "trained on (a llama.cpp built-in name, or a Jinja file)"
         )
-    if report.rendered not in ("same", "not compared") and not report.rendered.startswith("as "):
+    if report.rendered.startswith(("differs", "without")):
         report.warnings.append(
             f"{model.name}: llama-server renders its template otherwise than jinja2: "
             f"{report.rendered}"
