@@ -6,6 +6,7 @@ and one that offloads part (llama.cpp's own log lines). ``/status``, ``/running`
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from corral.supervisor.runtime.memory import learned
 from tests import fake_llama_server
 from tests.gguf_files import write_gguf
 from tests.observe.helpers import Follower
-from tests.support import CorralServer, wait_until
+from tests.support import CorralServer, corral_bin, wait_until
 
 
 def serve(tmp: Path, build: str, chat_template: str | None = "{{ messages }}") -> CorralServer:
@@ -54,8 +55,11 @@ def test_a_cpu_build_says_the_model_runs_on_the_cpu_and_why(tmp_path: Path) -> N
         wait_until(lambda: "warning" in follower.kinds("m"), 10, "the warning event")
         status, running, ps = views(server)
         page = httpx.get(f"{server.url}/ui", timeout=5).text
+        argv = [corral_bin(), "status", "--url", server.url]
+        printed = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
         log = server.log()
     assert "asked for gpu_layers: 99; it runs on the CPU" in page  # the status page
+    assert f"\nwarning: {status['warning']}" in printed.stdout  # and `corral status`
     for shown in (status, running, ps):
         assert shown["runs_on"] == ["cpu"], shown
         assert shown["warning"].startswith("m: asked for gpu_layers: 99; it runs on the CPU")
