@@ -32,15 +32,13 @@ EXIT_INVALID = 2
 #: ``cli(obj={MEMORY_CHECK: ...})``): config and --fit in, (lines to print, problems) out.
 MemoryCheck = Callable[[Config, bool], tuple[list[str], list[str]]]
 MEMORY_CHECK = "memory_check"
-#: ``check``'s warnings (no chat template, a context over the trained one, a llama-server
-#: without the GPU backend): config in, (lines to print, warnings) out.
-WarningsCheck = Callable[[Config], tuple[list[str], list[str]]]
+#: ``check``'s warnings (no chat template, …): config in, lines out ("warning: …" to stderr).
+WarningsCheck = Callable[[Config], list[str]]
 WARNINGS_CHECK = "warnings_check"
-#: ``check --probe``: config and --model in, (lines to print, whether every model passed) out.
+#: ``check --probe``: config and --model in, (lines, whether every model passed) out.
 Probe = Callable[[Config, str | None], tuple[list[str], bool]]
 PROBE = "probe"
-#: Exit code for a probe that failed (a template's markers are not special tokens).
-EXIT_PROBE_FAILED = 1
+EXIT_PROBE_FAILED = 1  # a template's markers are not special tokens
 
 
 def fail(exc: ConfigError) -> NoReturn:
@@ -201,11 +199,8 @@ def relocate(problems: list[str], locations: dict[str, str]) -> list[str]:
 @click.option("--model", "only", help="With --probe: only this model (a name or alias).")
 @click.pass_context
 def check(ctx: click.Context, config_file: Path, fit: bool, probe: bool, only: str | None) -> None:
-    """Validate CONFIG_FILE (with the environment's overrides) and summarise each model.
-
-    Warnings (a model without a chat template, a context over the trained one, a
-    llama-server without the GPU backend) go to stderr and leave the exit code alone.
-    """
+    """Validate CONFIG_FILE (with the environment's overrides) and summarise each model;
+    warnings go to stderr and leave the exit code alone."""
     try:
         config = loader.load(config_file)
     except ConfigError as exc:
@@ -233,11 +228,7 @@ def check(ctx: click.Context, config_file: Path, fit: bool, probe: bool, only: s
             )
     warnings_check: WarningsCheck | None = hooks.get(WARNINGS_CHECK)
     if warnings_check is not None:
-        lines, warnings = warnings_check(config)
-        for line in lines:
-            click.echo(line)
-        for warning in warnings:
-            click.echo(f"warning: {warning}", err=True)
+        _say(warnings_check(config))
     if memory_check is not None:
         lines, problems = memory_check(config, fit)
         for line in lines:
@@ -246,10 +237,14 @@ def check(ctx: click.Context, config_file: Path, fit: bool, probe: bool, only: s
             fail(ConfigError(problems, str(config_file)))
     if probe and run_probe is not None:
         lines, passed = run_probe(config, only)
-        for line in lines:
-            click.echo(line, err=line.startswith(("warning:", "error:")))
+        _say(lines)
         if not passed:
             sys.exit(EXIT_PROBE_FAILED)
+
+
+def _say(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line, err=line.startswith(("warning:", "error:")))
 
 
 def summary(model: ModelConfig, config: Config) -> str:

@@ -127,9 +127,10 @@ def config_warnings(config: Config, machine: Sequence[str]) -> tuple[list[str], 
     return gpu.lines, found + gpu.warnings
 
 
-def check_report(config: Config) -> tuple[list[str], list[str]]:
-    """``corral check``'s hook: lines to print, and warnings (for this machine)."""
-    return config_warnings(config, machine_gpus())
+def check_report(config: Config) -> list[str]:
+    """``corral check``'s hook: lines to print, the warnings marked (for this machine)."""
+    lines, warnings = config_warnings(config, machine_gpus())
+    return lines + [f"warning: {w}" for w in warnings]
 
 
 async def log_warnings(config: Config, models: Sequence[ModelConfig], gpu: bool) -> None:

@@ -231,8 +231,7 @@ class Pool:
         self._warn(self.config.models, gpu=True)
 
     def _warn(self, models: list[ModelConfig], gpu: bool = False) -> None:
-        """Log what is wrong with ``models`` (``checks``); the binary's GPU backend too
-        with ``gpu``, when children are real llama-servers."""
+        """Log what is wrong with ``models``; with ``gpu``, a real llama-server's too."""
         gpu = gpu and isinstance(self._spawn, Launcher)
         task = asyncio.create_task(checks.log_warnings(self.config, models, gpu))
         self._preloads.add(task)
