@@ -86,6 +86,18 @@ def test_layers_counted_as_offloaded_but_no_gpu_buffer_is_the_cpu() -> None:
     assert ran.warning is not None and "allocated no GPU buffer" in ran.warning
 
 
+def test_layers_on_an_rpc_server_are_offloaded_too() -> None:
+    measured = [  # this build with one ggml-rpc-server, -ngl 99 (measured here)
+        "0.03.292.314 I load_tensors: offloaded 19/19 layers to GPU",
+        "0.03.292.333 I load_tensors:   CPU_Mapped model buffer size =   170.00 MiB",
+        "0.03.292.347 I load_tensors: RPC0[127.0.0.1:50177] model buffer size =   235.16 MiB",
+        "0.04.851.098 I llama_kv_cache: RPC0[127.0.0.1:50177] KV buffer size =     3.00 MiB",
+        "0.04.874.117 I sched_reserve:        CPU compute buffer size =     7.03 MiB",
+    ]
+    ran = offload.read(model(gpu_layers=99, rpc=["127.0.0.1:50177"]), measured, [])
+    assert ran is not None and ran.devices == ["rpc:127.0.0.1:50177"] and ran.warning is None
+
+
 def test_no_lines_say_nothing() -> None:
     assert offload.read(model(gpu_layers=99), [], ["gpu0"]) is None
     cmd = ModelConfig.model_validate({"name": "c", "cmd": ["srv", "{port}"]})

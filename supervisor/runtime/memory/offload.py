@@ -28,6 +28,8 @@ from corral.generator.model_settings import ModelConfig
 from corral.supervisor.runtime.memory import devices, learned
 
 _OFFLOADED = re.compile(r"offloaded (?P<on>\d+)/(?P<of>\d+) layers to GPU")
+#: An rpc-server's buffer, named after its address: ``RPC0[10.0.0.2:50052] model buffer``.
+_RPC = re.compile(r"\sRPC\d*\[(?P<address>[^\]\s]+)\]\s+(?:model|KV|RS|output|compute) buffer")
 NO_GPU = "no usable GPU found"
 _FIX = "set llama_server to a GPU build (NixOS: services.corral.acceleration)"
 #: The lines ``runs_on`` reads, beyond the buffer sizes: the output keeps them past its ring.
@@ -86,7 +88,9 @@ def read(model: ModelConfig, lines: Iterable[str], gpus: Sequence[str]) -> RunsO
     found = [_OFFLOADED.search(line) for line in kept]
     counts = [(int(m["on"]), int(m["of"])) for m in found if m is not None]
     layers = counts[-1] if counts else None
-    on_gpu = sorted(d for d, size in by_device.items() if d != devices.CPU and size)
+    # Layers on an rpc-server are offloaded too (its memory is another machine's: not here).
+    remote = sorted({f"rpc:{m['address']}" for m in map(_RPC.search, kept) if m is not None})
+    on_gpu = sorted(d for d, size in by_device.items() if d != devices.CPU and size) + remote
     # The CPU runs layers unless every one went to a GPU (token embeddings always stay in
     # a CPU buffer, so a CPU buffer alone says nothing).
     all_on_gpu = bool(on_gpu) and layers is not None and layers[0] >= layers[1]
