@@ -4,14 +4,21 @@ Owns the Jinja templates corral ships for llama.cpp's built-in template names (`
 ``chatml``), and the rule that says whether a model can call tools. A built-in name runs
 llama-server with ``--no-jinja``, and without Jinja llama-server refuses every request with
 ``tools`` (a 500); so for the names it has a file for, corral runs the Jinja version instead,
-which renders the same turns and formats tools. It does not build the command line
-(``command``) or read GGUF headers (``gguf_info``).
+which renders the same turns and formats tools. It also renders a template the way Hugging
+Face's tokenizers do (jinja2), for ``corral check --probe`` to compare with llama-server's
+rendering. It does not build the command line (``command``) or read GGUF headers
+(``gguf_info``).
 """
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from corral.generator.model_settings import ModelConfig
 from corral.supervisor.runtime.memory import gguf_info
@@ -78,7 +85,7 @@ def tools_refusal(model: ModelConfig) -> str | None:
         return None
     if text is None:
         reason = source
-    elif not _READS_TOOLS.search(text):
+    elif not reads_tools(text):
         reason = f"{source} formats no tools"
     else:
         return None
@@ -88,25 +95,39 @@ def tools_refusal(model: ModelConfig) -> str | None:
     )
 
 
-def store_warning(model: ModelConfig) -> str | None:
-    """For a model of Ollama's store that would run without a chat template, the warning
-    that says so and names the fix; None otherwise. Ollama's Go template is never run."""
-    if model.ollama is None or model.chat_template is not None or model.cmd is not None:
-        return None
-    try:
-        text, _ = template_text(model)
-    except (OSError, gguf_info.GGUFError):
-        return None  # llama-server will say what is wrong with the file
-    if text is not None:
-        return None
-    go = (
-        " (Ollama's Go template is not run: llama-server cannot)"
-        if model.ollama.go_template
-        else ""
-    )
-    return (
-        f"{model.name}: its GGUF has no chat template (tokenizer.chat_template){go}, so "
-        "llama-server falls back to ChatML, which answers garbage for most models; set "
-        f"chat_template in an entry `name: {model.name}`, `path: ollama:{model.ollama.name}` "
-        f"(a llama.cpp built-in name such as {', '.join(shipped())}, or a Jinja file)"
-    )
+def reads_tools(text: str) -> bool:
+    """True when the Jinja template ``text`` formats the ``tools`` it is given."""
+    return _READS_TOOLS.search(text) is not None
+
+
+def render(
+    text: str,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    bos_token: str,
+    eos_token: str,
+) -> str:
+    """The prompt ``text`` makes of ``messages`` (and ``tools``), with the generation prompt,
+    rendered as Hugging Face's ``apply_chat_template`` does; raises jinja2's errors."""
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    # jinja2's own tojson escapes <, > and & for HTML; templates expect json.dumps.
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    context: dict[str, Any] = {
+        "messages": messages,
+        "bos_token": bos_token,
+        "eos_token": eos_token,
+        "add_generation_prompt": True,
+    }
+    if tools:
+        context["tools"] = tools
+    return env.from_string(text).render(**context)
+
+
+def _tojson(value: Any, indent: int | None = None, ensure_ascii: bool = False) -> str:
+    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii)
+
+
+def _raise(message: str) -> None:
+    raise ValueError(message)
