@@ -22,10 +22,10 @@ from starlette.responses import Response
 
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
-from corral.supervisor.errors import ClientGone, QueueBytesFull, ServeError, UpstreamFailed
+from corral.supervisor.errors import ClientGone, QueueBytesFull, ServeError
 from corral.supervisor.http import proxy, timings
 from corral.supervisor.http.auth import Keys
-from corral.supervisor.http.peers.forward import PeerFailed
+from corral.supervisor.http.peers import forward
 from corral.supervisor.http.peers.table import PeerTable, Route
 from corral.supervisor.http.timings import Timings, WatchTimings
 from corral.supervisor.http.transform import Transform, chain
@@ -91,14 +91,8 @@ class Exchange:
                 model=self.model,
                 auth=None if lease.api_key is None else f"Bearer {lease.api_key}",
             )
-        peer = self.peer.peer
-        try:
-            # The client's key was for this corral: proxy drops it, the peer gets its own.
-            return await self._upstream.open(
-                method, peer.url + path, headers, body, model=self.model, auth=peer.authorization
-            )
-        except UpstreamFailed as exc:
-            raise PeerFailed(self.peer, exc.message) from exc
+        # The client's key was for this corral: the peer gets its own.
+        return await forward.send(self._upstream, self.peer, method, path, headers, body)
 
     async def read(self, upstream: proxy.Answer) -> bytes:
         content = await proxy.read(upstream, self.model)
@@ -206,7 +200,7 @@ class Service:
                 route = self.peers.route(model)
                 if route is not None:
                     if route.peer.key_error is not None:
-                        raise PeerFailed(route, route.peer.key_error)
+                        raise forward.PeerFailed(route, route.peer.key_error)
                     exchange = Exchange(self.upstream, stack, peer=route)
                     yield exchange
                     status = 200  # the block ended well; an answer from the other end wins

@@ -1,9 +1,9 @@
 """Passing one request to a child and its answer back, chunk by chunk.
 
 Owns the upstream HTTP clients (children through ``client``'s kept-alive pool, the cheapest
-measured here; peers, which may be remote and TLS, through one aiohttp session), applying a
-``transform.Transform`` to an answer on its way (Ollama's NDJSON), and what a broken
-upstream or a departed client does to the exchange. Which headers cross is ``headers``'.
+measured here; peers, which may be remote and TLS, through ``peer_client``'s httpx client),
+applying a ``transform.Transform`` to an answer on its way (Ollama's NDJSON), and what a
+broken upstream or a departed client does to the exchange. Which headers cross is ``headers``'.
 It does not choose the child (``runtime.pool``), hold the lease (``service``) or read the
 request's meaning (``api``).
 """
@@ -17,14 +17,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Protocol
 
-import aiohttp
+import httpx
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
-from yarl import URL
 
 from corral.supervisor.errors import BadRequest, UpstreamFailed, error_body, speaks_anthropic
-from corral.supervisor.http import client, client_pool
-from corral.supervisor.http.headers import answer_headers, forwarded_headers, forwarded_raw
+from corral.supervisor.http import client, client_pool, peer_client
+from corral.supervisor.http.headers import answer_headers, forwarded_raw
 from corral.supervisor.http.transform import Transform
 
 log = logging.getLogger("corral")
@@ -33,7 +32,8 @@ Done = Callable[[], Awaitable[object]]
 
 
 class Answer(Protocol):
-    """An answer coming in: a child's (``client.Answer``) or a peer's (``PeerAnswer``)."""
+    """An answer coming in: a child's (``client.Answer``) or a peer's
+    (``peer_client.PeerAnswer``). Reading it raises ``OSError`` when the other end breaks."""
 
     @property
     def status(self) -> int: ...
@@ -52,53 +52,23 @@ class Answer(Protocol):
     def close(self) -> None: ...
 
 
-class PeerAnswer:
-    """aiohttp's answer from a peer, read as an ``Answer``."""
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
-        self.status = response.status
-        self.headers = [(k.lower(), v) for k, v in response.raw_headers]
-
-    def header(self, name: bytes) -> bytes | None:
-        return next((v for k, v in self.headers if k == name), None)
-
-    def iter_any(self) -> AsyncIterator[bytes]:
-        return self._response.content.iter_any()
-
-    async def read(self) -> bytes:
-        return await self._response.read()
-
-    def release(self) -> None:
-        self._response.release()
-
-    def close(self) -> None:
-        self._response.close()
-
-
 class Upstream:
-    """The client side of every child (``client_pool.Pool``) and peer (one aiohttp session);
+    """The client side of every child (``client_pool.Pool``) and peer (one httpx client);
     connections reused across requests."""
 
     def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
+        self._peers: httpx.AsyncClient | None = None
         self.children = client_pool.Pool()
 
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-                auto_decompress=False,
-                # A proxy keeps no cookies: one client's must never reach another's request.
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
+    def _peer_client(self) -> httpx.AsyncClient:
+        if self._peers is None or self._peers.is_closed:
+            self._peers = peer_client.new_client()
+        return self._peers
 
     async def close(self) -> None:
         self.children.close()
-        if self._session is not None:
-            await self._session.close()
+        if self._peers is not None:
+            await self._peers.aclose()
 
     async def to_child(
         self,
@@ -127,38 +97,23 @@ class Upstream:
         self,
         method: str,
         url: str,
+        path: str,
         headers: Mapping[str, str],
         body: bytes,
         *,
-        model: str,
         auth: str | None = None,
     ) -> Answer:
-        """Send a request to a peer; ``auth``: the ``Authorization`` it expects."""
-        sent = forwarded_headers(headers, auth)
-        try:
-            # encoded=True: the path goes out exactly as the client encoded it.
-            response = await self.session().request(
-                method,
-                URL(url, encoded=True),
-                headers=sent,
-                data=body or None,
-                allow_redirects=False,
-            )
-        except aiohttp.ServerDisconnectedError as exc:
-            raise UpstreamFailed(
-                f"model {model!r}: its server closed the connection before answering "
-                "(it may have crashed)"
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamFailed(f"model {model!r}: cannot reach its server: {exc}") from exc
-        return PeerAnswer(response)
+        """Send a request to a peer: ``url`` its base URL, ``path`` (and query) as the client
+        encoded it; ``auth``: the ``Authorization`` it expects. An ``UpstreamFailed`` says
+        why, for the caller to name the peer (``peers.forward``)."""
+        return await peer_client.send(self._peer_client(), method, url, path, headers, body, auth)
 
 
 async def read(upstream: Answer, model: str) -> bytes:
     """A whole answer's body: a child that dies mid-answer becomes a 502."""
     try:
         return await upstream.read()
-    except (aiohttp.ClientError, OSError) as exc:
+    except OSError as exc:
         upstream.close()
         raise UpstreamFailed(
             f"model {model!r}: its server stopped mid-answer (it may have crashed): {exc}"
@@ -236,7 +191,7 @@ class Relay(Response):
                 out = chunk if transform is None else transform.feed(chunk)
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
-        except (aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:
             log.error("request error: model %s: server broke mid-answer: %s", self.model, exc)
             broken = True
         last = b"" if transform is None else transform.close(broken)

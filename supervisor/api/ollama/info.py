@@ -64,6 +64,7 @@ async def ps(request: Request) -> Response:
             views.expires_at(pool, e),
             now,
             pool.footprints.need(e.config),
+            e.runs_on,
             header,
         )
         for e, header in zip(loaded, headers, strict=True)
