@@ -188,7 +188,9 @@ def discover(config: Config) -> Config:
     """Add every ``*.gguf`` in ``models_path`` that no entry names, named after its file stem.
 
     This is what lets the seed's service (environment only, no config file) serve its folder.
-    A split model is served once, through its first part, named without the part suffix.
+    A split model is served once, through its first part, named without the part suffix. A
+    pulled one (its sidecar names the source) is served by the name it was pulled by first
+    (``gemma3:270m``), its stem an alias: an Ollama user uses the name they pulled.
     """
     if config.models_path is None or not config.models_path.is_dir():
         return config
@@ -202,11 +204,13 @@ def discover(config: Config) -> Config:
         # A projector is a part of a vision model, not a model (llama.cpp's router skips it too).
         if (split and split["part"] != "00001") or "mmproj" in file.name:
             continue
-        name = _as_name(split["base"] if split else file.stem)
-        if file.resolve() in named or name in taken:
+        base = split["base"] if split else file.stem
+        pulled = model_source.pulled_names(file.with_name(base + model_source.SIDECAR))
+        names = [n for n in dict.fromkeys([*pulled, _as_name(base)]) if n not in taken]
+        if file.resolve() in named or not names:
             continue
-        found.append(ModelConfig(name=name, path=file))
-        taken.add(name)
+        found.append(ModelConfig(name=names[0], path=file, aliases=names[1:]))
+        taken.update(names)
     return config.model_copy(update={"models": [*config.models, *found]})
 
 

@@ -21,7 +21,7 @@ import httpx
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from corral.supervisor.errors import BadRequest, UpstreamFailed
+from corral.supervisor.errors import BadRequest, UpstreamFailed, error_body, speaks_anthropic
 from corral.supervisor.http import client, client_pool, peer_client
 from corral.supervisor.http.headers import answer_headers, forwarded_raw
 from corral.supervisor.http.transform import Transform
@@ -166,7 +166,7 @@ class Relay(Response):
             await send(
                 {"type": "http.response.start", "status": self.upstream.status, "headers": headers}
             )
-            pump = asyncio.ensure_future(self._pump(send))
+            pump = asyncio.ensure_future(self._pump(send, scope["path"]))
             watch = asyncio.ensure_future(until_disconnect(receive))
             await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
             watch.cancel()
@@ -182,7 +182,7 @@ class Relay(Response):
                 self.upstream.close()
             await self.on_done()
 
-    async def _pump(self, send: Send) -> bool:
+    async def _pump(self, send: Send, path: str) -> bool:
         """Copy (or transform) body chunks; True when the child's answer ended properly."""
         transform = self.transform
         broken = False
@@ -196,17 +196,19 @@ class Relay(Response):
             broken = True
         last = b"" if transform is None else transform.close(broken)
         if broken and (transform is None or transform.media_type is None):
-            last += self._broken_note()  # still the child's framing: its SSE gets the note
+            last += self._broken_note(path)  # still the child's framing: its SSE gets the note
         await send({"type": "http.response.body", "body": last})
         return not broken
 
-    def _broken_note(self) -> bytes:
-        """A last SSE event telling a streaming client why its answer stopped short."""
+    def _broken_note(self, path: str) -> bytes:
+        """A last SSE event telling a streaming client why its answer stopped short, in the
+        shape the path's clients read (Anthropic's SDKs want an ``error`` event)."""
         if b"text/event-stream" not in (self.upstream.header(b"content-type") or b""):
             return b""
         message = f"model {self.model!r}: its server stopped mid-answer (it may have crashed)"
-        event = {"error": {"message": message, "type": "upstream_error", "code": 502}}
-        return f"data: {json.dumps(event)}\n\n".encode()
+        event = error_body(502, message, "upstream_error", path)
+        name = "event: error\n" if speaks_anthropic(path) else ""
+        return f"{name}data: {json.dumps(event)}\n\n".encode()
 
 
 async def until_disconnect(receive: Receive) -> None:

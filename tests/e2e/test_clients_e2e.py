@@ -3,18 +3,16 @@ openai SDK (async, stream, retrieve, parse, tools), the ollama client (show, too
 llama.cpp's router endpoints and Anthropic's /v1/messages, and the README's own snippets.
 
 Gemma 3 270M is a base model. To make it call a tool, the conversation shows it two calls
-first and the request asks for one (``tool_choice``: llama-server then constrains the call
-with a grammar); what is tested is that the call travels through corral's template and comes
-back parsed by the client, with valid JSON arguments.
+first (``tool_choice: "required"`` alone does not: llama-server builds no grammar for it with
+this template, see the README's client notes); what is tested is that the call travels
+through corral's template and comes back parsed by the client, with valid JSON arguments.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +23,7 @@ import openai
 import pydantic
 import pytest
 
-from tests.support import CorralServer, demo_model
+from tests.support import CorralServer, demo_model, npm_modules
 
 pytestmark = pytest.mark.e2e
 
@@ -264,21 +262,7 @@ def test_readme_snippets_run_as_written(server: CorralServer) -> None:
 
 @pytest.fixture(scope="module")
 def ollama_js() -> Path:
-    """The ollama npm package, installed once into a cache folder outside the checkout."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed for the ollama JS client (Debian: nodejs, npm)")
-    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "corral-ollama-js"
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "node_modules" / "ollama").is_dir():
-        done = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(folder), "ollama@^0.6"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if done.returncode != 0:
-            pytest.skip(f"npm could not install the ollama package: {done.stderr[-500:]}")
-    return folder / "node_modules"
+    return npm_modules("ollama", "ollama@^0.6")
 
 
 def test_ollama_js_client(server: CorralServer, ollama_js: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from corral.generator.model_settings import ModelConfig
 from corral.supervisor.api.ollama.answers import now_text
 from corral.supervisor.api.ollama.requests import RENAMED
-from corral.supervisor.runtime.child import chat_templates
+from corral.supervisor.runtime.child import chat_templates, embeddings
 from corral.supervisor.runtime.memory import gguf_info
 from corral.supervisor.runtime.memory.offload import RunsOn
 
@@ -45,13 +45,19 @@ class HeaderFacts:
     tools_refusal: str | None
 
 
+def read_header(model: ModelConfig) -> gguf_info.GGUFInfo | None:
+    """The model's GGUF header (cached per file), or None for a ``cmd`` model or a missing
+    or foreign file: those show no details."""
+    if model.path is None:
+        return None
+    try:
+        return gguf_info.read(model.path)
+    except (OSError, gguf_info.GGUFError):
+        return None
+
+
 def read_header_facts(model: ModelConfig) -> HeaderFacts:
-    info = None
-    if model.path is not None:
-        try:
-            info = gguf_info.read(model.path)
-        except (OSError, gguf_info.GGUFError):
-            info = None  # a missing or foreign file shows as no details, as with `cmd`
+    info = read_header(model)
     try:
         template, _ = chat_templates.template_text(model)
     except (OSError, gguf_info.GGUFError):
@@ -94,17 +100,22 @@ def human_number(count: int) -> str:
 
 
 def digest(model: ModelConfig, facts: FileFacts) -> str:
-    """A stable stand-in for Ollama's manifest digest: it changes when the file does.
+    """A stable stand-in for Ollama's manifest digest: it changes when the file does, and
+    differs per model name, as Ollama's manifests do (llm-ollama takes two models with one
+    digest for one model with two names).
 
     Hashing the file itself would read gigabytes on every model list.
     """
-    key = f"{model.path}\0{facts.size}\0{facts.mtime}"
+    key = f"{model.name}\0{model.path}\0{facts.size}\0{facts.mtime}"
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def tag_entry(model: ModelConfig, facts: FileFacts) -> dict[str, Any]:
-    """One model in ``/api/tags``; a model of Ollama's store as Ollama lists it: its
-    manifest's digest, time and size (every layer), and the details of its config blob."""
+def tag_entry(
+    model: ModelConfig, facts: FileFacts, info: gguf_info.GGUFInfo | None = None
+) -> dict[str, Any]:
+    """One model in ``/api/tags``; ``details`` from its GGUF header, as ``/api/show``'s. A
+    model of Ollama's store as Ollama lists it: its manifest's digest, time and size (every
+    layer), and the details of its config blob."""
     store = model.ollama
     if store is not None:
         return {
@@ -113,7 +124,7 @@ def tag_entry(model: ModelConfig, facts: FileFacts) -> dict[str, Any]:
             "modified_at": now_text(store.modified),
             "size": store.size,
             "digest": store.digest,
-            "details": {**details(model), **store.details},
+            "details": {**details(model, info), **store.details},
         }
     return {
         "name": model.name,
@@ -121,7 +132,7 @@ def tag_entry(model: ModelConfig, facts: FileFacts) -> dict[str, Any]:
         "modified_at": now_text(facts.mtime),
         "size": facts.size,
         "digest": digest(model, facts),
-        "details": details(model),
+        "details": details(model, info),
     }
 
 
@@ -132,6 +143,7 @@ def ps_entry(
     now: float,
     memory: Mapping[str, int] | None = None,
     runs_on: RunsOn | None = None,
+    info: gguf_info.GGUFInfo | None = None,
 ) -> dict[str, Any]:
     """One running model in ``/api/ps``; ``expires_at`` None means it never unloads.
 
@@ -141,7 +153,7 @@ def ps_entry(
     ``memory``): the file size, on the GPU unless no layer is offloaded. ``runs_on`` and
     ``warning`` say where it really runs, and how that differs from what was asked.
     """
-    entry = tag_entry(model, facts)
+    entry = tag_entry(model, facts, info)
     del entry["modified_at"]
     entry["expires_at"] = now_text(now + FOREVER_S if expires_at is None else expires_at)
     if runs_on is not None:
@@ -204,7 +216,8 @@ def capabilities(model: ModelConfig, header: HeaderFacts) -> list[str]:
     meta = info.metadata if info is not None else {}
     embedding_only = info is not None and info.arch_value("pooling_type") is not None
     found = [] if embedding_only else ["completion"]
-    if embedding_only or any(a in ("--embeddings", "--embedding") for a in model.args):
+    # Only where an embedding would be answered: llama-server refuses pooling "none".
+    if embedding_only or embeddings.can_embed(model, info):
         found.append("embedding")
     if not embedding_only and header.tools_refusal is None:
         found.append("tools")
