@@ -78,6 +78,7 @@ let
       "hypothesis"
       "openai"
       "ollama"
+      "anthropic"
       "prometheus-client"
       "playwright"
       "nvidia-ml-py"
