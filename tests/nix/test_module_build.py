@@ -76,5 +76,5 @@ def test_a_build_error_names_the_nix_option(build: Any) -> None:
     )
     # An unknown key's hint offers the names a NixOS user writes (camelCase).
     unknown = next(line for line in done.stderr.splitlines() if "settings.fooBar" in line)
-    assert "known keys: host, port, llamaServer, modelsPath, defaultTTL," in unknown
+    assert "known keys: host, port, llamaServer, modelsPath, ollamaModels, hfCache," in unknown
     assert "_" not in unknown.split("known keys: ")[1]

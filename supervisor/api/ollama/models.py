@@ -157,7 +157,8 @@ def ps_entry(
     del entry["modified_at"]
     entry["expires_at"] = now_text(now + FOREVER_S if expires_at is None else expires_at)
     if runs_on is not None:
-        memory = runs_on.by_device
+        # Buffers only where the child's log was read (a GPU in play); else the figure stays.
+        memory = runs_on.by_device or memory
         entry["runs_on"] = runs_on.devices
         entry["warning"] = runs_on.warning
     if memory:
