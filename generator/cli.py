@@ -6,7 +6,6 @@ adds ``serve`` to this same group; this module imports nothing from it.
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import sys
@@ -17,7 +16,8 @@ from typing import Any, NoReturn
 import click
 
 from corral.generator import dump, idle_exit, loader
-from corral.generator.keys import spellings
+from corral.generator.keys import nix_name, spellings
+from corral.generator.lazy_group import LazyGroup
 from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
@@ -32,34 +32,19 @@ EXIT_INVALID = 2
 #: ``cli(obj={MEMORY_CHECK: ...})``): config and --fit in, (lines to print, problems) out.
 MemoryCheck = Callable[[Config, bool], tuple[list[str], list[str]]]
 MEMORY_CHECK = "memory_check"
+#: ``check``'s warnings (no chat template, …): config in, lines out ("warning: …" to stderr).
+WarningsCheck = Callable[[Config], list[str]]
+WARNINGS_CHECK = "warnings_check"
+#: ``check --probe``: config and --model in, (lines, whether every model passed) out.
+Probe = Callable[[Config, str | None], tuple[list[str], bool]]
+PROBE = "probe"
+EXIT_PROBE_FAILED = 1  # a template's markers are not special tokens
 
 
 def fail(exc: ConfigError) -> NoReturn:
     """Print every problem, then exit 2: a person reads this, not a stack trace."""
     click.echo(f"error: {exc}", err=True)
     sys.exit(EXIT_INVALID)
-
-
-class LazyGroup(click.Group):
-    """A group whose commands may be named now and imported when one runs: ``corral serve``,
-    which systemd may start on a connection that waits for it, then pays for no other
-    command's imports (httpx, jinja2, the downloaders)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: command name -> "module:attribute" of the command
-        self.lazy: dict[str, str] = {}
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self.lazy})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands and cmd_name in self.lazy:
-            module, _, attribute = self.lazy[cmd_name].partition(":")
-            command = getattr(importlib.import_module(module), attribute)
-            if cmd_name not in self.commands:  # a module may add its commands itself
-                self.add_command(command, cmd_name)
-        return super().get_command(ctx, cmd_name)
 
 
 @click.group(cls=LazyGroup)
@@ -70,6 +55,7 @@ def cli() -> None:
 
 assert isinstance(cli, LazyGroup)
 cli.lazy["rpc-worker"] = "corral.generator.rpc_worker:command"
+cli.lazy["import-modelfile"] = "corral.generator.modelfile_import:command"
 
 
 @cli.command()
@@ -197,8 +183,25 @@ def relocate(problems: list[str], locations: dict[str, str]) -> list[str]:
         located = _LOCATED.match(problem) is not None
         prefixes = [p for p in locations if located and problem.startswith(p)]
         longest = max(prefixes, key=len, default=None)
-        renamed.append(problem if longest is None else locations[longest] + problem[len(longest) :])
+        if longest is None:
+            renamed.append(problem)
+        else:
+            renamed.append(_nix_hints(locations[longest] + problem[len(longest) :]))
     return renamed
+
+
+#: The key names that a hint for an unknown key offers (``problems._did_you_mean``).
+_HINT = re.compile(r"(known keys: |did you mean )([\w, ]+)(\??)$")
+
+
+def _nix_hints(problem: str) -> str:
+    """An unknown key's hint in the NixOS module's spelling (camelCase), as its user writes."""
+
+    def rename(found: re.Match[str]) -> str:
+        names = ", ".join(nix_name(n) for n in found[2].split(", "))
+        return f"{found[1]}{names}{found[3]}"
+
+    return _HINT.sub(rename, problem)
 
 
 @cli.command()
@@ -208,16 +211,30 @@ def relocate(problems: list[str], locations: dict[str, str]) -> list[str]:
     is_flag=True,
     help="Fail when a model, or the persistent models together, exceed a declared budget.",
 )
+@click.option(
+    "--probe",
+    is_flag=True,
+    help="Start each model and test its chat template against it; fail when its turn "
+    "markers are not special tokens.",
+)
+@click.option("--model", "only", help="With --probe: only this model (a name or alias).")
 @click.pass_context
-def check(ctx: click.Context, config_file: Path, fit: bool) -> None:
-    """Validate CONFIG_FILE (with the environment's overrides) and summarise each model."""
+def check(ctx: click.Context, config_file: Path, fit: bool, probe: bool, only: str | None) -> None:
+    """Validate CONFIG_FILE (with the environment's overrides) and summarise each model;
+    warnings go to stderr and leave the exit code alone."""
     try:
         config = loader.load(config_file)
     except ConfigError as exc:
         fail(exc)
-    memory_check: MemoryCheck | None = (ctx.obj or {}).get(MEMORY_CHECK)
+    hooks = ctx.obj or {}
+    memory_check: MemoryCheck | None = hooks.get(MEMORY_CHECK)
     if fit and memory_check is None:
         raise click.UsageError("--fit needs the memory estimator: run it as `corral check`")
+    run_probe: Probe | None = hooks.get(PROBE)
+    if probe and run_probe is None:
+        raise click.UsageError("--probe needs llama-server: run it as `corral check`")
+    if only is not None and not probe:
+        raise click.UsageError("--model goes with --probe")
     click.echo(
         f"{config_file}: ok, {len(config.models)} model(s), listening on "
         f"{config.host}:{config.port}"
@@ -230,6 +247,9 @@ def check(ctx: click.Context, config_file: Path, fit: bool) -> None:
                 "requests for it will fail until it is downloaded",
                 err=True,
             )
+    warnings_check: WarningsCheck | None = hooks.get(WARNINGS_CHECK)
+    if warnings_check is not None:
+        _say(warnings_check(config))
     for note in idle_exit.notes(config):
         click.echo(f"warning: {note}", err=True)
     if memory_check is not None:
@@ -238,6 +258,16 @@ def check(ctx: click.Context, config_file: Path, fit: bool) -> None:
             click.echo(line)
         if problems:
             fail(ConfigError(problems, str(config_file)))
+    if probe and run_probe is not None:
+        lines, passed = run_probe(config, only)
+        _say(lines)
+        if not passed:
+            sys.exit(EXIT_PROBE_FAILED)
+
+
+def _say(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line, err=line.startswith(("warning:", "error:")))
 
 
 def summary(model: ModelConfig, config: Config) -> str:

@@ -23,12 +23,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from corral.generator.fields import NAME_PATTERN
+
 OLLAMA_PREFIX = "ollama:"
 HF_PREFIX = "hf:"
 DEFAULT_NAMESPACE = "library"
 DEFAULT_TAG = "latest"
 GGUF = ".gguf"
-#: Beside the model file: the library's parameters and system prompt, for the loader.
+#: Beside the model file: its source, and the library's parameters and system prompt, for
+#: the loader (a pulled model's name, its defaults).
 SIDECAR = ".library.json"
 
 # Ollama's name parts: letters, digits, `_`, `.`, `-`; a namespace has no `.`.
@@ -182,6 +185,27 @@ def companions(model_file: Path, source: ModelSource) -> tuple[Path | None, dict
             loaded = {}
         defaults = loaded if isinstance(loaded, dict) else {}
     return (mmproj if mmproj.is_file() else None), defaults
+
+
+def pulled_names(sidecar: Path) -> list[str]:
+    """The names a pulled model is served by, from the source its ``sidecar`` records: the
+    name Ollama lists for it (``gemma3:270m``; ``gemma3:latest`` for ``gemma3``), then the
+    text as it was pulled. None for a URL, or without a readable sidecar."""
+    try:
+        recorded = json.loads(sidecar.read_text(encoding="utf-8")).get("source")
+        source = parse(recorded)
+    except (OSError, ValueError, AttributeError, TypeError):  # SourceSyntaxError is one
+        return []
+    if isinstance(source, Url):
+        return []
+    name = recorded
+    if isinstance(source, OllamaName):
+        name = f"{source.model}:{source.tag}"
+        if source.namespace != DEFAULT_NAMESPACE or source.host is not None:
+            name = f"{source.namespace}/{name}"
+        if source.host is not None:
+            name = f"{source.host}/{name}"
+    return [n for n in dict.fromkeys([name, recorded]) if re.match(NAME_PATTERN, n)]
 
 
 def glob_escape(text: str) -> str:

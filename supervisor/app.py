@@ -76,10 +76,6 @@ def build_app(service: Service, watch: Watch | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         strays.reap_strays(service.pool.owner)  # logs what it reaped
-        if service.config.peers:
-            # Peers are reached through aiohttp, imported on first use: with peers, at start,
-            # so that the first request for a peer does not wait for it.
-            service.upstream.session()
         service.pool.start_background()
         watcher = asyncio.create_task(_watch_sighup(service))
         if watch is not None:

@@ -9,13 +9,16 @@ other command's modules: systemd may start it on a connection that waits for it.
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from corral.generator import loader
-from corral.generator.cli import MEMORY_CHECK, cli, fail
+from corral.generator.cli import MEMORY_CHECK, PROBE, WARNINGS_CHECK, cli, fail
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
 
@@ -99,13 +102,23 @@ def serve(
         fail(exc)
 
 
-def memory_check(config: Config, fit_only: bool) -> tuple[list[str], list[str]]:
-    from corral.supervisor import fit  # the estimator: `check` needs it, `serve` does not
+def _when_called(module: str, name: str) -> Callable[..., Any]:
+    """``module.name``, imported on its first call: `check` needs the estimator, the checks
+    and the probe; `serve` needs none of them."""
 
-    return fit.memory_check(config, fit_only)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    return call
 
 
 def main() -> None:
     # The generator's `check` prints each model's memory through this hook: only this side
     # may import both packages.
-    cli(obj={MEMORY_CHECK: memory_check})
+    cli(
+        obj={
+            MEMORY_CHECK: _when_called("corral.supervisor.fit", "memory_check"),
+            WARNINGS_CHECK: _when_called("corral.supervisor.runtime.checks", "check_report"),
+            PROBE: _when_called("corral.supervisor.probe", "probe_check"),
+        }
+    )

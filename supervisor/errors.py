@@ -2,12 +2,15 @@
 
 Owns the shape every error answer takes: OpenAI's envelope (``{"error": {"message", "type",
 "code", "param"}}``) everywhere, except on Ollama's paths (``/`` and ``/api/...``), whose
-clients read ``{"error": "<text>"}`` and show anything else as ``[object Object]``. Owns the
-mapping from corral's failures to statuses too. It does not decide when they happen.
+clients read ``{"error": "<text>"}`` and show anything else as ``[object Object]``, and on
+Anthropic's (``/v1/messages...``), whose SDKs read ``{"type": "error", "error": {"type",
+"message"}}``. Owns the mapping from corral's failures to statuses too, and the message of
+a child's own error answer. It does not decide when they happen.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -117,17 +120,72 @@ class UpstreamFailed(ServeError):
     kind = "upstream_error"
 
 
+class ChildError(ServeError):
+    """The child answered with an error status: relayed with its status and its message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def child_message(status: int, content: bytes) -> str:
+    """The message in a child's error answer (OpenAI envelope or plain text)."""
+    try:
+        payload = json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+    if isinstance(payload, Mapping):
+        error = payload.get("error")
+        if isinstance(error, Mapping) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+        if payload.get("message"):  # llama-server's `error:` stream event: the bare object
+            return str(payload["message"])
+    text = content.decode("utf-8", "replace").strip()
+    return text or f"the model's server answered {status} with no message"
+
+
+#: Anthropic's error types by status (its API reference, "Errors"); others by class.
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
 def speaks_ollama(path: str) -> bool:
     """Whether ``path`` is one of Ollama's (``/``, ``/api/...``), whose clients read errors as
     a plain string."""
     return path == "/" or path == "/api" or path.startswith("/api/")
 
 
+def speaks_anthropic(path: str) -> bool:
+    """Whether ``path`` is Anthropic's Messages API, whose SDKs read ``error.type``."""
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
+def anthropic_type(status: int) -> str:
+    fallback = "api_error" if status >= 500 else "invalid_request_error"
+    return ANTHROPIC_TYPES.get(status, fallback)
+
+
 def error_body(status: int, message: str, kind: str, path: str = "") -> dict[str, Any]:
-    """The error body for a request to ``path``: Ollama's shape on its paths, else OpenAI's.
-    Also used for the few answers written below ASGI (``http/connections``)."""
+    """The error body for a request to ``path``: Ollama's shape on its paths, Anthropic's on
+    its, else OpenAI's. Also used for the few answers written below ASGI
+    (``http/connections``)."""
     if speaks_ollama(path):
         return {"error": message}
+    if speaks_anthropic(path):
+        return {"type": "error", "error": {"type": anthropic_type(status), "message": message}}
     return {"error": {"message": message, "type": kind, "code": status, "param": None}}
 
 
@@ -138,7 +196,7 @@ def error_response(
     headers: Mapping[str, str] | None = None,
     path: str = "",
 ) -> JSONResponse:
-    """An error answer for a request to ``path``: Ollama's shape on its paths, else OpenAI's."""
+    """An error answer for a request to ``path``, in the shape its clients read."""
     return JSONResponse(
         error_body(status, message, kind, path), status_code=status, headers=dict(headers or {})
     )

@@ -22,10 +22,10 @@ from starlette.responses import Response
 
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
-from corral.supervisor.errors import ClientGone, QueueBytesFull, ServeError, UpstreamFailed
+from corral.supervisor.errors import ClientGone, QueueBytesFull, ServeError
 from corral.supervisor.http import proxy, timings
 from corral.supervisor.http.auth import Keys
-from corral.supervisor.http.peers.forward import PeerFailed
+from corral.supervisor.http.peers import forward
 from corral.supervisor.http.peers.table import PeerTable, Route
 from corral.supervisor.http.timings import Timings, WatchTimings
 from corral.supervisor.http.transform import Transform, chain
@@ -91,14 +91,8 @@ class Exchange:
                 model=self.model,
                 auth=None if lease.api_key is None else f"Bearer {lease.api_key}",
             )
-        peer = self.peer.peer
-        try:
-            # The client's key was for this corral: proxy drops it, the peer gets its own.
-            return await self._upstream.open(
-                method, peer.url + path, headers, body, model=self.model, auth=peer.authorization
-            )
-        except UpstreamFailed as exc:
-            raise PeerFailed(self.peer, exc.message) from exc
+        # The client's key was for this corral: the peer gets its own.
+        return await forward.send(self._upstream, self.peer, method, path, headers, body)
 
     async def read(self, upstream: proxy.Answer) -> bytes:
         content = await proxy.read(upstream, self.model)
@@ -117,7 +111,10 @@ class Exchange:
         transform: Transform | None = None,
     ) -> Response:
         """The child's whole answer (read before the lease goes back)."""
-        upstream = await self.open(method, path, headers, body)
+        return await self.whole(await self.open(method, path, headers, body), transform)
+
+    async def whole(self, upstream: proxy.Answer, transform: Transform | None = None) -> Response:
+        """``upstream``'s whole answer, read before the lease goes back."""
         return await proxy.whole(upstream, self.model, self._watched(transform))
 
     async def stream(
@@ -203,9 +200,10 @@ class Service:
                 route = self.peers.route(model)
                 if route is not None:
                     if route.peer.key_error is not None:
-                        raise PeerFailed(route, route.peer.key_error)
+                        raise forward.PeerFailed(route, route.peer.key_error)
                     exchange = Exchange(self.upstream, stack, peer=route)
                     yield exchange
+                    status = 200  # the block ended well; an answer from the other end wins
                 else:
                     limit = self.config.max_queued_bytes
                     if not scheduler.admits_bytes(self.queued_bytes, size, limit):
@@ -220,6 +218,9 @@ class Service:
                     on_timings = self._timings_of(lease.model.name)
                     exchange = Exchange(self.upstream, stack, lease=lease, on_timings=on_timings)
                     yield exchange
+                    # A block that asked the child nothing (a load alone) ended well: the
+                    # route's own 200, not the 500 kept for a block that raised.
+                    status = 200
             finally:
                 watcher.remove_done_callback(on_disconnect)
                 watcher.cancel()
@@ -238,6 +239,12 @@ class Service:
                 status = exchange.status
             self._count(request, model, status)
             await stack.aclose()  # a no-op once a relay took the lease over
+
+    async def unload(self, request: Request, model: str) -> list[str]:
+        """Unload ``model`` for a route (once its requests finish), counted as its answer."""
+        stopped = await self.pool.unload(model)
+        self._count(request, self.pool.resolve(model).name, 200)
+        return stopped
 
     def _count(self, request: Request, model: str, status: int) -> None:
         """One answered request in ``/metrics``; only a configured model's (bounded labels)."""

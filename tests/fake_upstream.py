@@ -5,8 +5,9 @@ llama-swap's cmd/simple-responder, it is a real program so that corral's tests e
 processes, pipes, signals and sockets without a model.
 
 What it imitates: ``GET /health`` (503 "Loading model" while loading, then 200), 503 on every
-other path while loading, ``GET /v1/models``, and the completion-like POST endpoints, each in
-its OpenAI (or llama.cpp) shape, streamed as server-sent events when ``"stream": true``.
+other path while loading, ``GET /v1/models``, ``GET /props``, and the completion-like POST
+endpoints, each in its OpenAI (or llama.cpp) shape, streamed as server-sent events when
+``"stream": true``.
 Every answer says who answered (``--name`` in the text and in ``"upstream"``) and echoes the
 request body it received (``"received"``; the first chunk when streaming), so a test can see
 which child answered and what corral forwarded. Like llama-server, every answer allows any
@@ -110,6 +111,21 @@ class Fake:
         entry = {"id": self.args.name, "object": "model", "created": 0, "owned_by": "fake"}
         return web.json_response({"object": "list", "data": [entry]})
 
+    async def props(self, request: web.Request) -> web.StreamResponse:
+        # The keys clients read from llama-server's GET /props; model_path is its file's.
+        path = self.args.model_field or f"/models/{self.args.name}.gguf"
+        settings = {"n_ctx": 1024, "params": {"temperature": 0.8}}
+        return web.json_response(
+            {
+                "default_generation_settings": settings,
+                "total_slots": 1,
+                "model_alias": path,
+                "model_path": path,
+                "modalities": {"vision": False, "audio": False},
+                "upstream": self.args.name,
+            }
+        )
+
     async def complete(self, request: web.Request) -> web.StreamResponse:
         body: dict[str, Any] = await request.json() if request.can_read_body else {}
         stream = bool(body.get("stream"))
@@ -173,6 +189,7 @@ class Fake:
         app.on_response_prepare.append(self.cors)
         app.router.add_get("/health", self.health)
         app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/props", self.props)
         for path in SHAPES:
             app.router.add_post(path, self.complete)
         return app
@@ -314,10 +331,44 @@ def responses_whole(fake: Fake, body: dict[str, Any], text: str) -> dict[str, An
 
 def responses_chunks(fake: Fake, body: dict[str, Any], tokens: list[str]) -> list[bytes]:
     whole = responses_whole(fake, body, "".join(tokens))
-    created = {"type": "response.created", "response": {**whole, "status": "in_progress"}}
+    # As llama-server's: the opening events' response has no `model` (nor output).
+    opening = {"id": whole["id"], "object": "response", "status": "in_progress"}
+    created = {"type": "response.created", "response": opening}
+    progress = {"type": "response.in_progress", "response": opening}
     deltas = [{"type": "response.output_text.delta", "delta": t} for t in tokens]
-    events: list[dict[str, Any]] = [{**created, "received": body}, *deltas]
+    events: list[dict[str, Any]] = [{**created, "received": body}, progress, *deltas]
     events.append({"type": "response.completed", "response": whole})
+    return [sse(e, str(e["type"])) for e in events]
+
+
+def messages_whole(fake: Fake, body: dict[str, Any], text: str) -> dict[str, Any]:
+    usage = {"input_tokens": 3, "output_tokens": len(fake.tokens())}
+    return {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": _model(fake, body),
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
+def messages_chunks(fake: Fake, body: dict[str, Any], tokens: list[str]) -> list[bytes]:
+    """Anthropic's stream, as llama-server sends it: each event named, no [DONE]."""
+    whole = messages_whole(fake, body, "")
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {**whole, "content": []}, "received": body},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        *(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}
+            for t in tokens
+        ),
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": whole["usage"]},
+        {"type": "message_stop"},
+    ]
     return [sse(e, str(e["type"])) for e in events]
 
 
@@ -329,6 +380,7 @@ SHAPES: dict[str, Shape] = {
     "/v1/embeddings": Shape(embed_whole, None),
     "/v1/rerank": Shape(rerank_whole, None),
     "/v1/responses": Shape(responses_whole, responses_chunks, done=False),
+    "/v1/messages": Shape(messages_whole, messages_chunks, done=False),
 }
 
 

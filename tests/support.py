@@ -229,3 +229,24 @@ def _length(data: bytes) -> int:
         if name.strip().lower() == b"content-length":
             return int(value)
     return 0
+
+
+def npm_modules(package: str, spec: str) -> Path:
+    """The ``node_modules`` folder holding the npm ``package`` (``spec``, a version range),
+    installed once into a cache folder outside the checkout; a skip that says why when node,
+    npm or the install is missing."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip(f"node and npm are needed for the {package} JS client (Debian: nodejs, npm)")
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    folder = cache / f"corral-{package}-js"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "node_modules" / package).is_dir():
+        done = subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(folder), spec],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"npm could not install the {package} package: {done.stderr[-500:]}")
+    return folder / "node_modules"

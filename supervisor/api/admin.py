@@ -21,7 +21,8 @@ async def running(request: Request) -> JSONResponse:
 
 async def unload(request: Request) -> JSONResponse:
     name = request.path_params.get("model")
-    stopped = await Service.of(request).pool.unload(name)
+    svc = Service.of(request)
+    stopped = await (svc.pool.unload() if name is None else svc.unload(request, name))
     return JSONResponse({"unloaded": stopped})
 
 

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from corral.supervisor.errors import BadRequest
+from corral.supervisor.api import llama_meta
+from corral.supervisor.api.ollama.answers import now_text
+from corral.supervisor.errors import BadRequest, ChildError, child_message, speaks_anthropic
 from corral.supervisor.http import keep_alive, scrub
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
@@ -29,7 +32,7 @@ from corral.supervisor.http.loading_state import OpenAIFraming, ProgressThenAnsw
 from corral.supervisor.http.model_field import ModelField
 from corral.supervisor.http.transform import chain
 from corral.supervisor.runtime import views
-from corral.supervisor.runtime.child import chat_templates
+from corral.supervisor.runtime.child import chat_templates, embeddings
 from corral.supervisor.runtime.entries import Entry
 from corral.supervisor.service import Service
 
@@ -64,6 +67,10 @@ async def routed(request: Request) -> Response:
         refusal = await asyncio.to_thread(chat_templates.tools_refusal, entry.config)
         if refusal is not None:
             raise BadRequest(f"model {entry.name!r} does not support tools: {refusal}")
+    if request.url.path == "/v1/embeddings":
+        cannot = await asyncio.to_thread(embeddings.refusal, entry.config)
+        if cannot is not None:
+            raise BadRequest(cannot)
     sent_keep_alive = keep_alive.FIELD in payload
     keep = keep_alive.take(payload)  # removed: llama-server has no such field
     if apply_defaults(payload, entry.config, request.url.path) or sent_keep_alive:
@@ -83,9 +90,15 @@ async def routed(request: Request) -> Response:
 
     async def answer() -> Response:
         async with svc.exchange(request, entry.name, on_lease=on_lease, size=len(body)) as ex:
+            upstream = await ex.open(method, path, headers, body)
+            if upstream.status >= 400 and speaks_anthropic(path):
+                # llama-server words its errors in OpenAI's envelope; Anthropic's SDKs read
+                # their own (the app writes it for this path).
+                content = await ex.read(upstream)
+                raise ChildError(upstream.status, child_message(upstream.status, content))
             if streaming:
-                return await ex.stream(method, path, headers, body, rewrite)
-            return await ex.fetch(method, path, headers, body, rewrite)
+                return ex.relay(upstream, rewrite)
+            return await ex.whole(upstream, rewrite)
 
     loading = entry.config.send_loading_state and not entry.admitting()
     if streaming and loading and path == "/v1/chat/completions":
@@ -94,13 +107,18 @@ async def routed(request: Request) -> Response:
     return await answer()
 
 
-def model_entry(svc: Service, entry: Entry) -> dict[str, object]:
-    """One model as OpenAI lists it, with corral's aliases, state and expiry."""
+def model_entry(svc: Service, entry: Entry, meta: dict[str, Any] | None) -> dict[str, object]:
+    """One model as OpenAI lists it (and Anthropic: ``type``, ``display_name``,
+    ``created_at``; llama-server: ``meta``), with corral's aliases, state and expiry."""
     return {
         "id": entry.name,
         "object": "model",
         "created": int(svc.started_at),
         "owned_by": "corral",
+        "type": "model",
+        "display_name": entry.name,
+        "created_at": now_text(svc.started_at),
+        "meta": meta,
         "aliases": entry.config.aliases,
         "state": entry.state.public,
         "expires_at": views.expires_at(svc.pool, entry),
@@ -111,8 +129,18 @@ def model_entry(svc: Service, entry: Entry) -> dict[str, object]:
 
 async def list_models(request: Request) -> JSONResponse:
     svc = Service.of(request)
-    data = [model_entry(svc, e) for e in svc.pool.entries.values() if not e.config.unlisted]
-    return JSONResponse({"object": "list", "data": data})
+    listed = [e for e in svc.pool.entries.values() if not e.config.unlisted]
+    # Headers are read once per file (cached), off the loop: the first read takes a moment.
+    metas = await asyncio.to_thread(lambda: [llama_meta.read(e.config) for e in listed])
+    data = [model_entry(svc, e, m) for e, m in zip(listed, metas, strict=True)]
+    # Anthropic's page fields: the SDK's models.list() reads them to stop paging.
+    ids = [m["id"] for m in data]
+    page = {
+        "has_more": False,
+        "first_id": ids[0] if ids else None,
+        "last_id": ids[-1] if ids else None,
+    }
+    return JSONResponse({"object": "list", "data": data, **page})
 
 
 async def retrieve_model(request: Request) -> JSONResponse:
@@ -120,7 +148,8 @@ async def retrieve_model(request: Request) -> JSONResponse:
     models too (they are servable); an unknown one is the usual 404 in OpenAI's shape."""
     svc = Service.of(request)
     entry = svc.pool.resolve(request.path_params["model"])
-    return JSONResponse(model_entry(svc, entry))
+    meta = await asyncio.to_thread(llama_meta.read, entry.config)
+    return JSONResponse(model_entry(svc, entry, meta))
 
 
 def routes() -> list[BaseRoute]:

@@ -9,7 +9,7 @@ a body past what ``HIGH_WATER`` lets it hold while the client reads slowly (it s
 from the child instead). Which connection a request uses (kept alive, idle ones closed
 before llama-server's own 5 s keep-alive would close them under a request) is
 ``client_pool``'s. It knows nothing of models or routes (``proxy``); peers, which may be
-remote and TLS, keep aiohttp.
+remote and TLS, go through httpx.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Protocol, cast
 
 import httptools
+
+from corral.supervisor.http.headers import first_value
 
 #: An answer's head (status line and headers) larger than this is a broken child.
 MAX_HEAD_BYTES = 64 * 1024
@@ -160,10 +162,7 @@ class Answer(asyncio.Protocol):
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of ``name`` (lower case), or None."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        return first_value(self.headers, name)
 
     async def iter_any(self) -> AsyncIterator[bytes]:
         """The body as it arrives, each piece what is there when the last was taken."""

@@ -45,18 +45,10 @@ _DROP_RESPONSE = frozenset(
 )
 
 
-def forwarded_headers(headers: Mapping[str, str], auth: str | None = None) -> dict[str, str]:
-    """The client's headers less this hop's and corral's own; ``auth``: the
-    ``Authorization`` the other end expects (a child's key, a peer's)."""
-    sent = {k: v for k, v in headers.items() if k.lower() not in _DROP_REQUEST}
-    if auth is not None:
-        sent["Authorization"] = auth
-    return sent
-
-
 def forwarded_raw(headers: Mapping[str, str], auth: str | None) -> list[tuple[bytes, bytes]]:
-    """``forwarded_headers`` as the client sent them (bytes, names in lower case), without
-    building a dict: starlette's ``Headers`` keeps the raw pairs."""
+    """The client's headers less this hop's and corral's own, as the client sent them (bytes,
+    names in lower case: starlette's ``Headers`` keeps the raw pairs, no dict is built);
+    ``auth``: the ``Authorization`` the other end expects (a child's key, a peer's)."""
     raw: list[tuple[bytes, bytes]] | None = getattr(headers, "raw", None)
     if raw is None:
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
@@ -64,6 +56,15 @@ def forwarded_raw(headers: Mapping[str, str], auth: str | None) -> list[tuple[by
     if auth is not None:
         sent.append((b"authorization", auth.encode("latin-1")))
     return sent
+
+
+def first_value(pairs: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of ``name`` (lower case) among an answer's pairs (names in lower
+    case), or None: ``Answer.header`` of a child's answer and of a peer's."""
+    for key, value in pairs:
+        if key == name:
+            return value
+    return None
 
 
 def answer_headers(pairs: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -10,6 +10,7 @@ serves nothing: uvicorn does, with ``connections``' limits, on whichever sockets
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -100,11 +101,17 @@ def bind(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(where)
     except OSError as exc:
-        log.error(
-            "cannot listen on %s:%d: %s (is another corral or ollama running there?)",
-            host,
-            port,
-            exc.strerror or exc,
-        )
+        if exc.errno == errno.EADDRINUSE:
+            # Ollama and corral both default to 11434: the likely case deserves its own words.
+            log.error(
+                "cannot listen on %s:%d: the port is taken; another program listens there "
+                "(Ollama and corral both use 11434: `ss -ltnp 'sport = :%d'` shows which). "
+                "Stop it, or choose another port with --port or env PORT",
+                host,
+                port,
+                port,
+            )
+        else:
+            log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
         sys.exit(1)
     return sock

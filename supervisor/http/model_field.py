@@ -6,8 +6,11 @@ llama-server fills ``model`` with its own idea of the model (the GGUF's path, or
 key their bookkeeping by it.
 
 Owns ``ModelField``, a ``transform.Transform`` that rewrites every ``"model": "<text>"`` pair of
-an answer (JSON, or SSE's ``data:`` lines) and leaves every other byte alone. It does not
-pick the name (``api.openai`` passes what the client sent).
+an answer (JSON, or SSE's ``data:`` lines) and leaves every other byte alone, and adds the
+pair to a Responses object that lacks it: llama-server's ``response.created`` and
+``response.in_progress`` events carry ``{"id", "object": "response", "status"}`` only, and
+the OpenAI SDK's ``event.response.model`` reads None. It does not pick the name
+(``api.openai`` passes what the client sent).
 
 Why a byte rewrite, not ``json.loads`` and ``dumps``: a chunk without ``"model"`` passes
 with one substring search, and one with it costs one regex substitution. Inside a JSON
@@ -25,6 +28,9 @@ import re
 #: A ``"model"`` key and its string value: any escape inside the value is skipped whole.
 _PAIR = re.compile(rb'"model"\s*:\s*"[^"\\]*(?:\\.[^"\\]*)*"')
 _KEY = b'"model"'
+#: A Responses object's own marker (quotes inside JSON strings are escaped: always a key).
+_RESPONSE = re.compile(rb'"object"\s*:\s*"response"')
+_OBJECT = b'"object"'
 
 
 class ModelField:
@@ -33,6 +39,7 @@ class ModelField:
     media_type: str | None = None
 
     def __init__(self, name: str) -> None:
+        self._name = name
         self._pair = b'"model":' + json.dumps(name).encode()
         self._held = b""
 
@@ -51,6 +58,31 @@ class ModelField:
         return self._rewrite(held)
 
     def _rewrite(self, data: bytes) -> bytes:
-        if _KEY not in data:
+        if _KEY in data:
+            data = _PAIR.sub(lambda _: self._pair, data)
+        if _OBJECT not in data or _RESPONSE.search(data) is None:
             return data
-        return _PAIR.sub(lambda _: self._pair, data)
+        lines = data.split(b"\n")
+        for i, line in enumerate(lines):
+            if _RESPONSE.search(line) is not None:
+                lines[i] = self._named_response(line)
+        return b"\n".join(lines)
+
+    def _named_response(self, line: bytes) -> bytes:
+        """``line`` (JSON, or an SSE ``data:`` line) with ``model`` in its Responses object
+        (the event's ``response``, or the answer itself) where that lacks one. Parsed: only
+        the few lines that hold a Responses object come here."""
+        sse = line.startswith(b"data:")
+        payload = line[len(b"data:") :] if sse else line
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            return line
+        found = [event, event.get("response")] if isinstance(event, dict) else []
+        named = [o for o in found if isinstance(o, dict) and o.get("object") == "response"]
+        if all("model" in o for o in named):
+            return line
+        for response in named:
+            response.setdefault("model", self._name)
+        text = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+        return (b"data: " if sse else b"") + text

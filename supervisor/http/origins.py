@@ -36,8 +36,9 @@ from corral.supervisor.errors import error_response
 #: Documentation of the Host check; ``is_local_host`` is its code.
 LOCAL_NAMES = ("localhost", "*.localhost", "127.0.0.0/8", "[::1]")
 
-#: Request headers a page may send: the API key, JSON, and what the OpenAI and Ollama
-#: JavaScript clients add (the OpenAI SDK's x-stainless-* family is allowed as a whole).
+#: Request headers a page may send: the API key, JSON, and what the OpenAI, Anthropic and
+#: Ollama JavaScript clients add (both vendors' SDKs send the x-stainless-* family, allowed
+#: as a whole; Anthropic's refuses to run in a browser without its "dangerous" header).
 ALLOWED_HEADERS = (
     "Authorization",
     "Content-Type",
@@ -48,6 +49,10 @@ ALLOWED_HEADERS = (
     "OpenAI-Beta",
     "OpenAI-Organization",
     "OpenAI-Project",
+    "anthropic-version",
+    "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access",
+    "Idempotency-Key",
 )
 ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 #: Seconds a browser may reuse a preflight's answer; Chromium caps it at 7200.

@@ -1,9 +1,9 @@
 """Passing one request to a child and its answer back, chunk by chunk.
 
 Owns the upstream HTTP clients (children through ``client``'s kept-alive pool, the cheapest
-measured here; peers, which may be remote and TLS, through one aiohttp session), applying a
-``transform.Transform`` to an answer on its way (Ollama's NDJSON), and what a broken
-upstream or a departed client does to the exchange. Which headers cross is ``headers``'.
+measured here; peers, which may be remote and TLS, through ``peer_client``'s httpx client),
+applying a ``transform.Transform`` to an answer on its way (Ollama's NDJSON), and what a
+broken upstream or a departed client does to the exchange. Which headers cross is ``headers``'.
 It does not choose the child (``runtime.pool``), hold the lease (``service``) or read the
 request's meaning (``api``).
 """
@@ -20,18 +20,16 @@ from typing import TYPE_CHECKING, Protocol
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from corral.supervisor.errors import BadRequest, UpstreamFailed
-from corral.supervisor.http import client, client_pool, lazy
-from corral.supervisor.http.headers import answer_headers, forwarded_headers, forwarded_raw
+from corral.supervisor.errors import BadRequest, UpstreamFailed, error_body, speaks_anthropic
+from corral.supervisor.http import client, client_pool, lazy, peer_client
+from corral.supervisor.http.headers import answer_headers, forwarded_raw
 from corral.supervisor.http.transform import Transform
 
 if TYPE_CHECKING:
-    import aiohttp
-    import yarl
+    import httpx
 else:
     # Peers only: a start (socket activation: a waiting request) skips its import.
-    aiohttp = lazy.module("aiohttp")
-    yarl = lazy.module("yarl")
+    httpx = lazy.module("httpx")
 
 log = logging.getLogger("corral")
 
@@ -39,7 +37,8 @@ Done = Callable[[], Awaitable[object]]
 
 
 class Answer(Protocol):
-    """An answer coming in: a child's (``client.Answer``) or a peer's (``PeerAnswer``)."""
+    """An answer coming in: a child's (``client.Answer``) or a peer's
+    (``peer_client.PeerAnswer``). Reading it raises ``OSError`` when the other end breaks."""
 
     @property
     def status(self) -> int: ...
@@ -58,53 +57,23 @@ class Answer(Protocol):
     def close(self) -> None: ...
 
 
-class PeerAnswer:
-    """aiohttp's answer from a peer, read as an ``Answer``."""
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
-        self.status = response.status
-        self.headers = [(k.lower(), v) for k, v in response.raw_headers]
-
-    def header(self, name: bytes) -> bytes | None:
-        return next((v for k, v in self.headers if k == name), None)
-
-    def iter_any(self) -> AsyncIterator[bytes]:
-        return self._response.content.iter_any()
-
-    async def read(self) -> bytes:
-        return await self._response.read()
-
-    def release(self) -> None:
-        self._response.release()
-
-    def close(self) -> None:
-        self._response.close()
-
-
 class Upstream:
-    """The client side of every child (``client_pool.Pool``) and peer (one aiohttp session);
+    """The client side of every child (``client_pool.Pool``) and peer (one httpx client);
     connections reused across requests."""
 
     def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
+        self._peers: httpx.AsyncClient | None = None
         self.children = client_pool.Pool()
 
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-                auto_decompress=False,
-                # A proxy keeps no cookies: one client's must never reach another's request.
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
+    def _peer_client(self) -> httpx.AsyncClient:
+        if self._peers is None or self._peers.is_closed:
+            self._peers = peer_client.new_client()
+        return self._peers
 
     async def close(self) -> None:
         self.children.close()
-        if self._session is not None:
-            await self._session.close()
+        if self._peers is not None:
+            await self._peers.aclose()
 
     async def to_child(
         self,
@@ -133,38 +102,23 @@ class Upstream:
         self,
         method: str,
         url: str,
+        path: str,
         headers: Mapping[str, str],
         body: bytes,
         *,
-        model: str,
         auth: str | None = None,
     ) -> Answer:
-        """Send a request to a peer; ``auth``: the ``Authorization`` it expects."""
-        sent = forwarded_headers(headers, auth)
-        try:
-            # encoded=True: the path goes out exactly as the client encoded it.
-            response = await self.session().request(
-                method,
-                yarl.URL(url, encoded=True),
-                headers=sent,
-                data=body or None,
-                allow_redirects=False,
-            )
-        except aiohttp.ServerDisconnectedError as exc:
-            raise UpstreamFailed(
-                f"model {model!r}: its server closed the connection before answering "
-                "(it may have crashed)"
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamFailed(f"model {model!r}: cannot reach its server: {exc}") from exc
-        return PeerAnswer(response)
+        """Send a request to a peer: ``url`` its base URL, ``path`` (and query) as the client
+        encoded it; ``auth``: the ``Authorization`` it expects. An ``UpstreamFailed`` says
+        why, for the caller to name the peer (``peers.forward``)."""
+        return await peer_client.send(self._peer_client(), method, url, path, headers, body, auth)
 
 
 async def read(upstream: Answer, model: str) -> bytes:
     """A whole answer's body: a child that dies mid-answer becomes a 502."""
     try:
         return await upstream.read()
-    except (aiohttp.ClientError, OSError) as exc:
+    except OSError as exc:
         upstream.close()
         raise UpstreamFailed(
             f"model {model!r}: its server stopped mid-answer (it may have crashed): {exc}"
@@ -217,7 +171,7 @@ class Relay(Response):
             await send(
                 {"type": "http.response.start", "status": self.upstream.status, "headers": headers}
             )
-            pump = asyncio.ensure_future(self._pump(send))
+            pump = asyncio.ensure_future(self._pump(send, scope["path"]))
             watch = asyncio.ensure_future(until_disconnect(receive))
             await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
             watch.cancel()
@@ -233,7 +187,7 @@ class Relay(Response):
                 self.upstream.close()
             await self.on_done()
 
-    async def _pump(self, send: Send) -> bool:
+    async def _pump(self, send: Send, path: str) -> bool:
         """Copy (or transform) body chunks; True when the child's answer ended properly."""
         transform = self.transform
         broken = False
@@ -242,22 +196,24 @@ class Relay(Response):
                 out = chunk if transform is None else transform.feed(chunk)
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
-        except (aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:
             log.error("request error: model %s: server broke mid-answer: %s", self.model, exc)
             broken = True
         last = b"" if transform is None else transform.close(broken)
         if broken and (transform is None or transform.media_type is None):
-            last += self._broken_note()  # still the child's framing: its SSE gets the note
+            last += self._broken_note(path)  # still the child's framing: its SSE gets the note
         await send({"type": "http.response.body", "body": last})
         return not broken
 
-    def _broken_note(self) -> bytes:
-        """A last SSE event telling a streaming client why its answer stopped short."""
+    def _broken_note(self, path: str) -> bytes:
+        """A last SSE event telling a streaming client why its answer stopped short, in the
+        shape the path's clients read (Anthropic's SDKs want an ``error`` event)."""
         if b"text/event-stream" not in (self.upstream.header(b"content-type") or b""):
             return b""
         message = f"model {self.model!r}: its server stopped mid-answer (it may have crashed)"
-        event = {"error": {"message": message, "type": "upstream_error", "code": 502}}
-        return f"data: {json.dumps(event)}\n\n".encode()
+        event = error_body(502, message, "upstream_error", path)
+        name = "event: error\n" if speaks_anthropic(path) else ""
+        return f"{name}data: {json.dumps(event)}\n\n".encode()
 
 
 async def until_disconnect(receive: Receive) -> None:

@@ -98,8 +98,8 @@ def fetch(
                 say=say,
             )
         )
-    if plan.defaults:
-        _write_sidecar(folder / f"{plan.stem}{model_source.SIDECAR}", plan)
+    # Always: the source in it names the model as it was pulled (loader.discover).
+    _write_sidecar(folder / f"{plan.stem}{model_source.SIDECAR}", plan)
     return pulled
 
 

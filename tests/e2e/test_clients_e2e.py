@@ -3,21 +3,18 @@ openai SDK (async, stream, retrieve, parse, tools), the ollama client (show, too
 llama.cpp's router endpoints and Anthropic's /v1/messages, and the README's own snippets.
 
 Gemma 3 270M is a base model. To make it call a tool, the conversation shows it two calls
-first and the request asks for one (``tool_choice``: llama-server then constrains the call
-with a grammar); what is tested is that the call travels through corral's template and comes
-back parsed by the client, with valid JSON arguments.
+first (``tool_choice: "required"`` alone does not: llama-server builds no grammar for it with
+this template, see the README's client notes); what is tested is that the call travels
+through corral's template and comes back parsed by the client, with valid JSON arguments.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +23,7 @@ import openai
 import pydantic
 import pytest
 
-from tests.support import CorralServer, demo_model
+from tests.support import CorralServer, demo_model, npm_modules
 
 pytestmark = pytest.mark.e2e
 
@@ -46,42 +43,21 @@ WEATHER: Any = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, models_dir: Path, llama_server: str
-) -> Iterator[CorralServer]:
-    settings = {
-        "models_path": str(models_dir),
-        "llama_server": llama_server,
-        "default_ttl": 0,
-        "models": [
-            # As examples/demo.yaml, plus embeddings (mean pooling) for the ollama clients.
-            demo_model(
-                NAME,
-                aliases=["demo"],
-                args=["--embeddings", "--pooling", "mean"],
-                parameters={"max_tokens": 64},
-            ),
-            # A built-in name corral has no Jinja for: never started, tools refused.
-            demo_model("gemma-llama3", chat_template="llama3"),
-        ],
-    }
-    with CorralServer(settings, tmp_path_factory.mktemp("clients-e2e")) as running:
-        yield running
-
-
-@pytest.fixture
-def oai(server: CorralServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=120
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-def api(server: CorralServer) -> Iterator[ollama.Client]:
-    with ollama.Client(host=server.url, timeout=120) as client:
-        yield client
+#: What this suite's corral serves (tests/e2e/conftest.py's ``server``).
+SETTINGS = {
+    "default_ttl": 0,
+    "models": [
+        # As examples/demo.yaml, plus embeddings (mean pooling) for the ollama clients.
+        demo_model(
+            NAME,
+            aliases=["demo"],
+            args=["--embeddings", "--pooling", "mean"],
+            parameters={"max_tokens": 64},
+        ),
+        # A built-in name corral has no Jinja for: never started, tools refused.
+        demo_model("gemma-llama3", chat_template="llama3"),
+    ],
+}
 
 
 def openai_shots() -> Any:  # the SDK's TypedDicts, which a dict[str, Any] is not
@@ -286,21 +262,7 @@ def test_readme_snippets_run_as_written(server: CorralServer) -> None:
 
 @pytest.fixture(scope="module")
 def ollama_js() -> Path:
-    """The ollama npm package, installed once into a cache folder outside the checkout."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed for the ollama JS client (Debian: nodejs, npm)")
-    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "corral-ollama-js"
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "node_modules" / "ollama").is_dir():
-        done = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(folder), "ollama@^0.6"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if done.returncode != 0:
-            pytest.skip(f"npm could not install the ollama package: {done.stderr[-500:]}")
-    return folder / "node_modules"
+    return npm_modules("ollama", "ollama@^0.6")
 
 
 def test_ollama_js_client(server: CorralServer, ollama_js: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +242,22 @@ def test_read_file_errors_name_the_file(
         loader.read_file(tmp_path / name)
     assert exc.value.source == str(tmp_path / name)
     assert exc.value.problems[0].startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("pulled", "stem", "names"),
+    [
+        ("gemma3:270m", "gemma3-270m", ["gemma3:270m", "gemma3-270m"]),
+        ("gemma3", "gemma3-latest", ["gemma3:latest", "gemma3", "gemma3-latest"]),
+        ("ollama:me/tiny:1", "me-tiny-1", ["me/tiny:1", "ollama:me/tiny:1", "me-tiny-1"]),
+        ("hf:org/repo-GGUF:Q4_K_M", "repo-GGUF-Q4_K_M", ["hf:org/repo-GGUF:Q4_K_M"]),
+        ("https://example.com/m.gguf", "m", ["m"]),
+    ],
+)
+def test_a_pulled_file_is_served_by_the_name_it_was_pulled_by(
+    tmp_path: Path, pulled: str, stem: str, names: list[str]
+) -> None:
+    gguf(tmp_path, f"{stem}.gguf")
+    (tmp_path / f"{stem}.library.json").write_text(json.dumps({"source": pulled}))
+    (model,) = loader.load(None, {"MODELS_PATH": str(tmp_path)}).models
+    assert [model.name, *model.aliases] == list(dict.fromkeys([*names, stem]))

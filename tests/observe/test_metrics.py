@@ -104,3 +104,24 @@ def test_an_idle_corral_reads_no_model_file_even_when_scraped(tmp_path: Path) ->
         assert "corral_model_state" in httpx.get(f"{server.url}/metrics", timeout=10).text
         maps = Path(f"/proc/{server.pid}/maps").read_text()
         assert "numpy" not in maps
+
+
+def test_load_only_and_unload_only_requests_are_counted_as_their_200s(
+    server: CorralServer,
+) -> None:
+    # Each answers 200 with no word from the child: a load, or an unload.
+    asked = [
+        ("/models/load", {"model": "n"}),
+        ("/api/generate", {"model": "n", "stream": False}),
+        ("/api/chat", {"model": "n", "messages": [], "stream": False}),
+        ("/models/unload", {"model": "n"}),
+        ("/api/generate", {"model": "n", "keep_alive": 0, "stream": False}),
+    ]
+    for path, body in asked:
+        answer = httpx.post(f"{server.url}{path}", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+    found = metrics(server.url)
+    for route, count in [("/models/load", 1), ("/api/generate", 2), ("/api/chat", 1)]:
+        assert sample(found, "corral_requests_total", model="n", route=route, status="200") == count
+        assert sample(found, "corral_requests_total", model="n", route=route, status="500") is None
+    assert sample(found, "corral_requests_total", model="n", route="/models/unload", status="200")

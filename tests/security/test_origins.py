@@ -6,10 +6,15 @@ Before these checks any page could: a rebinding name reached every route, a cros
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import anthropic
 import httpx
+import openai
 import pytest
 
 from corral.generator.settings import Config
@@ -159,3 +164,55 @@ def test_an_open_address_skips_the_host_check_but_keeps_the_origin_check(
         crossed = httpx.get(f"{server.url}/v1/models", headers={**auth, "Origin": EVIL})
     assert named.status_code == 200
     assert crossed.status_code == 403
+
+
+def sdk_headers(send: Callable[[str], object]) -> set[str]:
+    """The header names an SDK call sends, caught by a local server that answers 400
+    (browsers set the connection's own headers themselves: no page asks for those)."""
+    seen: list[str] = []
+
+    class Catch(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.extend(name.lower() for name in self.headers)
+            self.send_response(400)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with HTTPServer(("127.0.0.1", 0), Catch) as catcher:
+        thread = threading.Thread(target=catcher.handle_request, daemon=True)
+        thread.start()
+        with contextlib.suppress(anthropic.APIError, openai.APIError):
+            send(f"http://127.0.0.1:{catcher.server_port}")
+        thread.join(10)
+    assert seen, "the SDK sent nothing"
+    return set(seen) - {"host", "content-length", "accept-encoding", "connection"}
+
+
+def test_a_preflight_allows_what_the_anthropic_and_openai_sdks_send(server: CorralServer) -> None:
+    def claude(url: str) -> None:
+        client = anthropic.Anthropic(base_url=url, api_key="k", max_retries=0)
+        client.messages.create(model="m", max_tokens=1, messages=[])
+
+    def gpt(url: str) -> None:
+        client = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+        client.chat.completions.create(model="m", messages=[])
+
+    # In a browser, Anthropic's JS SDK adds the header that says the page means it; its
+    # key goes as x-api-key there (and in older Python SDKs).
+    browser = {"anthropic-dangerous-direct-browser-access", "x-api-key"}
+    wanted = sdk_headers(claude) | sdk_headers(gpt) | browser
+    assert {"anthropic-version", "authorization", "x-stainless-timeout"} <= wanted
+    headers = {
+        "Origin": UI,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": ",".join(sorted(wanted)),
+    }
+    for path in ("/v1/messages", "/v1/chat/completions"):
+        answer = httpx.options(f"{server.url}{path}", headers=headers)
+        assert answer.status_code == 204
+        allowed = set(answer.headers["access-control-allow-headers"].lower().split(", "))
+        assert wanted <= allowed, wanted - allowed

@@ -172,6 +172,7 @@ def test_hf_quant_picks_its_file_and_the_mmproj(
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in folder.iterdir()) == [
         "Model-GGUF-q4_k_m.gguf",
+        "Model-GGUF-q4_k_m.library.json",  # its source: the name it is served by
         "mmproj-Model-GGUF-q4_k_m.gguf",
     ]
     assert (folder / "Model-GGUF-q4_k_m.gguf").read_bytes() == files["Model-Q4_K_M.gguf"]

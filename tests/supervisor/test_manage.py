@@ -88,7 +88,23 @@ def test_pull_streams_progress_then_serves_the_model(
     assert progress[-1]["completed"] == progress[-1]["total"] == len(gguf)
     assert events[-2:] == [{"status": "verifying sha256 digest"}, {"status": "success"}]
     names = [m["name"] for m in httpx.get(f"{pulling.url}/api/tags").json()["models"]]
-    assert "gemma3-270m" in names
+    assert "gemma3:270m" in names
+
+
+def test_a_pulled_name_is_used_by_that_name_also_after_a_restart(
+    pulling: CorralServer, tmp_path: Path
+) -> None:
+    with ollama.Client(host=pulling.url, timeout=60) as client:
+        assert client.pull("gemma3:270m").status == "success"
+        assert client.show("gemma3:270m").details is not None
+        assert client.show("gemma3-270m").details is not None  # the file's stem, as before
+    models = Path(pulling.config_path).parent / "models"
+    with (
+        CorralServer({"models_path": str(models)}, tmp_path) as again,
+        ollama.Client(host=again.url, timeout=30) as client,
+    ):
+        assert "gemma3:270m" in [m.model for m in client.list().models]
+        assert client.show("gemma3:270m").details is not None
 
 
 def test_a_pull_that_fails_ends_with_an_error_line(pulling: CorralServer) -> None:

@@ -57,6 +57,16 @@ def test_an_answer_without_the_field_passes_unchanged() -> None:
     assert run(stream) == b"".join(stream)
 
 
+def test_a_responses_object_without_the_field_gets_it() -> None:
+    # llama-server's opening events, compact; the completed one names the model already.
+    created = b'data: {"type":"response.created","response":{"id":"r","object":"response"}}\n\n'
+    done = b'data: {"response":{"object":"response","model":"' + PATH.encode() + b'"}}\n\n'
+    out = run([created[:30], created[30:] + done], "m")
+    first, second = (json.loads(e.removeprefix(b"data: ")) for e in out.split(b"\n\n")[:2])
+    assert first["response"] == {"id": "r", "object": "response", "model": "m"}
+    assert second["response"] == {"object": "response", "model": "m"}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorralServer]:
     config = {
@@ -79,6 +89,9 @@ def test_openai_client_reads_the_name_it_asked_for(server: CorralServer, asked: 
         completion = client.completions.create(model=asked, prompt="hi")
         assert completion.model == asked
         assert client.embeddings.create(model=asked, input="hi").model == asked
+        events = list(client.responses.create(model=asked, input="hi", stream=True))
+        opening = [e for e in events if e.type in ("response.created", "response.in_progress")]
+        assert len(opening) == 2 and {e.response.model for e in opening} == {asked}
 
 
 def test_upstream_passthrough_is_left_as_the_child_sent_it(server: CorralServer) -> None:

@@ -15,7 +15,8 @@ from corral.supervisor.api.ollama import answers as ollama_answers
 from corral.supervisor.api.ollama import models as ollama_models
 from corral.supervisor.api.ollama import requests as ollama
 from corral.supervisor.api.ollama import stream as ollama_stream
-from corral.supervisor.errors import BadRequest
+from corral.supervisor.errors import BadRequest, child_message
+from corral.supervisor.runtime.child import embeddings
 from tests.gguf_files import write_gguf
 
 CLOCK = ollama_answers.Clock(arrived_ns=1_000, ready_ns=5_000)
@@ -292,6 +293,45 @@ def test_stream_assembles_tool_call_fragments_before_done() -> None:
     assert objects[-1]["done"] is True
 
 
+#: What llama-server sent when num_predict cut its second call (measured with the demo
+#: model): the first call whole, the second opened with its arguments at ``{``.
+PARIS = {"index": 0, "id": "a", "function": {"name": "get_weather", "arguments": '{"city": '}}
+PARIS_END = {"index": 0, "function": {"arguments": '"Paris"}'}}
+OPENED = {"index": 1, "id": "b", "function": {"name": "get_weather", "arguments": "{"}}
+
+
+def test_a_tool_call_cut_by_the_token_limit_is_dropped_streamed_and_whole() -> None:
+    stream = ollama_stream.Stream("chat", "m", CLOCK)
+    events = [
+        {"choices": [{"delta": {"tool_calls": [PARIS]}}]},
+        {"choices": [{"delta": {"tool_calls": [PARIS_END]}}]},
+        {"choices": [{"delta": {"tool_calls": [OPENED]}}]},
+        {"choices": [{"delta": {}, "finish_reason": "length"}]},
+    ]
+    objects = stream.feed(sse(*events, b"[DONE]"), 1)
+    paris = [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]
+    assert objects[0]["message"]["tool_calls"] == paris
+    assert objects[-1]["done_reason"] == "length"
+    calls = [
+        {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {"type": "function", "function": {"name": "get_weather", "arguments": "{"}},
+    ]
+    message = {"content": "", "tool_calls": calls}
+    answer = {"choices": [{"message": message, "finish_reason": "length"}]}
+    assert ollama_answers.chat_answer("m", answer, CLOCK, 0)["message"]["tool_calls"] == paris
+
+
+def test_a_stream_whose_only_call_was_cut_sends_no_empty_call() -> None:
+    stream = ollama_stream.Stream("chat", "m", CLOCK)
+    events = [
+        {"choices": [{"delta": {"tool_calls": [{**OPENED, "index": 0}]}}]},
+        {"choices": [{"delta": {}, "finish_reason": "length"}]},
+    ]
+    objects = stream.feed(sse(*events, b"[DONE]"), 1)
+    assert [o for o in objects if o["message"].get("tool_calls")] == []
+    assert objects[-1]["done"] is True
+
+
 def test_a_stream_that_stops_short_ends_in_an_error_object() -> None:
     stream = ollama_stream.Stream("chat", "m", CLOCK)
     objects = stream.feed(sse(chunk("par")), 1) + stream.close(2)
@@ -316,7 +356,7 @@ def test_llama_servers_error_event_becomes_an_error_object() -> None:
     ],
 )
 def test_upstream_error_message(content: bytes, message: str) -> None:
-    assert ollama_answers.upstream_error(501, content) == message
+    assert child_message(501, content) == message
 
 
 def test_embed_answer_orders_by_index_and_cuts_to_unit_length() -> None:
@@ -414,6 +454,37 @@ def test_show_says_when_a_model_cannot_call_tools(tmp_path: Path) -> None:
     builtin = MODEL.model_copy(update={"chat_template": "llama3"})
     got = ollama_models.show_answer(builtin, FACTS, ollama_models.read_header_facts(builtin))
     assert got["capabilities"] == ["completion"] and got["template"] == "llama3"
+
+
+@pytest.mark.parametrize(
+    ("args", "embeds"),
+    [
+        (["--embeddings"], False),  # a generative GGUF pools with none: llama-server's 400
+        (["--embeddings", "--pooling", "none"], False),
+        (["--embeddings", "--pooling", "mean"], True),
+        (["--embedding", "--pooling=cls"], True),
+        (["--pooling", "mean"], False),  # no embeddings at all without the flag
+    ],
+)
+def test_show_claims_embedding_only_when_the_model_can_embed(
+    tmp_path: Path, args: list[str], embeds: bool
+) -> None:
+    path = write_gguf(tmp_path / "g.gguf", arch="gemma3")
+    model = MODEL.model_copy(update={"path": path, "args": args})
+    got = ollama_models.show_answer(model, FACTS, ollama_models.read_header_facts(model))
+    assert ("embedding" in got["capabilities"]) is embeds
+    refusal = embeddings.refusal(model)
+    if embeds or ("--pooling" in args and "--embeddings" not in args):
+        assert refusal is None
+    else:
+        assert refusal is not None and "add `--pooling mean` to its args" in refusal
+
+
+def test_an_embedding_gguf_pools_by_its_header(tmp_path: Path) -> None:
+    path = write_gguf(tmp_path / "e.gguf", arch="bert", pooling=True)
+    model = MODEL.model_copy(update={"path": path, "args": ["--embeddings"]})
+    assert embeddings.pooling(model, ollama_models.read_header(model)) == "mean"
+    assert embeddings.refusal(model) is None
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from corral.supervisor.api.openai import MODEL_ROUTED
 from corral.supervisor.http.defaults import GENERATE_PATHS
 from tests import support
+from tests.gguf_files import write_gguf
 from tests.support import CorralServer, fake_cmd
 
 CONFIG = {
@@ -165,3 +168,30 @@ def test_curl_with_expect_100_continue_gets_the_childs_answer(server: CorralServ
     answer, _, status = done.stdout.rpartition("\n")
     assert status == "200", done.stdout + done.stderr
     assert json.loads(answer)["received"]["prompt"] == "x" * 4096
+
+
+def test_model_list_has_llama_servers_meta_from_the_gguf_header(tmp_path: Path) -> None:
+    gguf = write_gguf(tmp_path / "tiny.gguf", context_length=4096)
+    models = [
+        {"name": "tiny", "path": str(gguf), "context_size": 1024, "cmd": fake_cmd("tiny")},
+        {"name": "remote", "cmd": fake_cmd("remote")},
+    ]
+    with (
+        CorralServer({"models": models}, tmp_path) as running,
+        openai.OpenAI(base_url=f"{running.url}/v1", api_key="x", max_retries=0) as client,
+    ):
+        listed = {m.id: m.model_dump() for m in client.models.list()}
+        # As llama-server's own /v1/models reads them, before anything loads.
+        assert listed["tiny"]["meta"] == {
+            "vocab_type": 1,
+            "n_vocab": 1000,
+            "n_ctx": 1024,
+            "n_ctx_train": 4096,
+            "n_embd": 64,
+            "n_params": 30,
+            "size": 120,
+            "ftype": "Q4_K - Medium",
+        }
+        assert listed["remote"]["meta"] is None  # a cmd model has no file to read
+        assert client.models.retrieve("tiny").model_dump()["meta"] == listed["tiny"]["meta"]
+        assert running.running() == []

@@ -14,6 +14,7 @@ import httpx
 import ollama
 import pytest
 
+from tests.gguf_files import write_gguf
 from tests.support import CorralServer, fake_cmd, post, wait_until
 
 SLOW = ("--tokens", "60", "--token-delay", "0.05")
@@ -256,3 +257,29 @@ def test_files_in_a_model_dir_are_listed_with_their_size(tmp_path: Path) -> None
         assert entry["name"] == "tiny-Q8_0" and entry["size"] == 64
         assert entry["details"]["quantization_level"] == "Q8_0"
         assert httpx.get(f"{found.url}/api/ps").json() == {"models": []}
+
+
+def test_two_models_over_one_file_list_apart_with_their_details(tmp_path: Path) -> None:
+    gguf = write_gguf(tmp_path / "one.gguf", arch="llama")
+    config = {
+        "models": [
+            model("chat", path=str(gguf)),
+            model("embed", path=str(gguf), args=["--embeddings", "--pooling", "mean"]),
+        ]
+    }
+    with (
+        CorralServer(config, tmp_path) as two,
+        ollama.Client(host=two.url, timeout=30) as client,
+    ):
+        listed = client.list().models
+        # llm-ollama groups models by digest: one digest would make `embed` an alias of chat.
+        assert len({m.digest for m in listed}) == 2
+        for entry in listed:
+            assert entry.details is not None
+            assert entry.details.family == "llama" and entry.details.families == ["llama"]
+            assert entry.details.parameter_size == "30"
+            assert entry.details.quantization_level == "Q4_K_M"
+            assert entry.details == client.show(entry.model or "").details
+        client.generate("chat")  # loads it
+        (running,) = client.ps().models
+        assert running.details == listed[0].details and running.digest == listed[0].digest

@@ -1,7 +1,7 @@
 """Ollama's answer shapes, built from llama-server's OpenAI-compatible answers.
 
 Owns ``done``, ``done_reason``, token counts and nanosecond durations of whole answers
-(chat, generate, load/unload, embed), and the message of a child's error answer. Pure.
+(chat, generate, load/unload, embed). Pure.
 """
 
 from __future__ import annotations
@@ -57,14 +57,22 @@ def assistant(
     return message
 
 
-def tool_calls(calls: object) -> list[dict[str, Any]]:
-    """OpenAI tool calls (arguments as JSON text) as Ollama's (arguments as an object)."""
+def tool_calls(calls: object, cut: bool = False) -> list[dict[str, Any]]:
+    """OpenAI tool calls (arguments as JSON text) as Ollama's (arguments as an object).
+
+    ``cut``: the answer hit its token limit. llama-server then still reports the call it
+    was in the middle of, with the arguments it had (``{``); Ollama's parser emits a call
+    only once its arguments are whole JSON, so that call is dropped, as Ollama drops it
+    (a client would run the tool with ``{}``).
+    """
     out = []
     for call in calls if isinstance(calls, list) else []:
         function = call.get("function") or {}
         try:
             arguments = json.loads(function.get("arguments") or "{}")
         except ValueError:
+            if cut:
+                continue
             arguments = {}  # a model's malformed arguments: Ollama's clients need an object
         out.append({"function": {"name": function.get("name", ""), "arguments": arguments}})
     return out
@@ -80,7 +88,7 @@ def chat_answer(model: str, answer: Mapping[str, Any], clock: Clock, now_ns: int
         "message": assistant(
             message.get("content") or "",
             message.get("reasoning_content"),
-            tool_calls(message.get("tool_calls")),
+            tool_calls(message.get("tool_calls"), cut=choice.get("finish_reason") == "length"),
         ),
         "done": True,
         "done_reason": done_reason(choice.get("finish_reason")),
@@ -154,21 +162,3 @@ def _truncated(vector: list[float], dimensions: int | None) -> list[float]:
     cut = vector[:dimensions]
     norm = math.sqrt(sum(x * x for x in cut)) or 1.0
     return [x / norm for x in cut]  # Ollama normalises again after cutting
-
-
-def upstream_error(status: int, content: bytes) -> str:
-    """The message in a child's error answer (OpenAI envelope or plain text)."""
-    try:
-        payload = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
-        payload = None
-    if isinstance(payload, Mapping):
-        error = payload.get("error")
-        if isinstance(error, Mapping) and error.get("message"):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-        if payload.get("message"):  # llama-server's `error:` stream event: the bare object
-            return str(payload["message"])
-    text = content.decode("utf-8", "replace").strip()
-    return text or f"the model's server answered {status} with no message"

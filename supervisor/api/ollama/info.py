@@ -21,6 +21,7 @@ from corral.supervisor.api.ollama import models, requests
 from corral.supervisor.errors import BadRequest
 from corral.supervisor.http.json_body import read_json
 from corral.supervisor.runtime import views
+from corral.supervisor.runtime.memory import gguf_info
 from corral.supervisor.service import Service
 
 
@@ -44,12 +45,18 @@ async def show(request: Request) -> Response:
 async def tags(request: Request) -> Response:
     pool = Service.of(request).pool
     listed = [e.config for e in pool.entries.values() if not e.config.unlisted]
-    return JSONResponse({"models": [models.tag_entry(m, _facts(request, m)) for m in listed]})
+    headers = await _headers(listed)
+    entries = [
+        models.tag_entry(m, _facts(request, m), h) for m, h in zip(listed, headers, strict=True)
+    ]
+    return JSONResponse({"models": entries})
 
 
 async def ps(request: Request) -> Response:
     pool = Service.of(request).pool
     now = time.time()
+    loaded = [e for e in pool.entries.values() if e.running()]
+    headers = await _headers([e.config for e in loaded])
     running = [
         models.ps_entry(
             e.config,
@@ -57,11 +64,18 @@ async def ps(request: Request) -> Response:
             views.expires_at(pool, e),
             now,
             pool.footprints.need(e.config),
+            e.runs_on,
+            header,
         )
-        for e in pool.entries.values()
-        if e.running()
+        for e, header in zip(loaded, headers, strict=True)
     ]
     return JSONResponse({"models": running})
+
+
+async def _headers(listed: list[ModelConfig]) -> list[gguf_info.GGUFInfo | None]:
+    """Each model's GGUF header for its ``details``: in a thread, since the first read of a
+    file takes a moment (cached per file after it)."""
+    return await asyncio.to_thread(lambda: [models.read_header(m) for m in listed])
 
 
 def _facts(request: Request, model: ModelConfig) -> models.FileFacts:

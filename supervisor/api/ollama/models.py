@@ -18,8 +18,9 @@ from typing import Any
 from corral.generator.model_settings import ModelConfig
 from corral.supervisor.api.ollama.answers import now_text
 from corral.supervisor.api.ollama.requests import RENAMED
-from corral.supervisor.runtime.child import chat_templates
+from corral.supervisor.runtime.child import chat_templates, embeddings
 from corral.supervisor.runtime.memory import gguf_info
+from corral.supervisor.runtime.memory.offload import RunsOn
 
 #: Go's largest Duration in seconds: Ollama's expiry for a model kept loaded for good, which
 #: clients (the ollama CLI among them) recognise and show as "Forever".
@@ -44,13 +45,19 @@ class HeaderFacts:
     tools_refusal: str | None
 
 
+def read_header(model: ModelConfig) -> gguf_info.GGUFInfo | None:
+    """The model's GGUF header (cached per file), or None for a ``cmd`` model or a missing
+    or foreign file: those show no details."""
+    if model.path is None:
+        return None
+    try:
+        return gguf_info.read(model.path)
+    except (OSError, gguf_info.GGUFError):
+        return None
+
+
 def read_header_facts(model: ModelConfig) -> HeaderFacts:
-    info = None
-    if model.path is not None:
-        try:
-            info = gguf_info.read(model.path)
-        except (OSError, gguf_info.GGUFError):
-            info = None  # a missing or foreign file shows as no details, as with `cmd`
+    info = read_header(model)
     try:
         template, _ = chat_templates.template_text(model)
     except (OSError, gguf_info.GGUFError):
@@ -93,23 +100,39 @@ def human_number(count: int) -> str:
 
 
 def digest(model: ModelConfig, facts: FileFacts) -> str:
-    """A stable stand-in for Ollama's manifest digest: it changes when the file does.
+    """A stable stand-in for Ollama's manifest digest: it changes when the file does, and
+    differs per model name, as Ollama's manifests do (llm-ollama takes two models with one
+    digest for one model with two names).
 
     Hashing the file itself would read gigabytes on every model list.
     """
-    key = f"{model.path}\0{facts.size}\0{facts.mtime}"
+    key = f"{model.name}\0{model.path}\0{facts.size}\0{facts.mtime}"
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def tag_entry(model: ModelConfig, facts: FileFacts) -> dict[str, Any]:
-    """One model in ``/api/tags``."""
+def tag_entry(
+    model: ModelConfig, facts: FileFacts, info: gguf_info.GGUFInfo | None = None
+) -> dict[str, Any]:
+    """One model in ``/api/tags``; ``details`` from its GGUF header, as ``/api/show``'s. A
+    model of Ollama's store as Ollama lists it: its manifest's digest, time and size (every
+    layer), and the details of its config blob."""
+    store = model.ollama
+    if store is not None:
+        return {
+            "name": model.name,
+            "model": model.name,
+            "modified_at": now_text(store.modified),
+            "size": store.size,
+            "digest": store.digest,
+            "details": {**details(model, info), **store.details},
+        }
     return {
         "name": model.name,
         "model": model.name,
         "modified_at": now_text(facts.mtime),
         "size": facts.size,
         "digest": digest(model, facts),
-        "details": details(model),
+        "details": details(model, info),
     }
 
 
@@ -119,16 +142,25 @@ def ps_entry(
     expires_at: float | None,
     now: float,
     memory: Mapping[str, int] | None = None,
+    runs_on: RunsOn | None = None,
+    info: gguf_info.GGUFInfo | None = None,
 ) -> dict[str, Any]:
     """One running model in ``/api/ps``; ``expires_at`` None means it never unloads.
 
-    ``size`` is the model's memory (bytes per device in ``memory``: declared, measured or
-    estimated) and ``size_vram`` its GPUs' part, as Ollama reports them. Unknown (a ``cmd``
-    without ``memory``): the file size, on the GPU unless no layer is offloaded.
+    ``size`` is the model's memory and ``size_vram`` its GPUs' part, as Ollama reports
+    them: what its child allocated per device (``runs_on``, read from its log), else bytes
+    per device in ``memory`` (declared, measured or estimated). Unknown (a ``cmd`` without
+    ``memory``): the file size, on the GPU unless no layer is offloaded. ``runs_on`` and
+    ``warning`` say where it really runs, and how that differs from what was asked.
     """
-    entry = tag_entry(model, facts)
+    entry = tag_entry(model, facts, info)
     del entry["modified_at"]
     entry["expires_at"] = now_text(now + FOREVER_S if expires_at is None else expires_at)
+    if runs_on is not None:
+        # Buffers only where the child's log was read (a GPU in play); else the figure stays.
+        memory = runs_on.by_device or memory
+        entry["runs_on"] = runs_on.devices
+        entry["warning"] = runs_on.warning
     if memory:
         entry["size"] = sum(memory.values())
         entry["size_vram"] = sum(b for device, b in memory.items() if device != "cpu")
@@ -185,7 +217,8 @@ def capabilities(model: ModelConfig, header: HeaderFacts) -> list[str]:
     meta = info.metadata if info is not None else {}
     embedding_only = info is not None and info.arch_value("pooling_type") is not None
     found = [] if embedding_only else ["completion"]
-    if embedding_only or any(a in ("--embeddings", "--embedding") for a in model.args):
+    # Only where an embedding would be answered: llama-server refuses pooling "none".
+    if embedding_only or embeddings.can_embed(model, info):
         found.append("embedding")
     if not embedding_only and header.tools_refusal is None:
         found.append("tools")

@@ -28,12 +28,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from corral.supervisor.api.ollama import answers, info, manage, models, requests, stream
-from corral.supervisor.errors import BadRequest, ServeError, UpstreamFailed
+from corral.supervisor.errors import BadRequest, ChildError, UpstreamFailed, child_message
 from corral.supervisor.http import keep_alive, proxy
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
 from corral.supervisor.http.loading_state import OllamaFraming, ProgressThenAnswer
 from corral.supervisor.runtime.child import chat_templates
+from corral.supervisor.runtime.child.embeddings import refusal as embedding_refusal
 from corral.supervisor.runtime.entries import Entry
 from corral.supervisor.service import Exchange, Service
 
@@ -43,14 +44,6 @@ _JSON_HEADERS = {"Content-Type": "application/json"}
 
 #: The routes that reach a model; a peer's model too, translated to OpenAI's API on the way.
 MODEL_PATHS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings"})
-
-
-class ChildError(ServeError):
-    """The child answered with an error status: relayed with its status and message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Call:
@@ -90,8 +83,15 @@ class Call:
         upstream = await ex.open("POST", path, _JSON_HEADERS, json.dumps(payload).encode())
         if upstream.status != 200:
             content = await ex.read(upstream)
-            raise ChildError(upstream.status, answers.upstream_error(upstream.status, content))
+            raise ChildError(upstream.status, child_message(upstream.status, content))
         return upstream
+
+    async def refuse_embeddings(self) -> None:
+        """A 400 that names the fix before a load, where llama-server would refuse."""
+        if self.entry is not None:
+            cannot = await asyncio.to_thread(embedding_refusal, self.entry.config)
+            if cannot is not None:
+                raise BadRequest(cannot)
 
     async def whole(self, path: str, payload: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """The child's whole JSON answer and when the model was ready (ns); the lease is
@@ -110,7 +110,7 @@ class Call:
         unload it without loading it first."""
         if self.keep == 0:
             if self.entry is not None:  # a peer unloads by its own rules
-                await self.svc.pool.unload(self.entry.name)
+                await self.svc.unload(self.request, self.entry.name)
             return self.one(answers.load_answer(kind, self.name, "unload"))
         async with self.exchange():
             pass
@@ -204,6 +204,7 @@ async def embed(request: Request) -> Response:
     dimensions = body.get("dimensions")
     if dimensions is not None and (not isinstance(dimensions, int) or dimensions <= 0):
         raise BadRequest(f"dimensions: must be a whole number > 0, got {json.dumps(dimensions)}")
+    await call.refuse_embeddings()
     payload = {"model": call.name, "input": inputs, **requests.sampling(body)}
     answer, ready_ns = await call.whole("/v1/embeddings", payload)
     now = time.monotonic_ns()
@@ -221,6 +222,7 @@ async def embeddings(request: Request) -> Response:
     if not inputs:
         await call.load_only("generate")
         return JSONResponse({"embedding": []})
+    await call.refuse_embeddings()
     answer, _ = await call.whole("/v1/embeddings", {"model": call.name, "input": inputs})
     data = answer.get("data") or [{}]
     return JSONResponse({"embedding": data[0].get("embedding", [])})

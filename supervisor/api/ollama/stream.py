@@ -18,8 +18,8 @@ from corral.supervisor.api.ollama.answers import (
     done_reason,
     now_text,
     tool_calls,
-    upstream_error,
 )
+from corral.supervisor.errors import child_message
 
 MEDIA_TYPE = "application/x-ndjson"
 
@@ -66,7 +66,7 @@ class Stream:
     def _line(self, line: bytes, now_ns: int) -> list[dict[str, Any]]:
         field, _, payload = line.partition(b":")
         if field == b"error":  # llama-server's failure event
-            return [self._error(upstream_error(500, payload.strip()))]
+            return [self._error(child_message(500, payload.strip()))]
         if field != b"data":
             return []  # blank lines, comments, `event:` names
         payload = payload.strip()
@@ -79,7 +79,7 @@ class Stream:
         if not isinstance(event, dict):
             return []
         if "error" in event:
-            return [self._error(upstream_error(500, payload))]
+            return [self._error(child_message(500, payload))]
         self._usage = event.get("usage") or self._usage
         self._timings = event.get("timings") or self._timings
         out = []
@@ -118,7 +118,9 @@ class Stream:
         out = []
         if self._calls and self.kind == "chat":
             calls = [{"function": c} for _, c in sorted(self._calls.items())]
-            out.append(self._piece("", calls=tool_calls(calls)))
+            whole = tool_calls(calls, cut=self._finish == "length")
+            if whole:
+                out.append(self._piece("", calls=whole))
         last = self._piece("")
         last.update(done=True, done_reason=done_reason(self._finish))
         last.update(self.clock.stats(now_ns, self._usage, self._timings))

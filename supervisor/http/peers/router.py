@@ -16,24 +16,17 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corral.generator.settings import Config
-from corral.supervisor.errors import ServeError
-from corral.supervisor.http import lazy
+from corral.supervisor.errors import ServeError, UpstreamFailed
+from corral.supervisor.http import proxy
 from corral.supervisor.http.peers import lists
-from corral.supervisor.http.peers.forward import forward, sent_headers
+from corral.supervisor.http.peers.forward import forward
 from corral.supervisor.http.peers.table import PeerTable, Route
-from corral.supervisor.http.proxy import Upstream
-
-if TYPE_CHECKING:
-    import aiohttp
-else:
-    # Peers only: a start (socket activation: a waiting request) skips its import.
-    aiohttp = lazy.module("aiohttp")
 
 log = logging.getLogger("corral")
 
@@ -72,7 +65,7 @@ class PeerRouter:
         self,
         app: ASGIApp,
         config: Callable[[], Config],
-        upstream: Callable[[], Upstream],
+        upstream: Callable[[], proxy.Upstream],
         exchanged: frozenset[str] = frozenset(),
     ) -> None:
         """``exchanged``: paths whose routes reach peers through ``Service.exchange``
@@ -161,19 +154,15 @@ class PeerRouter:
         if peer.key_error is not None:
             return []
         try:
-            async with (
-                self.upstream()
-                .session()
-                .get(
-                    peer.url + "/running",
-                    headers=sent_headers({}, peer),
-                    timeout=aiohttp.ClientTimeout(total=RUNNING_TIMEOUT_S),
-                ) as answer
-            ):
-                if answer.status != 200:
-                    return []
-                return lists.running(table, name, await answer.json(content_type=None))
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            async with asyncio.timeout(RUNNING_TIMEOUT_S):
+                answer = await self.upstream().open(
+                    "GET", peer.url, "/running", {}, b"", auth=peer.authorization
+                )
+                body = await proxy.read(answer, f"peer {name}'s /running")
+            if answer.status != 200:
+                return []
+            return lists.running(table, name, json.loads(body))
+        except (UpstreamFailed, TimeoutError, ValueError) as exc:
             # A down peer runs nothing that could be listed; its requests say why (502).
             log.debug("peer %s: /running unavailable: %s", name, exc)
             return []
