@@ -15,13 +15,13 @@ from typing import Any, NoReturn
 
 import click
 
-from corral.generator import dump, loader, modelfile_import, rpc_worker
+from corral.generator import dump, idle_exit, loader
 from corral.generator.keys import nix_name, spellings
+from corral.generator.lazy_group import LazyGroup
 from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
 from corral.generator.unit_settings import ACCELERATIONS, ServiceSettings
-from corral.generator.units import render_units
 
 #: A problem that starts with a location: a key, then `.`, `[` or `:`.
 _LOCATED = re.compile(r"[A-Za-z_]\w*[.\[:]")
@@ -47,14 +47,15 @@ def fail(exc: ConfigError) -> NoReturn:
     sys.exit(EXIT_INVALID)
 
 
-@click.group()
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="corral")
 def cli() -> None:
     """corral: local GGUF models, loaded on demand, behind one OpenAI/Ollama endpoint."""
 
 
-cli.add_command(rpc_worker.command)
-cli.add_command(modelfile_import.command)
+assert isinstance(cli, LazyGroup)
+cli.lazy["rpc-worker"] = "corral.generator.rpc_worker:command"
+cli.lazy["import-modelfile"] = "corral.generator.modelfile_import:command"
 
 
 @cli.command()
@@ -143,6 +144,8 @@ def generate(
         fail(ConfigError(relocate(problems, locations), source))
     try:
         # Rendered before anything is written, so a failure leaves no half-generated folder.
+        from corral.generator.units import render_units  # jinja2: only `generate` needs it
+
         units = render_units(service, config)
     except ConfigError as exc:
         fail(ConfigError(relocate(exc.problems, locations), exc.source))
@@ -247,6 +250,8 @@ def check(ctx: click.Context, config_file: Path, fit: bool, probe: bool, only: s
     warnings_check: WarningsCheck | None = hooks.get(WARNINGS_CHECK)
     if warnings_check is not None:
         _say(warnings_check(config))
+    for note in idle_exit.notes(config):
+        click.echo(f"warning: {note}", err=True)
     if memory_check is not None:
         lines, problems = memory_check(config, fit)
         for line in lines:

@@ -159,6 +159,15 @@ class Config(Strict):
         default=None,
         description="Where measured memory is kept; unset = env STATE_DIRECTORY, else a default.",
     )
+    idle_exit: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Seconds with no model loaded and no connection open after which corral exits "
+            "(0 = never); unset = never, or 60 when systemd passed the socket (socket "
+            "activation starts corral again on the next connection)."
+        ),
+    )
     models: list[ModelConfig] = Field(default_factory=list, description="The models to serve.")
     peers: dict[PeerName, PeerConfig] = Field(
         default_factory=dict,

@@ -155,6 +155,11 @@ class ServiceSettings(Strict):
     device_allow: list[OneLine] = Field(
         default_factory=list, description="More DeviceAllow= entries, e.g. `/dev/dxg rw` (WSL)."
     )
+    socket_activation: bool = Field(
+        False,
+        description="Render <name>.socket too: systemd listens, and starts corral on the first "
+        "connection (with idle_exit, corral exits again when idle).",
+    )
 
     @field_validator("exec_start", mode="before")
     @classmethod

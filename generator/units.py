@@ -10,6 +10,7 @@ wording lives in templates/corral.service.j2. It does not validate the runtime c
 
 from __future__ import annotations
 
+import ipaddress
 import os.path
 import re
 from collections.abc import Iterable
@@ -136,7 +137,8 @@ def unit_context(service: ServiceSettings, config: Config) -> dict[str, Any]:
         "ip_open": "any" in service.ip_address_allow or not service.ip_address_allow,
         # An address that is not 0.0.0.0 or :: exists only once the network is up.
         "wait_online": not is_loopback(host) and host.strip("[]") not in ("0.0.0.0", "::"),
-        "privileged_port": port.isdigit() and int(port) < 1024,
+        # Socket-activated, systemd binds the port: corral needs no capability for it.
+        "privileged_port": port.isdigit() and int(port) < 1024 and not service.socket_activation,
         "exec_start": " ".join(quote_arg(a, program=i == 0) for i, a in enumerate(service.command)),
         "exec_reload": f"{quote_arg(str(service.kill_bin), program=True)} -HUP $MAINPID",
         "environment": [quote_env(k, v) for k, v in service.environment.items()],
@@ -156,6 +158,48 @@ def unit_context(service: ServiceSettings, config: Config) -> dict[str, Any]:
         "bind_read_write": [quote_path(p, bind=True) for p in hidden_rw],
         "read_write": [quote_path(p) for p in writable if p not in hidden_rw],
         "read_only": [quote_path(p) for p in stores],
+    }
+
+
+def listen_streams(host: str, port: str) -> tuple[list[str], str | None]:
+    """ListenStream= values for ``host`` and its BindIPv6Only= (None: not an IPv6 socket).
+
+    ``::`` takes IPv4 too, as corral's own bind does on Linux; any other IPv6 address only
+    itself. systemd binds before any name resolves, so a name other than localhost is an
+    error that says so.
+    """
+    bare = host.strip("[]")
+    if bare.lower() == "localhost" or bare.lower().endswith(".localhost"):
+        return [f"127.0.0.1:{port}"], None
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        raise ConfigError(
+            [
+                f"host: socket activation needs an IP address for ListenStream= (systemd "
+                f"binds it before any name resolves), got {host!r}; use 0.0.0.0, :: or an "
+                "address of this machine"
+            ]
+        ) from None
+    if address.version == 4:
+        return [f"{address}:{port}"], None
+    return [f"[{address}]:{port}"], "both" if address.is_unspecified else "ipv6-only"
+
+
+def socket_context(service: ServiceSettings, config: Config) -> dict[str, Any]:
+    """What corral.socket.j2 needs: the service's decisions, and where systemd listens."""
+    context = unit_context(service, config)
+    host = service.environment.get("HOST") or config.host
+    port = service.environment.get("PORT") or str(config.port)
+    listen, bind_ipv6_only = listen_streams(host, port)
+    wildcard = host.strip("[]") in ("0.0.0.0", "::")
+    return {
+        **context,
+        "listen": listen,
+        "bind_ipv6_only": bind_ipv6_only,
+        "free_bind": not context["loopback"] and not wildcard,
+        # Who may connect in; the rpc-servers and peers corral reaches are the service's.
+        "ip_allow_in": " ".join(dict.fromkeys(["localhost", *service.ip_address_allow])),
     }
 
 
@@ -181,7 +225,8 @@ def _stores(config: Config, writable: list[str]) -> list[str]:
 
 
 def render_units(service: ServiceSettings, config: Config) -> dict[str, str]:
-    """``{filename: text}`` for every unit corral needs; today one ``<name>.service``."""
+    """``{filename: text}`` for every unit corral needs: ``<name>.service``, and with
+    ``socket_activation`` its ``<name>.socket``."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
         undefined=jinja2.StrictUndefined,
@@ -189,5 +234,12 @@ def render_units(service: ServiceSettings, config: Config) -> dict[str, str]:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    text = env.get_template("corral.service.j2").render(unit_context(service, config))
-    return {f"{service.name}.service": text}
+    units = {
+        f"{service.name}.service": env.get_template("corral.service.j2").render(
+            unit_context(service, config)
+        )
+    }
+    if service.socket_activation:
+        socket = env.get_template("corral.socket.j2").render(socket_context(service, config))
+        units[f"{service.name}.socket"] = socket
+    return units

@@ -54,6 +54,7 @@ in
     ./derived.nix
     ./remote.nix
     ./ollama-store.nix
+    ./socket.nix
   ];
 
   config = lib.mkMerge [

@@ -72,6 +72,7 @@ let
       metricsAllow
       memoryMargin
       maxSwapWait
+      idleExit
       ;
     # A device without a declared budget is detected at start: the generator never sees it.
     devices =
@@ -113,6 +114,7 @@ let
         acceleration
         environment
         ipAddressAllow
+        socketActivation
         ;
       # No Group= unless one was chosen or the module creates it (default.nix): a normal
       # user's primary group is `users`, and Group=alice would fail with 216/GROUP.

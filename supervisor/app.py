@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -63,16 +64,28 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, message, "server_error", path=request.url.path)
 
 
-def build_app(service: Service) -> Starlette:
+class Watch(Protocol):
+    """A task that lives as long as the service (``idle_exit.IdleExit``)."""
+
+    def start(self) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
+def build_app(service: Service, watch: Watch | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         strays.reap_strays(service.pool.owner)  # logs what it reaped
         service.pool.start_background()
         watcher = asyncio.create_task(_watch_sighup(service))
+        if watch is not None:
+            watch.start()
         try:
             yield
         finally:
             watcher.cancel()
+            if watch is not None:
+                watch.cancel()
             await service.pool.shutdown()
             await service.upstream.close()
 

@@ -3,14 +3,14 @@
 Owns process-level concerns of ``corral serve``: one log line per event on stderr (journald
 adds the time), a loud warning when an open address has no API keys, the instance's owner
 id (so a restarted corral recognises the strays of a crashed one), the event loop (uvloop
-where installed; env CORRAL_LOOP), and killing every child if the process leaves by any path
-the lifespan did not cover.
+where installed; env CORRAL_LOOP), the listening sockets (its own, or systemd's: ``listen``),
+the idle exit's effect (stop listening, stop the server: ``idle_exit``), and killing every
+child if the process leaves by any path the lifespan did not cover.
 """
 
 from __future__ import annotations
 
 import atexit
-import errno
 import hashlib
 import logging
 import os
@@ -22,9 +22,13 @@ from collections.abc import Callable
 
 import uvicorn
 
+from corral.generator import idle_exit
 from corral.generator.settings import Config, is_loopback
 from corral.supervisor.app import build_app
+from corral.supervisor.http import listen
 from corral.supervisor.http.connections import guarded
+from corral.supervisor.idle_exit import IdleExit
+from corral.supervisor.runtime import ttl
 from corral.supervisor.service import Service
 
 log = logging.getLogger("corral")
@@ -89,8 +93,15 @@ def owner_id(identity: str, port: int) -> str:
     return hashlib.sha256(f"{identity}:{port}".encode()).hexdigest()[:16]
 
 
-def run(config: Config, reload_config: Callable[[], Config], identity: str) -> None:
-    """Serve until SIGINT/SIGTERM; every child is stopped before this returns."""
+def run(
+    config: Config,
+    reload_config: Callable[[], Config],
+    identity: str,
+    inherited: list[socket.socket] | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM, or until idle for ``idle_exit``; every child is stopped
+    before this returns. ``inherited``: the listening sockets systemd passed (``listen``);
+    ``config`` then carries their address."""
     service = Service(config, reload_config, owner_id(identity, config.port))
     if not is_loopback(config.host) and not service.keys.required:
         log.warning(
@@ -101,13 +112,26 @@ def run(config: Config, reload_config: Callable[[], Config], identity: str) -> N
         )
     # Bind before anything else: if another corral holds the port, fail now, before the
     # start-up would reap that corral's children as if they were strays.
-    sock = listen_socket(config.host, config.port)
+    sockets = inherited or [listen.bind(config.host, config.port)]
     raise_file_limit(config)
     atexit.register(service.pool.kill_all_now)
+    protocol = guarded(lambda: service.config)
+
+    def stop() -> None:
+        # Stop accepting at once, in the same step as the decision: a connection that
+        # comes later waits in systemd's socket, which starts corral again for it.
+        for listening in server.servers:
+            listening.close()
+        server.should_exit = True
+
+    def after() -> ttl.Ttl:
+        return ttl.idle_exit_after(service.config.idle_exit, activated=bool(inherited))
+
+    idle = IdleExit(after, service.pool, protocol.shared, stop)
     server = uvicorn.Server(
         uvicorn.Config(
-            build_app(service),
-            http=guarded(lambda: service.config),
+            build_app(service, idle),
+            http=protocol,
             loop=event_loop(),
             host=config.host,
             port=config.port,
@@ -119,13 +143,18 @@ def run(config: Config, reload_config: Callable[[], Config], identity: str) -> N
             server_header=False,
         )
     )
+
     log.info(
-        "corral listening on http://%s:%d with %d model(s)",
-        config.host,
-        config.port,
+        "corral listening on http://%s%s with %d model(s)%s",
+        listen.describe(sockets),
+        " (sockets from systemd)" if inherited else "",
         len(config.models),
+        "" if after() is ttl.NEVER else f"; exits after {after():g} s idle (idle_exit)",
     )
-    server.run(sockets=[sock])
+    if after() is not ttl.NEVER:
+        for note in idle_exit.notes(config):
+            log.warning("%s", note)
+    server.run(sockets=sockets)
 
 
 #: uvicorn's loop choices; "auto" is uvloop where it is installed (measured: see the bench).
@@ -139,27 +168,3 @@ def event_loop() -> str:
         log.error("CORRAL_LOOP must be one of %s, got %r", ", ".join(LOOPS), chosen)
         sys.exit(2)
     return chosen
-
-
-def listen_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port, or a clear exit when the address is taken."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            # Ollama and corral both default to 11434: the likely case deserves its own words.
-            log.error(
-                "cannot listen on %s:%d: the port is taken; another program listens there "
-                "(Ollama and corral both use 11434: `ss -ltnp 'sport = :%d'` shows which). "
-                "Stop it, or choose another port with --port or env PORT",
-                host,
-                port,
-                port,
-            )
-        else:
-            log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
-        sys.exit(1)
-    return sock

@@ -67,6 +67,7 @@ in
   installed = {
     units = map (p: p.name) config.systemd.packages;
     wantedBy = service.wantedBy or [ ];
+    socketWantedBy = config.systemd.sockets.corral.wantedBy or [ ];
     reloadTriggers = service.reloadTriggers or [ ];
     loadCredential = service.serviceConfig.LoadCredential or [ ];
     etc = lib.mapAttrs (_: e: e.source) config.environment.etc;

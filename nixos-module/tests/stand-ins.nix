@@ -63,6 +63,11 @@ in
       );
     };
 
+    systemd.sockets = mkOption {
+      default = { };
+      type = types.attrsOf (types.submodule { options.wantedBy = strings; });
+    };
+
     environment.etc = mkOption {
       default = { };
       type = types.attrsOf (types.submodule { options.source = mkOption { type = types.path; }; });

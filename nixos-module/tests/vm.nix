@@ -2,7 +2,8 @@
 # demo model boots, answers a chat completion through corral, scores as the generator's
 # tests promise under `systemd-analyze security` while running, keeps its main process
 # across a reload (SIGHUP), unloads the model when its TTL runs out, and moves to a new
-# port when a configuration with that port is switched to (a restart, not a reload).
+# port when a configuration with that port is switched to (a restart, not a reload), and,
+# socket-activated, starts on the first request, exits when idle and starts again.
 #
 # Owns the end-to-end check of the module on a real NixOS. It needs nixpkgs and KVM, so it
 # runs with `nix flake check`, not in tests/nix.
@@ -36,6 +37,11 @@ pkgs.testers.runNixOSTest {
       };
       # The same machine on another port: switching to it must restart corral there.
       specialisation.port8080.configuration.services.corral.port = lib.mkForce 8080;
+      # The same machine socket-activated: systemd listens, corral runs only while needed.
+      specialisation.activated.configuration.services.corral = {
+        socketActivation = true;
+        idleExit = 5;
+      };
     };
 
   testScript = ''
@@ -86,5 +92,32 @@ pkgs.testers.runNixOSTest {
         machine.wait_for_open_port(8080)
         machine.wait_for_closed_port(11434)
         machine.succeed("curl --fail --silent http://127.0.0.1:8080/health")
+
+    with subtest("socket activation: started by the first request, gone when idle, started again"):
+        machine.succeed(
+            "/run/current-system/specialisation/activated/bin/switch-to-configuration test"
+        )
+        machine.wait_for_unit("corral.socket")
+        # Nothing loaded, nobody connected: corral exits after idleExit, the socket stays.
+        machine.wait_until_fails("systemctl is-active corral.service", timeout=120)
+        machine.succeed("systemctl is-active corral.socket")
+        machine.fail(llama_server)
+        reply = json.loads(machine.succeed(
+            "curl --fail --silent --show-error --max-time 300 "
+            "-H 'Content-Type: application/json' "
+            f"-d '{request}' http://127.0.0.1:11434/v1/chat/completions"
+        ))
+        assert reply["choices"][0]["message"]["content"].strip(), reply
+        # The model's TTL (5 s), then idleExit (5 s): the service is gone, exit code 0.
+        machine.wait_until_fails("systemctl is-active corral.service", timeout=120)
+        machine.fail(llama_server)
+        code = machine.succeed("systemctl show --property ExecMainStatus --value corral.service")
+        assert code.strip() == "0", code
+        machine.succeed("curl --fail --silent --max-time 60 http://127.0.0.1:11434/health")
+        for unit in ("corral.service", "corral.socket"):
+            machine.succeed(f"systemd-analyze verify /etc/systemd/system/{unit}")
+        report = machine.succeed("systemd-analyze security --no-pager corral.service")
+        found = re.search(r"Overall exposure level for corral.service: (\d+\.\d)", report)
+        assert found is not None and float(found.group(1)) <= 1.2, report
   '';
 }

@@ -10,12 +10,12 @@ keeps Ollama's "Ollama is running" for every other (Ollama's clients check it).
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -25,19 +25,11 @@ from corral.supervisor.runtime import views
 from corral.supervisor.runtime.events import KINDS
 from corral.supervisor.service import Service
 
+if TYPE_CHECKING:
+    import jinja2
+
 #: What a cell shows when there is no figure (an en dash).
 NONE = "\u2013"
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
-_TEMPLATES.filters.update(
-    memory=lambda m: f"{m['bytes'] / 2**30:.2f} GiB" if m else NONE,
-    seconds=lambda s: NONE if s is None else f"{s:.1f} s",
-    rate=lambda r: NONE if r is None else f"{r:.1f}",
-    urlencode=lambda s: quote(s, safe=""),
-)
 #: Log lines the page shows per model before JavaScript follows the log.
 LOG_LINES = 30
 
@@ -50,7 +42,24 @@ def _countdown(model: dict[str, Any], now: float) -> str:
     return f"{left // 60}:{left % 60:02d}"
 
 
-_TEMPLATES.filters["countdown"] = _countdown
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """The page's templates, made on the first render: jinja2 is no cost of a start."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(
+        memory=lambda m: f"{m['bytes'] / 2**30:.2f} GiB" if m else NONE,
+        seconds=lambda s: NONE if s is None else f"{s:.1f} s",
+        rate=lambda r: NONE if r is None else f"{r:.1f}",
+        urlencode=lambda s: quote(s, safe=""),
+        countdown=_countdown,
+    )
+    return env
 
 
 def render(svc: Service) -> str:
@@ -59,13 +68,17 @@ def render(svc: Service) -> str:
     for entry in svc.pool.entries.values():
         lines = entry.child.stderr_tail(LOG_LINES) if entry.child is not None else []
         logs[entry.name] = "\n".join(lines)
-    return _TEMPLATES.get_template("status.html.j2").render(
-        models=models,
-        loaded=sum(1 for m in models if m["state"] in ("loading", "ready")),
-        listen=f"{svc.config.host}:{svc.config.port}",
-        now=time.time(),
-        logs=logs,
-        kinds=sorted(KINDS),
+    return (
+        _templates()
+        .get_template("status.html.j2")
+        .render(
+            models=models,
+            loaded=sum(1 for m in models if m["state"] in ("loading", "ready")),
+            listen=f"{svc.config.host}:{svc.config.port}",
+            now=time.time(),
+            logs=logs,
+            kinds=sorted(KINDS),
+        )
     )
 
 

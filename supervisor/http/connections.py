@@ -12,7 +12,9 @@ header block took corral from 58 MB to 1.8 GB, before any key was checked):
   so the sockets held, and so the file descriptors, stay bounded.
 
 A refused client reads its answer while the rest of what it sends is discarded for up to
-``LINGER_S`` (closing at once would reset the connection and lose the answer). It knows
+``LINGER_S`` (closing at once would reset the connection and lose the answer). When the server
+stops, a connection whose request head is arriving still gets its answer. It also counts the
+connections open, and since when none is, for ``idle_exit``. It knows
 nothing of routes, keys or bodies (``origins``, ``auth``, ``limits``).
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -43,12 +46,19 @@ MAX_LINGERING = 64
 
 class Shared:
     """What every connection of one server reads: the config, and the connections admitted
-    and refused-but-lingering."""
+    and refused-but-lingering; since when none has been open, and who to tell when the last
+    one closes (``idle_exit``)."""
 
     def __init__(self, settings: Callable[[], Config]) -> None:
         self.settings = settings
         self.admitted = 0
         self.lingering = 0
+        self.quiet_since = time.monotonic()
+        self.on_quiet: Callable[[], None] | None = None
+
+    @property
+    def open(self) -> int:
+        return self.admitted + self.lingering
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -66,6 +76,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._lingers = False
         self._deadline: asyncio.TimerHandle | None = None
         self._pending: tuple[int, str] | None = None
+        self._last_request = False
         config = self.shared.settings()
         if self.shared.admitted >= config.max_connections:
             busy = f"{config.max_connections} connections open (max_connections); retry later"
@@ -82,6 +93,21 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._lingers:
             self.shared.lingering -= 1
         super().connection_lost(exc)
+        if self.shared.open == 0:
+            self.shared.quiet_since = time.monotonic()
+            if self.shared.on_quiet is not None:
+                self.shared.on_quiet()
+
+    def shutdown(self) -> None:
+        """The server stops (a signal, or ``idle_exit``): idle connections close, but one
+        whose request head is arriving, or that was accepted just before the listening
+        socket closed and has sent nothing yet, gets its answer first (uvicorn would close
+        it mid-request). ``header_timeout`` bounds the wait for a head."""
+        fresh = self.cycle is None
+        if self._in_head and not self._refused and (fresh or self._head_bytes):
+            self._last_request = True
+            return
+        super().shutdown()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -133,6 +159,8 @@ class GuardedProtocol(HttpToolsProtocol):
             self._refuse(*self._pending, "invalid_request_error")
             return
         super().on_headers_complete()
+        if self._last_request:
+            self.cycle.keep_alive = False  # answered, then closed: the server is stopping
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:

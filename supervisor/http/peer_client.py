@@ -16,13 +16,18 @@ import contextlib
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import ClassVar
-
-import httpx
+from typing import TYPE_CHECKING, ClassVar
 
 from corral.supervisor.errors import BadRequest, UpstreamFailed
+from corral.supervisor.http import lazy
 from corral.supervisor.http.client import Broken
 from corral.supervisor.http.headers import first_value, forwarded_raw
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    # Peers only: a start (socket activation: a waiting request) skips its import.
+    httpx = lazy.module("httpx")
 
 #: How long a peer has to accept a connection. Once it has, an answer may take as long as
 #: it streams: no other timeout.

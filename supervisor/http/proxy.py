@@ -15,16 +15,21 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import httpx
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from corral.supervisor.errors import BadRequest, UpstreamFailed, error_body, speaks_anthropic
-from corral.supervisor.http import client, client_pool, peer_client
+from corral.supervisor.http import client, client_pool, lazy, peer_client
 from corral.supervisor.http.headers import answer_headers, forwarded_raw
 from corral.supervisor.http.transform import Transform
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    # Peers only: a start (socket activation: a waiting request) skips its import.
+    httpx = lazy.module("httpx")
 
 log = logging.getLogger("corral")
 

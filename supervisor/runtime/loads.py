@@ -19,7 +19,6 @@ import signal
 import time
 
 from corral.supervisor.errors import StartFailed
-from corral.supervisor.pull import library
 from corral.supervisor.runtime import checks, scheduler, views
 from corral.supervisor.runtime.child.states import StartError
 from corral.supervisor.runtime.effects import PoolEffects
@@ -146,6 +145,9 @@ async def _start(pool: PoolEffects, entry: Entry) -> None:
     if child is None or not child.state.live:
         model = entry.config  # auto_pull: a `source` whose file is missing comes first
         if pool.config.auto_pull and model.path is not None and not model.path.exists():
+            # Imported here: the downloaders cost every start their import otherwise.
+            from corral.supervisor.pull import library
+
             model = await library.present(model, log.info)
             await checks.log_warnings(pool.config, [model], gpu=False)  # what was pulled
         child = pool.spawn(model)

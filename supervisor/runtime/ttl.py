@@ -69,3 +69,44 @@ def wakes_ttl_loop(last_used: float, ttl: Ttl, sleeping_until: float) -> bool:
 def next_deadline(models: Iterable[Idle]) -> float:
     """When the next idle model's TTL runs out (monotonic seconds); inf when none will."""
     return min((deadline(m) for m in models), default=math.inf)
+
+
+# -- how long corral itself stays up ------------------------------------------------------
+
+#: idle_exit when it is unset and systemd passed the listening socket: systemd starts corral
+#: again on the next connection, so staying up idle only holds memory.
+ACTIVATED_IDLE_EXIT = 60.0
+
+
+def idle_exit_after(setting: float | None, activated: bool) -> Ttl:
+    """Seconds of nothing before corral exits, or NEVER: the setting (0: never); unset,
+    ``ACTIVATED_IDLE_EXIT`` when socket-activated, else never (nothing would start it)."""
+    if setting is None:
+        return ACTIVATED_IDLE_EXIT if activated else NEVER
+    return NEVER if setting == 0 else float(setting)
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What the idle-exit rule needs to know of the whole service."""
+
+    #: Models with a child (starting, ready or stopping) or a load under way.
+    children: int
+    #: Client connections open, idle keep-alive ones and refused ones lingering included.
+    connections: int
+    #: Since when neither has been there (monotonic seconds): the later of the last
+    #: connection's close, the last child's end, and the start.
+    quiet_since: float
+
+
+def exit_deadline(activity: Activity, after: Ttl) -> float:
+    """When corral exits if nothing arrives (monotonic seconds); inf while anything runs or
+    is connected (a request in flight holds its connection: it is never cut), or never."""
+    if after is NEVER or activity.children or activity.connections:
+        return math.inf
+    return activity.quiet_since + after
+
+
+def exits(activity: Activity, after: Ttl, now: float) -> bool:
+    """Whether corral has been idle for ``after`` seconds and should exit now."""
+    return exit_deadline(activity, after) <= now

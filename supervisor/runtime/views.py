@@ -109,3 +109,15 @@ def running(pool: PoolView) -> list[dict[str, Any]]:
 def every_model(pool: PoolView) -> list[dict[str, Any]]:
     """Every configured model, loaded or not (the status page's rows)."""
     return [describe(pool, e) for e in pool.entries.values()]
+
+
+def children(pool: PoolView) -> int:
+    """Models holding a child (starting, ready or stopping) or loading one: what keeps
+    corral up under ``idle_exit``."""
+    return sum(
+        1
+        for e in pool.every_entry()
+        if e.claimed
+        or (e.load_task is not None and not e.load_task.done())
+        or (e.child is not None and e.child.state.live)
+    )

@@ -18,8 +18,8 @@ from click.testing import CliRunner, Result
 
 from corral.generator import loader
 from corral.generator.settings import Config
-from corral.supervisor.cli import pull_command
 from corral.supervisor.pull import download
+from corral.supervisor.pull_cli import pull_command
 from tests.supervisor.file_server import FileServer, Served
 from tests.support import free_port
 

@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -23,9 +23,16 @@ from starlette.routing import BaseRoute, Route
 
 from corral.generator.settings import Config
 from corral.supervisor.errors import BadRequest
+from corral.supervisor.http import lazy
 from corral.supervisor.http.json_body import read_json
-from corral.supervisor.pull import library, progress
 from corral.supervisor.service import Service
+
+if TYPE_CHECKING:
+    from corral.supervisor.pull import library, progress
+else:
+    # /api/pull only: the downloaders (httpx) are not a start's cost.
+    library = lazy.module("corral.supervisor.pull.library")
+    progress = lazy.module("corral.supervisor.pull.progress")
 
 #: What each refused route says, in Ollama's error shape.
 INSTEAD = {

@@ -18,8 +18,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
 from corral.generator.model_settings import ModelConfig
 from corral.supervisor.runtime.memory import gguf_info
 
@@ -109,6 +107,10 @@ def render(
 ) -> str:
     """The prompt ``text`` makes of ``messages`` (and ``tools``), with the generation prompt,
     rendered as Hugging Face's ``apply_chat_template`` does; raises jinja2's errors."""
+    # Imported here: only `corral check --probe` renders, and a start (socket activation:
+    # a request waits for it) skips jinja2's import.
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     # jinja2's own tojson escapes <, > and & for HTML; templates expect json.dumps.
     env.filters["tojson"] = _tojson
