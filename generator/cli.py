@@ -7,7 +7,6 @@ adds ``serve`` to this same group; this module imports nothing from it.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,15 +15,14 @@ from typing import Any, NoReturn
 import click
 
 from corral.generator import dump, idle_exit, loader
-from corral.generator.keys import nix_name, spellings
+from corral.generator.keys import spellings
 from corral.generator.lazy_group import LazyGroup
 from corral.generator.model_settings import ModelConfig
+from corral.generator.nix_names import relocate
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
 from corral.generator.unit_settings import ACCELERATIONS, ServiceSettings
 
-#: A problem that starts with a location: a key, then `.`, `[` or `:`.
-_LOCATED = re.compile(r"[A-Za-z_]\w*[.\[:]")
 #: Exit code for a config that failed validation (click uses 2 for usage errors too).
 EXIT_INVALID = 2
 
@@ -168,40 +166,6 @@ def _locations(text: str | None) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise click.BadParameter(f"must be a JSON object of strings, got {text!r}")
     return value
-
-
-def relocate(problems: list[str], locations: dict[str, str]) -> list[str]:
-    """Each problem with the longest matching prefix of ``locations`` replaced by its value.
-
-    ``models."a".ttl: …`` with ``{"": "services.corral."}`` reads
-    ``services.corral.models."a".ttl: …``: the option the user wrote, not a key in a file
-    they never saw.
-    """
-    renamed = []
-    for problem in problems:
-        # A problem about no key ("path '…' contains control characters") keeps its words.
-        located = _LOCATED.match(problem) is not None
-        prefixes = [p for p in locations if located and problem.startswith(p)]
-        longest = max(prefixes, key=len, default=None)
-        if longest is None:
-            renamed.append(problem)
-        else:
-            renamed.append(_nix_hints(locations[longest] + problem[len(longest) :]))
-    return renamed
-
-
-#: The key names that a hint for an unknown key offers (``problems._did_you_mean``).
-_HINT = re.compile(r"(known keys: |did you mean )([\w, ]+)(\??)$")
-
-
-def _nix_hints(problem: str) -> str:
-    """An unknown key's hint in the NixOS module's spelling (camelCase), as its user writes."""
-
-    def rename(found: re.Match[str]) -> str:
-        names = ", ".join(nix_name(n) for n in found[2].split(", "))
-        return f"{found[1]}{names}{found[3]}"
-
-    return _HINT.sub(rename, problem)
 
 
 @cli.command()
