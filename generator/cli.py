@@ -7,6 +7,7 @@ adds ``serve`` to this same group; this module imports nothing from it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from corral.generator import dump, loader, rpc_worker
+from corral.generator.access import KeyFileError, read_key_file
 from corral.generator.keys import spellings
 from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError
@@ -193,6 +195,7 @@ def check(ctx: click.Context, config_file: Path, fit: bool) -> None:
     memory_check: MemoryCheck | None = (ctx.obj or {}).get(MEMORY_CHECK)
     if fit and memory_check is None:
         raise click.UsageError("--fit needs the memory estimator: run it as `corral check`")
+    key_file_check(config)
     click.echo(
         f"{config_file}: ok, {len(config.models)} model(s), listening on "
         f"{config.host}:{config.port}"
@@ -211,6 +214,28 @@ def check(ctx: click.Context, config_file: Path, fit: bool) -> None:
             click.echo(line)
         if problems:
             fail(ConfigError(problems, str(config_file)))
+
+
+def key_file_check(config: Config) -> None:
+    """``api_key_file`` read as ``serve`` reads it: one with no key in it fails the check.
+    One that is not there (yet), or not readable here (a systemd credential), is a warning:
+    ``serve`` reads it where it runs."""
+    path = config.api_key_file
+    if path is None:
+        return
+    if not path.exists():
+        click.echo(
+            f"warning: api_key_file: {path} does not exist (yet); serve refuses to "
+            "start without it",
+            err=True,
+        )
+        return
+    try:
+        read_key_file(path)
+    except KeyFileError as exc:
+        if not path.is_file() or os.access(path, os.R_OK):
+            fail(ConfigError([f"api_key_file: {exc}"]))
+        click.echo(f"warning: api_key_file: {exc}; serve must be able to read it", err=True)
 
 
 def summary(model: ModelConfig, config: Config) -> str:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Protocol
 
@@ -22,7 +23,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 from yarl import URL
 
-from corral.supervisor.errors import BadRequest, UpstreamFailed
+from corral.supervisor.errors import BadRequest, UpstreamFailed, UpstreamTimeout
 from corral.supervisor.http import client, client_pool
 from corral.supervisor.http.headers import answer_headers, forwarded_headers, forwarded_raw
 from corral.supervisor.http.transform import Transform
@@ -80,9 +81,11 @@ class Upstream:
     """The client side of every child (``client_pool.Pool``) and peer (one aiohttp session);
     connections reused across requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, silence: float = math.inf) -> None:
         self._session: aiohttp.ClientSession | None = None
         self.children = client_pool.Pool()
+        #: Seconds a child may send nothing while a request waits on it (upstream_timeout).
+        self.silence = silence
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -117,7 +120,9 @@ class Upstream:
         except ValueError as exc:
             raise BadRequest(f"model {model!r}: cannot forward this request: {exc}") from exc
         try:
-            return await self.children.request(method, port, head, body)
+            return await self.children.request(method, port, head, body, self.silence)
+        except client.Silent as exc:
+            raise UpstreamTimeout(f"model {model!r}: {exc}; is it hung?") from exc
         except client.Broken as exc:
             raise UpstreamFailed(f"model {model!r}: {exc} (it may have crashed)") from exc
         except OSError as exc:

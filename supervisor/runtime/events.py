@@ -31,6 +31,7 @@ KINDS = {
     "crashed": "a ready child exited on its own: its exit code",
     "queue": "requests in flight or waiting changed: in_flight, queued",
     "lagged": "this follower fell behind and lost the oldest events",
+    "reloaded": "the config was read again (SIGHUP, or a pull added a model); model is empty",
 }
 #: Events a new follower gets first (queue changes are not kept: they go stale at once).
 HISTORY = 100

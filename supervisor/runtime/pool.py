@@ -144,9 +144,15 @@ class Pool:
                 # rest, unless nobody else waits for it and no preload asked for it.
                 await asyncio.shield(task)
             except asyncio.CancelledError:
-                if entry.waiting <= 1 and not entry.preloading and not task.done():
-                    task.cancel()
-                raise
+                current = asyncio.current_task()
+                if current is None or current.cancelling():  # this request hung up
+                    if entry.waiting <= 1 and not entry.preloading and not task.done():
+                        task.cancel()
+                    raise
+                # The load was cancelled under this request: its only other waiter hung up
+                # while it stopped (a child's stop takes a while), and this one came in
+                # meanwhile. It still wants the model: the loop starts a new load.
+                continue
         return True
 
     def budget(self, entry: Entry) -> scheduler.Budget | None:
