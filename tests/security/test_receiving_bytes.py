@@ -3,14 +3,17 @@ a new one gets 503 with Retry-After, before corral holds any of it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
-from tests.support import CorralServer, fake_cmd, read_response
+from tests.support import CorralServer, fake_cmd, read_response, wait_until
 
 CONFIG = {
     "max_receiving_bytes": "1MiB",
@@ -71,3 +74,27 @@ def test_a_chunked_body_is_counted_as_it_comes(server: CorralServer) -> None:
         )
         assert refused.status_code == 503, refused.text
         assert "max_receiving_bytes" in refused.json()["error"]["message"]
+
+
+def test_memory_comes_back_after_a_burst_of_large_bodies(tmp_path: Path) -> None:
+    """glibc kept freed bodies in the heap (its mmap threshold rises with each large block
+    freed): 520 MB stayed of a 64 MB corral after 80 bodies of 8 MB. See
+    ``server.give_back_large_blocks``."""
+    body = json.dumps({"model": "m", "prompt": "x" * 4_000_000}).encode()
+    headers = {"content-type": "application/json"}
+
+    async def burst(url: str) -> None:
+        async with httpx.AsyncClient(timeout=60) as client:
+            for _ in range(2):
+                sent = [client.post(url, content=body, headers=headers) for _ in range(25)]
+                await asyncio.gather(*sent)
+
+    with CorralServer({"models": [{"name": "m", "cmd": fake_cmd("m")}]}, tmp_path) as server:
+        process = psutil.Process(server.pid)
+        base = process.memory_info().rss
+        asyncio.run(burst(f"{server.url}/v1/completions"))
+        wait_until(
+            lambda: process.memory_info().rss < base + 32 * 2**20,
+            15,
+            f"corral's memory to come back near {base >> 20} MiB after the burst",
+        )
