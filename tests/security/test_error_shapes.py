@@ -36,7 +36,12 @@ def test_a_request_right_after_a_hang_up_during_the_load_gets_its_answer(
             head = b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             head += b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
             first.sendall(head + body)
-            wait_until(lambda: "start m pid=" in server.log(), 30, "the load to begin")
+            # Once it ignores SIGTERM: before that, the stop would kill it at once.
+            wait_until(
+                lambda: "ignoring SIGTERM" in httpx.get(f"{server.url}/logs/m").text,
+                30,
+                "the child to be loading",
+            )
             # A reset, as the client did (SO_LINGER 0).
             first.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         wait_until(lambda: "client hung up before the answer" in server.log(), 10, "the hang-up")

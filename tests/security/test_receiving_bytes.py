@@ -80,16 +80,17 @@ def test_memory_comes_back_after_a_burst_of_large_bodies(tmp_path: Path) -> None
     """glibc kept freed bodies in the heap (its mmap threshold rises with each large block
     freed): 520 MB stayed of a 64 MB corral after 80 bodies of 8 MB. See
     ``server.give_back_large_blocks``."""
-    body = json.dumps({"model": "m", "prompt": "x" * 4_000_000}).encode()
+    body = json.dumps({"model": "m", "prompt": "x" * 8_000_000}).encode()
     headers = {"content-type": "application/json"}
 
     async def burst(url: str) -> None:
         async with httpx.AsyncClient(timeout=60) as client:
-            for _ in range(2):
-                sent = [client.post(url, content=body, headers=headers) for _ in range(25)]
-                await asyncio.gather(*sent)
+            # While the model loads: bodies are held, freed and held again, interleaved.
+            sent = [client.post(url, content=body, headers=headers) for _ in range(40)]
+            await asyncio.gather(*sent)
 
-    with CorralServer({"models": [{"name": "m", "cmd": fake_cmd("m")}]}, tmp_path) as server:
+    config = {"models": [{"name": "m", "cmd": fake_cmd("m", "--load-seconds", "2")}]}
+    with CorralServer(config, tmp_path) as server:
         process = psutil.Process(server.pid)
         base = process.memory_info().rss
         asyncio.run(burst(f"{server.url}/v1/completions"))

@@ -92,6 +92,7 @@ async def test_a_second_answer_after_the_declared_length_adds_no_header() -> Non
     server = await asyncio.start_server(child, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     pool = client_pool.Pool()
+    answer = None
     try:
         answer = await pool.request("GET", port, client.request_head("GET", "/", port, [], 0), b"")
         assert answer.status == 200
@@ -101,6 +102,8 @@ async def test_a_second_answer_after_the_declared_length_adds_no_header() -> Non
         answer.release()
         assert pool.idle_ports() == [], "a connection out of step must never be reused"
     finally:
+        if answer is not None:
+            answer.close()  # the child's handler waits for it
         pool.close()
         server.close()
         await server.wait_closed()
