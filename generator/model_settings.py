@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -25,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from corral.generator import model_source
 from corral.generator.fields import Name, Strict
+from corral.generator.ollama_store import StoreModel
 from corral.generator.remote import RpcAddress
 from corral.generator.sizes import ACCEPTED, parse_size
 
@@ -99,7 +101,11 @@ class ModelConfig(Strict):
         description="Name clients use in the `model` field; Ollama-style tags allowed."
     )
     path: Path | None = Field(
-        default=None, description="GGUF file; relative paths resolve against models_path."
+        default=None,
+        description=(
+            "GGUF file; relative paths resolve against models_path. ollama:NAME: the model NAME "
+            "of Ollama's store (ollama_models), with more set here."
+        ),
     )
     source: str | None = Field(
         default=None,
@@ -169,6 +175,9 @@ class ModelConfig(Strict):
         description="Preset: reuse this model's file and settings, overriding what is set here.",
     )
 
+    # Not a key of config.yaml: the loader marks the entries it took from Ollama's store.
+    _ollama: StoreModel | None = PrivateAttr(default=None)
+
     @field_validator("cmd", mode="before")
     @classmethod
     def _split_cmd(cls, value: object) -> object:
@@ -227,3 +236,9 @@ class ModelConfig(Strict):
     def names(self) -> tuple[str, ...]:
         """The name and every alias: all that routes to this model."""
         return (self.name, *self.aliases)
+
+    @property
+    def ollama(self) -> StoreModel | None:
+        """The model of Ollama's store this entry serves (its digest is the store's); None
+        for every other entry. Set by the loader, never by the config."""
+        return self._ollama

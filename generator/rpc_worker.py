@@ -38,8 +38,13 @@ from corral.generator.units import quote_arg, quote_env
 DEFAULT_PORT = 50052
 
 
+#: The worker's names, as installed: llama.cpp's own build (rpc-server), nixpkgs' llama-cpp
+#: (llama-rpc-server: its postInstall renames it), newer llama.cpp builds (ggml-rpc-server).
+RPC_SERVER_NAMES = ("rpc-server", "llama-rpc-server", "ggml-rpc-server")
+
+
 def _rpc_server_on_path() -> Path:
-    found = shutil.which("rpc-server") or shutil.which("ggml-rpc-server")
+    found = next((p for p in map(shutil.which, RPC_SERVER_NAMES) if p is not None), None)
     return Path(found or "/usr/bin/rpc-server")
 
 
@@ -50,8 +55,8 @@ class RpcWorkerSettings(Strict):
     rpc_server: AbsolutePath = Field(
         default_factory=_rpc_server_on_path,
         description=(
-            "llama.cpp's rpc-server; default: rpc-server (or ggml-rpc-server, its newer name) "
-            "on PATH, else /usr/bin/rpc-server."
+            "llama.cpp's rpc-server; default: rpc-server, llama-rpc-server (nixpkgs' name) "
+            "or ggml-rpc-server (its newer name) on PATH, else /usr/bin/rpc-server."
         ),
     )
     host: str = Field(

@@ -32,7 +32,10 @@ def conflicts(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
     found = _name_clashes(entries)
     names = {e["name"] for _, e in entries if isinstance(e.get("name"), str)}
     member_of, membership = _group_members(groups, names)
-    found += membership + _preset_bases(entries, names) + peer_clashes(raw)
+    # Ollama's store joins the models when it is read (loader): until then, a preset may
+    # name one of its models (corral generate runs where the store cannot be read).
+    store = any(raw.get(key) for key in spellings("ollama_models"))
+    found += membership + _preset_bases(entries, names, store) + peer_clashes(raw)
     for index, entry in entries:
         group, name = entry.get("group"), _text(entry.get("name"))
         if not isinstance(group, str):
@@ -55,7 +58,7 @@ def conflicts(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _preset_bases(
-    entries: list[tuple[int, Mapping[str, Any]]], names: set[str]
+    entries: list[tuple[int, Mapping[str, Any]]], names: set[str], store: bool
 ) -> list[tuple[str, str]]:
     """A preset's ``from`` must name another model, and presets may not go round in a circle."""
     found: list[tuple[str, str]] = []
@@ -68,6 +71,8 @@ def _preset_bases(
         base = entry.get("from")
         if not isinstance(base, str):
             continue
+        if base not in names and store:
+            continue  # the loader reports it if the store lacks it too
         if base not in names:
             found.append(
                 (f"models[{index}].from", f"unknown model {base!r}; models are {_listing(names)}")

@@ -69,6 +69,21 @@ class Config(Strict):
         default=None,
         description="Directory of GGUF files (env MODELS_PATH); each unnamed *.gguf is served.",
     )
+    ollama_models: Path | None = Field(
+        default=None,
+        description=(
+            "Ollama's models folder (env OLLAMA_MODELS): each model in it is served in place, "
+            "read-only, under the name Ollama lists it by."
+        ),
+    )
+    hf_cache: Path | None = Field(
+        default=None,
+        description=(
+            "Hugging Face's hub cache (~/.cache/huggingface/hub, where llama.cpp's -hf "
+            "downloads) or llama.cpp's older ~/.cache/llama.cpp: each GGUF in it is served in "
+            "place, read-only, as hf:owner/repo:QUANT."
+        ),
+    )
     default_ttl: int = Field(
         default=300,
         ge=0,

@@ -2,10 +2,10 @@
 
 Owns the decisions that turn the service's settings (``unit_settings.ServiceSettings``:
 identity, accelerator, extra paths) and the runtime config into unit text: which paths to
-bind into the sandbox, which groups a GPU needs, whether the IP firewall can close, how
-values are quoted. The unit's wording lives in templates/corral.service.j2. It does not
-validate the runtime config (``settings``), write files (``cli``) or install anything (the
-NixOS module does).
+bind into the sandbox and which to keep read-only (Ollama's store, a download cache), which
+groups a GPU needs, whether the IP firewall can close, how values are quoted. The unit's
+wording lives in templates/corral.service.j2. It does not validate the runtime config
+(``settings``), write files (``cli``) or install anything (the NixOS module does).
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ def read_paths(service: ServiceSettings, config: Config) -> list[str]:
     models = [m.path.parent for m in config.models if m.path]
     found = [service.config_path, *service.read_only_paths, *models]
     found += [p for p in (config.models_path, config.api_key_file) if p is not None]
+    found += [p for p in (config.ollama_models, config.hf_cache) if p is not None]
     found += [p.api_key_file for p in config.peers.values() if p.api_key_file is not None]
     paths = [_clean(p) for p in found if p.is_absolute()]
     for program in (service.command[0], config.llama_server or ""):
@@ -119,6 +120,7 @@ def unit_context(service: ServiceSettings, config: Config) -> dict[str, Any]:
     hidden_ro = [p for p in read_paths(service, config) if _under(p, HIDDEN_TREES)]
     writable = _outermost(_clean(p) for p in service.read_write_paths)
     hidden_rw = [p for p in writable if _under(p, HIDDEN_TREES)]
+    stores = _stores(config, writable)
     # ProtectHome=yes leaves no /home to bind into; tmpfs gives an empty one.
     in_home = any(_under(p, HIDDEN_TREES[:3]) for p in hidden_ro + hidden_rw)
     remote = outbound.remote_hosts(config)
@@ -153,7 +155,29 @@ def unit_context(service: ServiceSettings, config: Config) -> dict[str, Any]:
         "bind_read_only": [quote_path(p, bind=True) for p in hidden_ro],
         "bind_read_write": [quote_path(p, bind=True) for p in hidden_rw],
         "read_write": [quote_path(p) for p in writable if p not in hidden_rw],
+        "read_only": [quote_path(p) for p in stores],
     }
+
+
+def _stores(config: Config, writable: list[str]) -> list[str]:
+    """Other tools' model folders (ollama_models, hf_cache), which the unit keeps read-only:
+    no writable path may lie inside one (ReadOnlyPaths= would not cover a deeper
+    ReadWritePaths=)."""
+    stores = []
+    for key, path in (("ollama_models", config.ollama_models), ("hf_cache", config.hf_cache)):
+        if path is None or not path.is_absolute():
+            continue
+        store = _clean(path)
+        inside = [p for p in writable if _under(p, [store])]
+        if inside:
+            raise ConfigError(
+                [
+                    f"service.read_write_paths: {inside[0]} is inside {key} ({store}), "
+                    "which corral never writes; remove it from read_write_paths"
+                ]
+            )
+        stores.append(store)
+    return stores
 
 
 def render_units(service: ServiceSettings, config: Config) -> dict[str, str]:

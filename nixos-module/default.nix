@@ -8,7 +8,9 @@
 # (`corral generate` does both at build time).
 {
   config,
+  options,
   lib,
+  pkgs,
   ...
 }:
 let
@@ -31,68 +33,87 @@ let
   bare = lib.toLower (lib.removePrefix "[" (lib.removeSuffix "]" host));
   loopback =
     bare == "localhost" || lib.hasSuffix ".localhost" bare || lib.hasPrefix "127." bare || bare == "::1";
-  hasKeys = cfg.apiKeyFile != null || (cfg.settings.apiKeys or cfg.settings.api_keys or [ ]) != [ ];
-  nvidiaDriver =
-    builtins.elem "nvidia" (config.services.xserver.videoDrivers or [ ])
-    || (config.hardware.nvidia.datacenter.enable or false);
+  inlineKeys = lib.filter (key: (cfg.settings.${key} or [ ]) != [ ]) [
+    "apiKeys"
+    "api_keys"
+  ];
+  hasKeys = cfg.apiKeyFile != null || inlineKeys != [ ];
+  gpu = import ./acceleration.nix {
+    inherit
+      lib
+      pkgs
+      config
+      options
+      ;
+  };
+  secrets = import ./secrets.nix { inherit lib; };
 in
 {
   imports = [
     ./options.nix
+    ./derived.nix
     ./remote.nix
+    ./ollama-store.nix
   ];
 
-  config = lib.mkIf cfg.enable {
-    assertions =
-      lib.mapAttrsToList (name: _: {
-        assertion = false;
-        message = ''services.corral.models.${lib.strings.escapeNixIdentifier name}.path: must be set (a GGUF file: a path, a string or pkgs.fetchurl { url = …; hash = …; }), got null; or set services.corral.settings.models.${lib.strings.escapeNixIdentifier name}.cmd'';
-      }) modelsWithoutPath
-      ++ [
-        {
-          assertion = cfg.user != null || cfg.group == null;
-          message = "services.corral.group: is ${builtins.toJSON cfg.group}, but services.corral.user is null (a DynamicUser, which has its own group); set services.corral.user too, or use services.corral.extraGroups";
-        }
-      ];
+  config = lib.mkMerge [
+    (lib.mkIf (cfg.enable || cfg.rpcWorker.enable) {
+      inherit (gpu) assertions warnings;
+      hardware.graphics.enable = lib.mkIf gpu.graphics (lib.mkDefault true);
+    })
+    (lib.mkIf cfg.enable {
+      assertions =
+        lib.mapAttrsToList (name: _: {
+          assertion = false;
+          message = ''services.corral.models.${lib.strings.escapeNixIdentifier name}.path: must be set (a GGUF file: a path, a string or pkgs.fetchurl { url = …; hash = …; }), got null; or set services.corral.settings.models.${lib.strings.escapeNixIdentifier name}.cmd'';
+        }) modelsWithoutPath
+        ++ [
+          (secrets.outsideStore "services.corral.apiKeyFile" cfg.apiKeyFile)
+          {
+            assertion = cfg.user != null || cfg.group == null;
+            message = "services.corral.group: is ${builtins.toJSON cfg.group}, but services.corral.user is null (a DynamicUser, which has its own group); set services.corral.user too, or use services.corral.extraGroups";
+          }
+        ];
 
-    warnings =
-      lib.optional (!loopback && !hasKeys) ''services.corral.host: is ${builtins.toJSON host}, beyond loopback, and no API key is set: every client on the networks that services.corral.ipAddressAllow admits can use the models and the GPU; set services.corral.apiKeyFile''
-      ++ lib.optional (cfg.openFirewall && loopback) ''services.corral.openFirewall: opens port ${toString cfg.port}, but services.corral.host is ${builtins.toJSON host} (loopback), so nothing from outside can connect; set services.corral.host = "0.0.0.0" or leave openFirewall false''
-      ++ lib.optional (cfg.acceleration == "cuda" && !nvidiaDriver) ''services.corral.acceleration: is "cuda", but no NVIDIA driver is configured (services.xserver.videoDrivers has no "nvidia", hardware.nvidia.datacenter.enable is not set): llama.cpp will find no GPU and run on the CPU; add services.xserver.videoDrivers = [ "nvidia" ] (also on a machine without X)'';
+      warnings =
+        lib.optional (!loopback && !hasKeys) ''services.corral.host: is ${builtins.toJSON host}, beyond loopback, and no API key is set: every client on the networks that services.corral.ipAddressAllow admits can use the models and the GPU; set services.corral.apiKeyFile''
+        ++ lib.optional (cfg.openFirewall && loopback) ''services.corral.openFirewall: opens port ${toString cfg.port}, but services.corral.host is ${builtins.toJSON host} (loopback), so nothing from outside can connect; set services.corral.host = "0.0.0.0" or leave openFirewall false''
+        ++ map (key: ''services.corral.settings.${key}: the keys are written into config.yaml in the Nix store, which every user of this machine can read; put them in a file outside the store, one per line, and set services.corral.apiKeyFile to its path'') inlineKeys;
 
-    # The generator renders the unit; NixOS adds a drop-in for what follows.
-    systemd.packages = [ cfg.generated ];
-    systemd.services.${unitName} = {
-      wantedBy = [ "multi-user.target" ];
-      # The unit reads config.yaml from /etc, so a change of models alone leaves the unit
-      # file as it was: switch-to-configuration then reloads (ExecReload: SIGHUP) and the
-      # loaded models keep running, instead of restarting and dropping them. What a reload
-      # cannot apply (host, port, limits) is in the unit's X-Restart-Triggers= line, which
-      # the generator writes, so a change of those changes the unit and restarts it.
-      reloadTriggers = [ configFile ];
-      serviceConfig.LoadCredential = lib.mkIf (cfg.apiKeyFile != null) [
-        "api-keys:${cfg.apiKeyFile}"
-      ];
-    };
-
-    environment.etc.${layout.etcName}.source = configFile;
-
-    # `corral check` and `corral generate` for the administrator.
-    environment.systemPackages = [ cfg.package ];
-
-    # The name this module owns, created as services.ollama creates its own; any other user
-    # is the administrator's (a normal user's primary group is `users`, not its name).
-    users.users = lib.mkIf (cfg.user == layout.account) {
-      ${layout.account} = {
-        isSystemUser = true;
-        group = cfg.generatorInput.service.group;
-        description = "corral model server";
+      # The generator renders the unit; NixOS adds a drop-in for what follows.
+      systemd.packages = [ cfg.generated ];
+      systemd.services.${unitName} = {
+        wantedBy = [ "multi-user.target" ];
+        # The unit reads config.yaml from /etc, so a change of models alone leaves the unit
+        # file as it was: switch-to-configuration then reloads (ExecReload: SIGHUP) and the
+        # loaded models keep running, instead of restarting and dropping them. What a reload
+        # cannot apply (host, port, limits) is in the unit's X-Restart-Triggers= line, which
+        # the generator writes, so a change of those changes the unit and restarts it.
+        reloadTriggers = [ configFile ];
+        serviceConfig.LoadCredential = lib.mkIf (cfg.apiKeyFile != null) [
+          "api-keys:${cfg.apiKeyFile}"
+        ];
       };
-    };
-    users.groups = lib.mkIf (cfg.generatorInput.service.group or null == layout.account) {
-      ${layout.account} = { };
-    };
 
-    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [ cfg.port ];
-  };
+      environment.etc.${layout.etcName}.source = configFile;
+
+      # `corral check` and `corral generate` for the administrator.
+      environment.systemPackages = [ cfg.package ];
+
+      # The name this module owns, created as services.ollama creates its own; any other user
+      # is the administrator's (a normal user's primary group is `users`, not its name).
+      users.users = lib.mkIf (cfg.user == layout.account) {
+        ${layout.account} = {
+          isSystemUser = true;
+          group = cfg.generatorInput.service.group;
+          description = "corral model server";
+        };
+      };
+      users.groups = lib.mkIf (cfg.generatorInput.service.group or null == layout.account) {
+        ${layout.account} = { };
+      };
+
+      networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall [ cfg.port ];
+    })
+  ];
 }

@@ -8,6 +8,8 @@
   lib,
   pkgs,
   cfg,
+  # The machine's name (networking.hostName), for the lock file's messages.
+  host ? "HOST",
 }:
 let
   dropNulls = lib.filterAttrs (_: value: value != null);
@@ -21,6 +23,7 @@ let
   lock = import ./lock.nix {
     inherit lib pkgs;
     inherit (cfg) lockFile;
+    inherit host;
   };
 
   model =
@@ -62,6 +65,7 @@ let
       host
       port
       modelsPath
+      ollamaModels
       defaultTTL
       healthTimeout
       allowedOrigins

@@ -10,10 +10,23 @@
   lib,
   pkgs,
   lockFile,
+  # The machine's name, for the command in the messages (nixosConfigurations.<host>).
+  host ? "HOST",
 }:
 let
+  # supervisor/pull/lock.py's VERSION: the lock's shape that this file reads.
+  version = 1;
+  # The whole recipe from the Nix config alone: services.corral.lockInput evaluates without
+  # the lock (a NixOS user has no config.yaml).
+  command = "nix eval --json .#nixosConfigurations.${host}.config.services.corral.lockInput > lock-input.json && corral lock --config lock-input.json";
+  read = builtins.fromJSON (builtins.readFile lockFile);
   lock =
-    if lockFile == null then { sources = { }; } else builtins.fromJSON (builtins.readFile lockFile);
+    if lockFile == null then
+      { sources = { }; }
+    else if (read.version or null) != version then
+      throw "services.corral.lockFile: ${toString lockFile} has version ${builtins.toJSON (read.version or null)}, and this corral reads version ${toString version}; write it again with `${command}`"
+    else
+      read;
 
   fetch =
     file:
@@ -25,7 +38,7 @@ let
     name: source:
     throw "services.corral.models.${lib.strings.escapeNixIdentifier name}.source: ${builtins.toJSON source} is not in the lock file ${
       if lockFile == null then "(services.corral.lockFile is null)" else toString lockFile
-    }; run `corral lock --config <the config>` and set services.corral.lockFile to the corral.lock.json it writes";
+    }; write the lock with `${command}` (it needs the network once) and set services.corral.lockFile = ./corral.lock.json (the file it writes)";
 
   entry = name: source: lock.sources.${source} or (missing name source);
 

@@ -9,6 +9,11 @@
 let
   inherit (lib) mkOption types literalExpression;
 
+  # -ngl: a count of layers, or -1 for all of them (the generator's ge=-1).
+  layers = types.addCheck types.int (n: n >= -1) // {
+    description = "integer at least -1 (-1: every layer)";
+  };
+
   nullOr = type: example: description: mkOption {
     type = types.nullOr type;
     default = null;
@@ -53,16 +58,16 @@ in
           `corral lock` writes; the library's parameters and system prompt become defaults.
         '';
 
-        contextSize = nullOr types.int 32768 ''
+        contextSize = nullOr types.ints.positive 32768 ''
           Context window in tokens (llama-server's `-c`). `null`: corral's default, 4096.
         '';
 
-        gpuLayers = nullOr types.int 35 ''
+        gpuLayers = nullOr layers 35 ''
           Layers offloaded to the GPU (`-ngl`); `-1` offloads all of them. `null`: llama-server
           decides.
         '';
 
-        ttl = nullOr types.int 3600 ''
+        ttl = nullOr types.ints.unsigned 3600 ''
           Seconds this model may stay idle before it is unloaded; `0` keeps it loaded.
           `null`: {option}`services.corral.defaultTTL`.
         '';

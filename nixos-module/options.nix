@@ -5,6 +5,7 @@
 # combination of values makes sense is for `corral generate` to say.
 {
   config,
+  options,
   lib,
   pkgs,
   ...
@@ -24,6 +25,14 @@ let
   };
   # Nothing is copied into the store: a path literal names a file on the machine.
   pathString = p: if p == null then null else toString p;
+  accelerationOf = import ./acceleration.nix {
+    inherit
+      lib
+      pkgs
+      config
+      options
+      ;
+  };
 in
 {
   options.services.corral = {
@@ -36,7 +45,12 @@ in
 
     llamaCpp.package = lib.mkPackageOption pkgs "llama-cpp" {
       example = "pkgs.llama-cpp.override { cudaPackages = pkgs.cudaPackages_12; }";
-      extraDescription = "{option}`services.corral.acceleration` is applied to it with `.override`.";
+      extraDescription = ''
+        The default gets {option}`services.corral.acceleration` with `.override`. A package
+        you set is used as given (`pkgs.llama-cpp-cuda`, `pkgs.llama-cpp.override { … }`,
+        llama.cpp's own flake); its cmakeFlags say which GPU it is built for, and the unit
+        opens that GPU's devices.
+      '';
     };
 
     llamaCpp.finalPackage = mkOption {
@@ -46,10 +60,12 @@ in
         inherit lib;
         inherit (cfg) acceleration;
         package = cfg.llamaCpp.package;
+        inherit (accelerationOf) packageGiven;
         # RPC only where it is used: a model's rpc workers, or this machine as a worker.
         rpc = cfg.rpcWorker.enable || lib.any (m: m.rpc != [ ]) (lib.attrValues cfg.models);
       };
       defaultText = literalExpression ''
+        # a package you set: as it is (rpcSupport added where RPC is used and it lacks it)
         config.services.corral.llamaCpp.package.override {
           cudaSupport = config.services.corral.acceleration == "cuda";
           rocmSupport = config.services.corral.acceleration == "rocm";
@@ -60,10 +76,9 @@ in
       '';
       example = literalExpression "pkgs.llama-cpp.override { cudaSupport = true; }";
       description = ''
-        The llama.cpp that corral runs (read-only): the package with
-        {option}`services.corral.acceleration` applied, always, so that the build and the
-        unit's devices agree. A package whose `override` takes other names (llama.cpp's own
-        flake says `useCuda`) fails the evaluation with a message that says how to wrap it.
+        The llama.cpp that corral runs (read-only): the default package with
+        {option}`services.corral.acceleration` applied, so that the build and the unit's
+        devices agree; a package you set, as it is.
       '';
     };
 
@@ -73,23 +88,15 @@ in
       default = null;
       # null is resolved here, once: the unit's devices and the llama.cpp build both read
       # the resolved value, so they cannot disagree.
-      apply =
-        value:
-        if value != null then
-          value
-        else if pkgs.config.cudaSupport or false then
-          "cuda"
-        else if pkgs.config.rocmSupport or false then
-          "rocm"
-        else
-          "cpu";
+      apply = accelerationOf.resolve;
       example = "cuda";
       description = ''
         Which GPU llama.cpp is built for, and which devices the unit may open.
 
-        - `null`: what nixpkgs' llama-cpp follows too: `"cuda"` with
-          `nixpkgs.config.cudaSupport = true`, `"rocm"` with `nixpkgs.config.rocmSupport`,
-          else `"cpu"`;
+        - `null`: the GPU that {option}`services.corral.llamaCpp.package` is built for,
+          when you set one; else `"cuda"` with `nixpkgs.config.cudaSupport = true`,
+          `"rocm"` with `nixpkgs.config.rocmSupport`, `"cuda"` where the NVIDIA driver is
+          on (`hardware.nvidia.enabled`), else `"cpu"`;
         - `"cpu"`: no GPU support and no GPU devices;
         - `"cuda"`, `"rocm"`, `"vulkan"`: {option}`services.corral.llamaCpp.package` with
           `cudaSupport`, `rocmSupport` or `vulkanSupport` set (the same override one would
@@ -157,15 +164,34 @@ in
       '';
     };
 
+    ollamaModels = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = literalExpression "config.services.ollama.models";
+      description = ''
+        Ollama's models folder (its `OLLAMA_MODELS`). Every model in it is served in place,
+        read-only, under the name `ollama list` shows; an entry of
+        {option}`services.corral.models` with the same name wins, and one whose `path` is
+        `"ollama:NAME"` sets more on the store's model. The unit gets `ReadOnlyPaths=` for it,
+        and corral never pulls into it or deletes from it.
+
+        services.ollama keeps its store readable only by its own user (`UMask=0077`) and, by
+        default, in `/var/lib/private/ollama` (mode 0700, for its DynamicUser). corral does
+        not loosen that: it runs as ollama's user, and the store moves out of the private
+        folder. An assertion says exactly what to set: {option}`services.ollama.user`,
+        {option}`services.ollama.models`, {option}`services.corral.user`.
+      '';
+    };
+
     defaultTTL = mkOption {
-      type = types.nullOr types.int;
+      type = types.nullOr types.ints.unsigned;
       default = null;
       example = 3600;
       description = "Seconds a model may stay idle before it is unloaded; `0` keeps models loaded. `null`: corral's default, 300.";
     };
 
     healthTimeout = mkOption {
-      type = types.nullOr types.number;
+      type = types.nullOr types.numbers.positive;
       default = null;
       example = 300;
       description = "Seconds a model may take to load before the request fails. `null`: corral's default, 120.";
@@ -200,7 +226,7 @@ in
     };
 
     maxSwapWait = mkOption {
-      type = types.nullOr types.number;
+      type = types.nullOr types.numbers.nonnegative;
       default = null;
       example = 30;
       description = "Seconds a loaded model keeps serving its own waiting requests before a swap to a model that does not fit beside it; `0` swaps at once. `null`: corral's default, 10.";
@@ -254,9 +280,12 @@ in
       apply = pathString;
       example = "/run/secrets/corral-api-keys";
       description = ''
-        File with one accepted API key per line; `null` accepts every request. It stays out
-        of the store: systemd hands it to the service as a credential (`LoadCredential`), so
-        it may be readable by root only.
+        File with one accepted API key per line; `null` accepts every request. It must stay
+        out of the store, which every user can read: give its path on the machine as a
+        string (a path literal in a flake is copied into the store, and is refused). systemd
+        hands it to the service as a credential (`LoadCredential`), so it may be readable by
+        root only. systemd copies it when the service starts: a changed file takes effect on
+        `systemctl restart corral`, not on a reload.
       '';
     };
 
@@ -350,7 +379,10 @@ in
     generatorInput = mkOption {
       type = types.attrsOf types.anything;
       readOnly = true;
-      default = import ./generator-input.nix { inherit lib pkgs cfg; };
+      default = import ./generator-input.nix {
+        inherit lib pkgs cfg;
+        host = config.networking.hostName or "HOST";
+      };
       defaultText = literalMD "the options above, camelCase, without unset (`null`) ones, with {option}`services.corral.settings` merged over them";
       example = {
         host = "127.0.0.1";
@@ -370,7 +402,7 @@ in
     generated = mkOption {
       type = types.package;
       readOnly = true;
-      default = import ./generate.nix { inherit pkgs lib cfg; };
+      default = (import ./generate.nix { inherit pkgs lib cfg; }).generated;
       defaultText = literalMD "the output of `corral generate` on {option}`services.corral.generatorInput`";
       example = literalExpression ''"''${config.services.corral.generated}/config.yaml"'';
       description = ''

@@ -22,9 +22,20 @@ let
   host = if worker.host == null then "" else lib.toLower (lib.removePrefix "[" (lib.removeSuffix "]" worker.host));
   loopback = host == "localhost" || lib.hasPrefix "127." host || host == "::1";
 
+  secrets = import ./secrets.nix { inherit lib; };
+
+  # nixpkgs' llama-cpp installs the worker as bin/llama-rpc-server (its postInstall copies
+  # bin/rpc-server there); newer llama.cpp builds name it ggml-rpc-server, its own install
+  # rpc-server. Which one a package has is known only once it is built.
+  rpcServerNames = [
+    "llama-rpc-server"
+    "ggml-rpc-server"
+    "rpc-server"
+  ];
   workerSettings = lib.filterAttrs (_: v: v != null) {
     name = workerName;
-    rpcServer = lib.getExe' cfg.llamaCpp.finalPackage "rpc-server";
+    rpcServer = "@rpcServer@"; # the unit's build puts the binary it found here
+
     inherit (worker)
       host
       port
@@ -33,10 +44,28 @@ let
       ;
     inherit (cfg) acceleration;
   };
-  workerUnit = pkgs.runCommand "corral-rpc-worker" {
-    nativeBuildInputs = [ cfg.package ];
-    settingsFile = pkgs.writeText "corral-rpc-worker.json" (builtins.toJSON workerSettings);
-  } ''corral rpc-worker --settings "$settingsFile" --out "$out/lib/systemd/system"'';
+  workerUnit =
+    pkgs.runCommand "corral-rpc-worker"
+      {
+        nativeBuildInputs = [ cfg.package ];
+        llamaCpp = cfg.llamaCpp.finalPackage;
+        settingsFile = pkgs.writeText "corral-rpc-worker.json" (builtins.toJSON workerSettings);
+      }
+      ''
+        rpcServer=
+        for name in ${lib.concatStringsSep " " rpcServerNames}; do
+          if [ -x "$llamaCpp/bin/$name" ]; then
+            rpcServer="$llamaCpp/bin/$name"
+            break
+          fi
+        done
+        if [ -z "$rpcServer" ]; then
+          echo "services.corral.rpcWorker: $llamaCpp/bin has none of ${lib.concatStringsSep ", " rpcServerNames}: services.corral.llamaCpp.package must be built with llama.cpp's RPC backend (nixpkgs' llama-cpp: rpcSupport = true, which corral sets on its default)" >&2
+          exit 1
+        fi
+        sed "s|@rpcServer@|$rpcServer|" "$settingsFile" > settings.json
+        corral rpc-worker --settings settings.json --out "$out/lib/systemd/system"
+      '';
 
   peerModel = types.submodule {
     options = {
@@ -144,6 +173,10 @@ in
 
   config = lib.mkMerge [
     (lib.mkIf (cfg.enable && cfg.peers != { }) {
+      assertions = lib.mapAttrsToList (
+        name: p:
+        secrets.outsideStore "services.corral.peers.${lib.strings.escapeNixIdentifier name}.apiKeyFile" p.apiKeyFile
+      ) cfg.peers;
       systemd.services.${unitName}.serviceConfig.LoadCredential = lib.mapAttrsToList (
         name: p: "peer-${name}:${p.apiKeyFile}"
       ) (lib.filterAttrs (_: p: p.apiKeyFile != null) cfg.peers);
@@ -155,7 +188,10 @@ in
           message = ''services.corral.rpcWorker.host: must be set to this machine's address on a trusted network (rpc-server has no authentication), got null'';
         }
       ];
-      warnings = lib.optional (!loopback) ''services.corral.rpcWorker: rpc-server on ${toString worker.host}:${toString worker.port} has no authentication: whoever reaches that port can run code on this machine's devices. It must sit on a trusted network; set services.corral.rpcWorker.ipAddressAllow to the head's address'';
+      # Set to the head's address, the port is as closed as it can be: nothing left to say.
+      warnings = lib.optional (
+        !loopback && (worker.ipAddressAllow == null || builtins.elem "any" worker.ipAddressAllow)
+      ) ''services.corral.rpcWorker: rpc-server on ${toString worker.host}:${toString worker.port} has no authentication: whoever reaches that port can run code on this machine's devices. It must sit on a trusted network; set services.corral.rpcWorker.ipAddressAllow to the head's address'';
       systemd.packages = [ workerUnit ];
       systemd.services.${workerName}.wantedBy = [ "multi-user.target" ];
     })

@@ -10,6 +10,11 @@ rec {
   # PyPI names whose python3Packages attribute is not the normalized name itself.
   renamed = { };
 
+  # PyPI names that nixpkgs has only as a top-level application, not in python3Packages
+  # (pkgs/by-name/im/import-linter/package.nix): the dev shell takes them from pkgs.
+  applications = [ "import-linter" ];
+  isApplication = requirement: builtins.elem (attribute requirement) applications;
+
   # "uvicorn[standard]>=0.29; python_version < '3.13'" -> "uvicorn"
   name =
     requirement:

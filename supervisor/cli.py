@@ -14,12 +14,13 @@ from pathlib import Path
 import click
 
 from corral.generator import loader
-from corral.generator.cli import MEMORY_CHECK, cli, fail
+from corral.generator.cli import MEMORY_CHECK, PROBE, WARNINGS_CHECK, cli, fail
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
-from corral.supervisor import fit, library_cli
+from corral.supervisor import fit, library_cli, probe
 from corral.supervisor import status_cli as status_cli  # its commands join the group
 from corral.supervisor.pull import download, inventory, sources
+from corral.supervisor.runtime import checks
 
 
 @cli.command()
@@ -142,4 +143,10 @@ def pull_command(
 def main() -> None:
     # The generator's `check` prints each model's memory through this hook: only this side
     # may import both packages.
-    cli(obj={MEMORY_CHECK: fit.memory_check})
+    cli(
+        obj={
+            MEMORY_CHECK: fit.memory_check,
+            WARNINGS_CHECK: checks.check_report,
+            PROBE: probe.probe_check,
+        }
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import errno
 import hashlib
 import logging
 import os
@@ -171,11 +172,17 @@ def listen_socket(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
     except OSError as exc:
-        log.error(
-            "cannot listen on %s:%d: %s (is another corral or ollama running there?)",
-            host,
-            port,
-            exc.strerror or exc,
-        )
+        if exc.errno == errno.EADDRINUSE:
+            # Ollama and corral both default to 11434: the likely case deserves its own words.
+            log.error(
+                "cannot listen on %s:%d: the port is taken; another program listens there "
+                "(Ollama and corral both use 11434: `ss -ltnp 'sport = :%d'` shows which). "
+                "Stop it, or choose another port with --port or env PORT",
+                host,
+                port,
+                port,
+            )
+        else:
+            log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
         sys.exit(1)
     return sock

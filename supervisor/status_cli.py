@@ -78,9 +78,12 @@ def table(models: list[dict[str, Any]], now: float) -> str:
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    return "\n".join(
+    lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
+    ]
+    # Where a model runs otherwise than its config asked (the CPU for the GPU), said below.
+    lines += [f"warning: {m['warning']}" for m in models if m.get("warning")]
+    return "\n".join(lines)
 
 
 #: C0 controls but tab and newline, DEL, and C1 controls (0x9b is a one-byte CSI).

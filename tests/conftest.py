@@ -5,11 +5,16 @@ runs the suite under both).
 
 When either is missing those tests skip and say how to get it; CI installs both
 (`pip install -e '.[llama,demo]'`).
+
+Tests that never run corral's event loop (the config contract, the Nix module, the pure
+decisions) are marked ``any_loop``: CI runs them once, and runs everything else on both
+loops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import shutil
 from collections.abc import Callable
@@ -50,3 +55,27 @@ def pytest_asyncio_loop_factories(
         else:
             return {"uvloop": uvloop.new_event_loop}
     return {"asyncio": asyncio.new_event_loop}
+
+
+TESTS = Path(__file__).parent
+#: Test files that run no event loop of corral's (no server, no async test): their outcome
+#: cannot depend on the loop.
+LOOP_INDEPENDENT = (
+    "generator/",
+    "nix/",
+    "supervisor/test_devices.py",
+    "supervisor/test_keep_alive.py",
+    "supervisor/test_placement.py",
+    "supervisor/test_progress.py",
+    "supervisor/test_scheduler.py",
+    "supervisor/test_scheduler_memory.py",
+    "reliability/test_fuzz_config.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.relative_to(TESTS).as_posix().startswith(LOOP_INDEPENDENT):
+            if inspect.iscoroutinefunction(getattr(item, "obj", None)):
+                raise pytest.UsageError(f"{item.nodeid} is async: it is not loop-independent")
+            item.add_marker(pytest.mark.any_loop)

@@ -29,6 +29,13 @@ let
   };
   inherit (evaluated) config;
   service = config.systemd.services.corral or { };
+  # The derivations a derivation's build reads (its direct inputs), by name: the settings
+  # check must need corral alone, never llama.cpp or a model.
+  inputsOf =
+    drv:
+    map (
+      path: lib.removeSuffix ".drv" (builtins.substring 44 (-1) (builtins.unsafeDiscardStringContext path))
+    ) (lib.attrNames (builtins.getContext (builtins.toJSON drv.drvAttrs)));
 in
 {
   inherit config pkgs;
@@ -42,6 +49,20 @@ in
     example = o.example or null;
   }) (lib.filter (o: lib.take 2 o.loc == [ "services" "corral" ] && o.visible && !o.internal) (lib.optionAttrSetToDocList evaluated.options));
   failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+  # What a user sees of the GPU setup: the unit's acceleration, hardware.graphics, and
+  # what they are told.
+  outcome = {
+    inherit (config.services.corral) acceleration;
+    graphics = config.hardware.graphics.enable;
+    inherit (config) warnings;
+    failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+  };
+  # The inputs of services.corral.checked and of its settings file, and the same of
+  # services.corral.generated: what each build waits for.
+  inputs = lib.mapAttrs (_: drv: {
+    own = inputsOf drv;
+    settings = inputsOf drv.settingsFile;
+  }) { inherit (config.services.corral) checked generated; };
   # What the module installs, as plain data for the tests.
   installed = {
     units = map (p: p.name) config.systemd.packages;

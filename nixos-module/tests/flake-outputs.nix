@@ -9,6 +9,9 @@
   lib ? import (builtins.getEnv "NIXPKGS_LIB"),
   corralBin ? "/bin/false",
   llamaServerBin ? null,
+  # A directory with a user's flake.nix and configuration.nix (the README's): the flake's
+  # nixosConfigurations.workstation, evaluated against this flake's outputs.
+  userFlake ? null,
 }:
 let
   system = "x86_64-linux";
@@ -77,6 +80,7 @@ let
       "ollama"
       "prometheus-client"
       "playwright"
+      "nvidia-ml-py"
     ] fakePython
     // {
       fetchPypi = args: fake "${args.pname}-${args.version}-${args.python}-none-any.whl";
@@ -108,7 +112,7 @@ let
 
   pkgs =
     stub
-    // lib.genAttrs [ "unzip" "ruff" "nixfmt" "curl" "procps" ] fake
+    // lib.genAttrs [ "unzip" "ruff" "nixfmt" "curl" "procps" "import-linter" ] fake
     // {
       inherit python3Packages;
       stdenv.hostPlatform = {
@@ -116,7 +120,17 @@ let
         isLinux = true;
       };
       callPackage = lib.callPackageWith pkgs;
-      python3.withPackages = select: fake "python3-env" // { packages = select python3Packages; };
+      # pkgs/development/interpreters/python/with-packages.nix: the environment is built
+      # from the packages, so evaluating it evaluates each of them.
+      python3.withPackages =
+        select:
+        let
+          packages = select python3Packages;
+        in
+        stub.runCommand "python3-env" { nativeBuildInputs = packages; } "mkdir -p $out/bin"
+        // {
+          inherit packages;
+        };
       # An executable $out/bin/NAME, as the real one makes (without its shellcheck).
       writeShellApplication =
         {
@@ -141,9 +155,16 @@ let
             chmod +x "$out/bin/${name}"
           ''
         // {
-          inherit text;
+          inherit text runtimeInputs;
         };
-      mkShell = attrs: fake "shell" // { inherit (attrs) packages NIXPKGS_LIB; };
+      # pkgs/build-support/mkshell/default.nix: a derivation with the packages as inputs, so
+      # `nix flake check` (which evaluates its drvPath) evaluates every one of them.
+      mkShell =
+        attrs:
+        stub.runCommand "shell" { nativeBuildInputs = attrs.packages; } "touch $out"
+        // {
+          inherit (attrs) packages NIXPKGS_LIB;
+        };
       testers.runNixOSTest =
         test:
         let
@@ -200,7 +221,18 @@ let
       modules = modules ++ [
         ./stand-ins.nix
         machineStandIns
-        { _module.args.pkgs = pkgs; }
+        # nixos/modules/misc/nixpkgs.nix: pkgs is nixpkgs with the machine's nixpkgs.config.
+        (
+          { config, ... }:
+          {
+            _module.args.pkgs =
+              pkgs
+              // import ./stub-pkgs.nix {
+                inherit lib corralBin llamaServerBin;
+                config = config.nixpkgs.config;
+              };
+          }
+        )
       ];
     };
 
@@ -222,6 +254,56 @@ let
 in
 {
   inherit outputs flake;
+  # The module imported twice (directly and through another module), as NixOS allows for
+  # one module: its key makes it one.
+  importedTwice =
+    (nixosSystem {
+      modules = [
+        outputs.nixosModules.default
+        { imports = [ outputs.nixosModules.default ]; }
+        {
+          services.corral.enable = true;
+          services.corral.models.m.path = "m.gguf";
+        }
+      ];
+    }).config.services.corral.generatorInput.models;
+  # The dev shell's packages by name, and the Python environment's.
+  devShell =
+    let
+      shell = outputs.devShells.${system}.default;
+    in
+    {
+      inherit (shell) drvPath;
+      packages = map (p: p.name) shell.packages;
+      python = map (p: p.pname) (builtins.head shell.packages).packages;
+    };
+  # The corral that the demo app runs, and whether its build runs the tests.
+  demoCorral = map (p: {
+    inherit (p) pname;
+    doCheck = p.doCheck or null;
+  }) outputs.packages.${system}.demo.runtimeInputs;
+  defaultDoCheck = outputs.packages.${system}.default.doCheck or null;
+  # The user's machine, from their flake as written: what they see of it.
+  userMachine =
+    let
+      user = import (userFlake + "/flake.nix");
+      machine =
+        (user.outputs {
+          self = null;
+          inherit nixpkgs;
+          corral = outputs;
+        }).nixosConfigurations.workstation;
+      inherit (machine) config;
+    in
+    {
+      inherit (config) warnings;
+      failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+      inherit (config.services.corral) acceleration lockInput;
+      graphics = config.hardware.graphics.enable;
+      llamaServer = config.services.corral.generatorInput.llamaServer;
+    };
+  # pkgs with the overlay applied: pkgs.corral.
+  overlaid = (pkgs // outputs.overlays.default pkgs pkgs).corral;
   # Whether the package's source filter keeps each of these (relative) paths.
   sourceKeeps = lib.genAttrs [
     "pyproject.toml"

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from corral.generator import ollama_options
 from corral.generator.model_source import OllamaName
 from corral.supervisor.pull.sources import check_url
 
@@ -35,11 +36,6 @@ TEMPLATE = "application/vnd.ollama.image.template"
 PROJECTOR = "application/vnd.ollama.image.projector"
 # Metadata is small: a registry that takes longer than this to answer is not answering.
 TIMEOUT = httpx.Timeout(30.0)
-
-# Ollama's option names -> the OpenAI/llama-server request fields that corral's
-# `parameters` hold; num_ctx is a server setting (context_size), not a request field.
-_RENAMED = {"num_predict": "max_tokens"}
-_NOT_REQUEST_FIELDS = frozenset({"num_ctx", "num_gpu", "num_thread", "num_batch", "use_mmap"})
 
 
 class RegistryError(Exception):
@@ -127,13 +123,10 @@ def defaults(manifest: Manifest) -> dict[str, Any]:
 
 
 def to_parameters(options: dict[str, Any]) -> dict[str, Any]:
-    """Ollama's options as request defaults: ``num_predict`` -> ``max_tokens``; server-side
-    ones (``num_ctx``) are left out, since corral sets those in the model's own keys."""
-    return {
-        _RENAMED.get(key, key): value
-        for key, value in options.items()
-        if key not in _NOT_REQUEST_FIELDS
-    }
+    """Ollama's options as request defaults, as its API maps a request's ``options``
+    (``ollama_options``): ``num_predict`` -> ``max_tokens``; server-side ones (``num_ctx``)
+    are left out, since corral sets those in the model's own keys."""
+    return ollama_options.to_parameters(options)
 
 
 def catalog(registry: str | None = None) -> tuple[str, list[str]]:

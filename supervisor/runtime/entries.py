@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from corral.generator.model_settings import ModelConfig
 from corral.supervisor.runtime.child.command import LaunchKey, launch_key
 from corral.supervisor.runtime.child.states import Child, ProcessState
+from corral.supervisor.runtime.memory.offload import RunsOn
 from corral.supervisor.runtime.ttl import Ttl
 
 
@@ -38,6 +39,8 @@ class Entry:
     #: Seconds the last load took, and tokens/s of the last answer (the status page's).
     load_seconds: float | None = None
     tokens_per_second: float | None = None
+    #: Where its child runs, read from the child's log after the load (None: not known).
+    runs_on: RunsOn | None = None
     #: Requests in flight are finishing before the child stops: admit nobody new.
     draining: bool = False
     drained: asyncio.Event = field(default_factory=asyncio.Event)

@@ -29,6 +29,7 @@ KINDS = {
     "load_cancelled": "the only request waiting for a load hung up: the load stopped",
     "unloaded": "a child stopped: why (ttl, swap, unload, reload, out of memory, shutdown)",
     "crashed": "a ready child exited on its own: its exit code",
+    "warning": "a load ran otherwise than its config asked (the CPU for the GPU): text",
     "queue": "requests in flight or waiting changed: in_flight, queued",
     "lagged": "this follower fell behind and lost the oldest events",
     "reloaded": "the config was read again (SIGHUP, or a pull added a model); model is empty",

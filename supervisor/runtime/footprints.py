@@ -61,6 +61,11 @@ class Footprints:
         self.measured = learned.Measurements(learned.state_dir(config.state_dir, os.environ))
         self._figures: dict[str, Footprint | None] = {}
 
+    @property
+    def gpus(self) -> list[str]:
+        """The GPUs with a budget (declared, or detected through NVML), in index order."""
+        return [d for d in self.budgets if d != devices.CPU]
+
     def of(self, model: ModelConfig) -> Footprint | None:
         """``model``'s figure, worked out on first use (a GGUF header walk) and kept."""
         if model.name not in self._figures:

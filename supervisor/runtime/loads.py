@@ -4,7 +4,8 @@ Owns the steps of a load task (``pool`` creates one per model, however many requ
 it): asking ``scheduler.plan_load`` until nothing stands in the way (loads in progress end;
 busy models go idle, or the bounded wait ``max_swap_wait`` runs out and they drain), a
 refusal when the model can never fit, the claim, the evictions, the child's start, one
-more try after an out-of-memory failure, the measurement of a ready child, and the load's
+more try after an out-of-memory failure, the measurement of a ready child and where it
+runs (``offload``; a ``warning`` when not where its config asked), and the load's
 events (``loading``, ``progress`` each second, ``ready``, ``load_failed``, and
 ``load_cancelled``, whose child is stopped). Every decision is the scheduler's; the
 evictions are ``pool``'s drains.
@@ -19,11 +20,11 @@ import time
 
 from corral.supervisor.errors import StartFailed
 from corral.supervisor.pull import library
-from corral.supervisor.runtime import scheduler, views
+from corral.supervisor.runtime import checks, scheduler, views
 from corral.supervisor.runtime.child.states import StartError
 from corral.supervisor.runtime.effects import PoolEffects
 from corral.supervisor.runtime.entries import Entry
-from corral.supervisor.runtime.memory import learned, placement
+from corral.supervisor.runtime.memory import devices, learned, offload, placement
 
 log = logging.getLogger("corral")
 
@@ -90,7 +91,7 @@ async def _load(pool: PoolEffects, entry: Entry) -> None:
         entry.last_used = time.monotonic()
         entry.keep_alive = None
         if entry.child is not None:
-            pool.footprints.learn(entry.config, entry.child.buffer_lines())
+            _ran(pool, entry, entry.child.buffer_lines())
     finally:
         entry.claimed = False
         pool.wake()
@@ -144,11 +145,14 @@ async def _start(pool: PoolEffects, entry: Entry) -> None:
     child = entry.child
     if child is None or not child.state.live:
         model = entry.config  # auto_pull: a `source` whose file is missing comes first
-        model = await library.present(model, log.info) if pool.config.auto_pull else model
+        if pool.config.auto_pull and model.path is not None and not model.path.exists():
+            model = await library.present(model, log.info)
+            await checks.log_warnings(pool.config, [model], gpu=False)  # what was pulled
         child = pool.spawn(model)
         for sibling in pool.entries.values():  # never a replaced one: it retires
             if sibling.key == entry.key:
                 sibling.child = child
+                sibling.runs_on = None  # known again once this child is ready
     try:
         await child.start()
     except asyncio.CancelledError:
@@ -157,14 +161,31 @@ async def _start(pool: PoolEffects, entry: Entry) -> None:
         raise
 
 
+def _ran(pool: PoolEffects, entry: Entry, lines: list[str]) -> None:
+    """Learn what the load took (budgets in force), and where it runs; a ``warning`` (log
+    and event) when that is not what its config asked for."""
+    if pool.footprints.in_force:
+        pool.footprints.learn(entry.config, lines)
+    model = entry.config
+    if offload.watched(model, bool(pool.config.devices)):
+        runs_on = offload.read(model, lines, pool.footprints.gpus)
+    else:  # no GPU in play: llama-server runs on the CPU and logs nothing of it
+        runs_on = offload.RunsOn([devices.CPU]) if model.cmd is None else None
+    for sibling in pool.sharing(entry):
+        sibling.runs_on = runs_on
+    if runs_on is not None and runs_on.warning is not None:
+        log.warning("%s", runs_on.warning)
+        pool.events.publish("warning", entry.name, text=runs_on.warning)
+
+
 def _after_out_of_memory(pool: PoolEffects, entry: Entry, exc: StartError) -> list[Entry] | None:
     """The idle models to stop before one more try, when the load failed for memory."""
     # The kernel's OOM killer leaves no line in the log: its SIGKILL is the only sign.
     if not (learned.out_of_memory(exc.stderr_tail) or exc.exit_code == -signal.SIGKILL):
         return None
-    devices = pool.footprints.need(entry.config) or pool.footprints.budgets
+    needed = pool.footprints.need(entry.config) or pool.footprints.budgets
     residents = views.residents(pool)
-    victims = scheduler.plan_retry(entry.name, entry.key, residents, pool.placement, devices)
+    victims = scheduler.plan_retry(entry.name, entry.key, residents, pool.placement, needed)
     return None if victims is None else [pool.by_ref(r) for r in victims]
 
 

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from corral.generator.model_settings import ModelConfig
 from corral.generator.settings import Config
 from corral.supervisor.errors import Overloaded, StartFailed, UnknownModel
-from corral.supervisor.runtime import loads, scheduler, ttl
+from corral.supervisor.runtime import checks, loads, scheduler, ttl
 from corral.supervisor.runtime.child.launch import Launcher
 from corral.supervisor.runtime.child.states import Child, ChildFactory
 from corral.supervisor.runtime.entries import Entry, Lease
@@ -61,7 +61,7 @@ class Pool:
         self._spawn: ChildFactory = spawn or Launcher(config, owner)
         self._retiring: set[Entry] = set()  # replaced by a reload, still draining
         self._ttl_loop = TtlLoop(self)
-        self._preloads: set[asyncio.Task[None]] = set()
+        self._preloads: set[asyncio.Task[None]] = set()  # and warnings being logged
         self.events = EventBus()
 
     def resolve(self, name: object) -> Entry:
@@ -234,6 +234,14 @@ class Pool:
     def start_background(self) -> None:
         self._ttl_loop.start()
         self._preload_all()
+        self._warn(self.config.models, gpu=True)
+
+    def _warn(self, models: list[ModelConfig], gpu: bool = False) -> None:
+        """Log what is wrong with ``models``; with ``gpu``, a real llama-server's too."""
+        gpu = gpu and isinstance(self._spawn, Launcher)
+        task = asyncio.create_task(checks.log_warnings(self.config, models, gpu))
+        self._preloads.add(task)
+        task.add_done_callback(self._preloads.discard)
 
     def _preload_all(self) -> None:
         for entry in self.entries.values():
@@ -273,6 +281,7 @@ class Pool:
             self._spawn = Launcher(config, self.owner)
         self._retiring.update(retiring)
         self._preload_all()
+        self._warn([m for m in config.models if m.name not in plan.keep])  # new or changed
         self._ttl_loop.wake()
         try:
             await self.retire(retiring, "reload")

@@ -3,7 +3,8 @@
 Owns the views taken of ``pool``'s entries: the residents a load decides against and the
 idle children the TTL rule reads (``scheduler``'s inputs), and the figures that
 ``/running``, ``/status``, ``/v1/models`` and ``/api/ps`` report, where "never unloads"
-reads as ``null`` (``ttl``, ``expires_at``), and each model's memory (``memory``). It
+reads as ``null`` (``ttl``, ``expires_at``), each model's memory (``memory``) and where it
+runs (``runs_on``, with a ``warning`` when not where its config asked). It
 changes nothing.
 """
 
@@ -72,6 +73,7 @@ def expires_at(pool: PoolView, entry: Entry) -> float | None:
 def describe(pool: PoolView, entry: Entry) -> dict[str, Any]:
     """One model as ``/running`` shows it."""
     child = entry.child if entry.running() else None
+    runs_on = entry.runs_on if child is not None else None
     ttl = pool.ttl(entry)
     return {
         "model": entry.name,
@@ -83,6 +85,9 @@ def describe(pool: PoolView, entry: Entry) -> dict[str, Any]:
         "ttl": None if ttl is NEVER else ttl,  # null: kept loaded for good
         "expires_at": expires_at(pool, entry),
         "memory": memory(pool, entry),
+        # Where its child really runs, and how that differs from what its config asked.
+        "runs_on": runs_on.devices if runs_on is not None else None,
+        "warning": runs_on.warning if runs_on is not None else None,
         "load_seconds": entry.load_seconds,  # the last load's
         "tokens_per_second": entry.tokens_per_second,  # the last answer's generation
     }

@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,42 +45,21 @@ WEATHER: Any = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, models_dir: Path, llama_server: str
-) -> Iterator[CorralServer]:
-    settings = {
-        "models_path": str(models_dir),
-        "llama_server": llama_server,
-        "default_ttl": 0,
-        "models": [
-            # As examples/demo.yaml, plus embeddings (mean pooling) for the ollama clients.
-            demo_model(
-                NAME,
-                aliases=["demo"],
-                args=["--embeddings", "--pooling", "mean"],
-                parameters={"max_tokens": 64},
-            ),
-            # A built-in name corral has no Jinja for: never started, tools refused.
-            demo_model("gemma-llama3", chat_template="llama3"),
-        ],
-    }
-    with CorralServer(settings, tmp_path_factory.mktemp("clients-e2e")) as running:
-        yield running
-
-
-@pytest.fixture
-def oai(server: CorralServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=120
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-def api(server: CorralServer) -> Iterator[ollama.Client]:
-    with ollama.Client(host=server.url, timeout=120) as client:
-        yield client
+#: What this suite's corral serves (tests/e2e/conftest.py's ``server``).
+SETTINGS = {
+    "default_ttl": 0,
+    "models": [
+        # As examples/demo.yaml, plus embeddings (mean pooling) for the ollama clients.
+        demo_model(
+            NAME,
+            aliases=["demo"],
+            args=["--embeddings", "--pooling", "mean"],
+            parameters={"max_tokens": 64},
+        ),
+        # A built-in name corral has no Jinja for: never started, tools refused.
+        demo_model("gemma-llama3", chat_template="llama3"),
+    ],
+}
 
 
 def openai_shots() -> Any:  # the SDK's TypedDicts, which a dict[str, Any] is not

@@ -6,8 +6,6 @@ during a cold start reads the load's progress (send_loading_state), then the mod
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import openai
@@ -21,17 +19,8 @@ pytestmark = pytest.mark.e2e
 NAME = "gemma-3-270m"
 
 
-@pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, models_dir: Path, llama_server: str
-) -> Iterator[CorralServer]:
-    settings = {
-        "models_path": str(models_dir),
-        "llama_server": llama_server,
-        "models": [demo_model(NAME, send_loading_state=True)],
-    }
-    with CorralServer(settings, tmp_path_factory.mktemp("observe-e2e")) as running:
-        yield running
+#: What this suite's corral serves (tests/e2e/conftest.py's ``server``).
+SETTINGS = {"models": [demo_model(NAME, send_loading_state=True)]}
 
 
 def test_a_cold_start_streams_progress_then_the_real_answer(server: CorralServer) -> None:

@@ -102,3 +102,15 @@ def test_systemd_verify_accepts_the_worker(tmp_path: Path, acceleration: str) ->
 @pytest.mark.parametrize("host", ["127.0.0.1", "192.168.1.20"])
 def test_worker_exposure_is_at_most_1_2(tmp_path: Path, acceleration: str, host: str) -> None:
     assert exposure(write_worker(tmp_path, acceleration, host)) <= MAX_EXPOSURE
+
+
+# Issue 24 (5): nixpkgs' llama-cpp installs the worker as llama-rpc-server.
+@pytest.mark.parametrize("name", ["llama-rpc-server", "ggml-rpc-server", "rpc-server"])
+def test_the_worker_is_found_on_path_under_each_of_its_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    binary = tmp_path / name
+    binary.write_text("#!/bin/sh\n", encoding="utf-8")
+    binary.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert RpcWorkerSettings.model_validate({"host": "192.168.1.20"}).rpc_server == binary

@@ -183,6 +183,27 @@ def test_models_outside_hidden_trees_need_no_binding() -> None:
     assert not any(line.startswith("Bind") for line in text)
 
 
+def test_ollamas_store_is_read_only_in_the_unit() -> None:
+    text = lines(render(ollama_models="/var/lib/ollama-models"))
+    assert "ReadOnlyPaths=-/var/lib/ollama-models" in text
+    assert not any(line.startswith(("Bind", "ReadWritePaths")) for line in text)
+    # A store in a home is bound in read-only, and stays read-only.
+    home = lines(render({"user": "alice"}, ollama_models="/home/alice/.ollama/models"))
+    assert "BindReadOnlyPaths=-/home/alice/.ollama/models" in home
+    assert "ReadOnlyPaths=-/home/alice/.ollama/models" in home
+    cache = lines(render(hf_cache="/var/cache/hf/hub", ollama_models="/srv/ollama"))
+    read_only = [line for line in cache if line.startswith("ReadOnlyPaths=")]
+    assert read_only == ["ReadOnlyPaths=-/srv/ollama", "ReadOnlyPaths=-/var/cache/hf/hub"]
+
+
+def test_a_writable_path_inside_the_store_is_refused() -> None:
+    with pytest.raises(ConfigError) as failure:
+        render({"read_write_paths": ["/srv/ollama/blobs"]}, ollama_models="/srv/ollama")
+    assert "service.read_write_paths: /srv/ollama/blobs is inside ollama_models" in str(
+        failure.value
+    )
+
+
 def test_a_privileged_port_gets_exactly_one_capability() -> None:
     text = lines(render(port=80))
     assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in text
@@ -268,7 +289,11 @@ def write_unit(tmp_path: Path, acceleration: str, host: str) -> Path:
     kill = shutil.which("kill") or "/bin/kill"
     service = {"exec_start": [sys.executable, "-c", "pass"], "kill_bin": kill}
     unit = tmp_path / "corral.service"
-    unit.write_text(render({**service, "acceleration": acceleration}, host=host))
+    # With Ollama's store, so that systemd reads its ReadOnlyPaths= line too.
+    store = "/var/lib/ollama-models"
+    unit.write_text(
+        render({**service, "acceleration": acceleration}, host=host, ollama_models=store)
+    )
     return unit
 
 

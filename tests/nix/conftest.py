@@ -85,8 +85,10 @@ class ModuleEval:
 
     lib: Path
     corral_bin: str = "/bin/false"
-    #: nixpkgs' config as a Nix expression, e.g. ``{ cudaSupport = true; }``.
-    pkgs_config: str = "{ }"
+    #: nixpkgs' config as a Nix expression, e.g. ``{ cudaSupport = true; }``. allowUnfree,
+    #: as on the machines these tests describe (NVIDIA's driver needs it); the stub, like
+    #: nixpkgs, refuses a CUDA llama.cpp without it.
+    pkgs_config: str = "{ allowUnfree = true; }"
 
     def args(self, configuration: str | Path, attr: str) -> list[str]:
         """The harness's arguments, for nix-instantiate or nix-build."""

@@ -52,6 +52,7 @@ def test_every_output_evaluates(flake: Any) -> None:
         "devShells": [SYSTEM],
         "formatter": [SYSTEM],
         "nixosModules": ["default"],
+        "overlays": ["default"],
         "packages": [SYSTEM],
     }
     assert sorted(flake(f"outputs.packages.{SYSTEM}")) == ["default", "demo", "demo-model"]
@@ -84,7 +85,11 @@ def test_the_package_builds_from_pyproject_and_runs_the_offline_tests(flake: Any
     assert flake(f"{recipe}.meta.mainProgram") == "corral"
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     # Defect 1: every runtime requirement, httptools included, from pyproject.toml.
-    assert flake("recipe.dependencies") == pyproject_names(project["dependencies"])
+    # Issue 24 (13): and nvidia-ml-py on Linux, for the GPU budget.
+    assert flake("recipe.dependencies") == [
+        *pyproject_names(project["dependencies"]),
+        "nvidia-ml-py",
+    ]
     assert flake(f"{recipe}.pythonRuntimeDepsCheck.missing") == []
     # Defect 2: what the tests import beyond pytest.
     assert {"pytest-asyncio", "jsonschema", "ollama"} <= set(flake("recipe.nativeCheckInputs"))
@@ -189,3 +194,29 @@ def test_the_nix_run_app_answers_a_chat_completion(demo_app: Path, tmp_path: Pat
     finally:
         app.terminate()
         app.wait(timeout=30)
+
+
+# Issue 24 (6): nixpkgs has import-linter only as pkgs.import-linter, and `nix develop`
+# and `nix flake check` evaluate every package the shell lists.
+def test_the_dev_shell_evaluates_with_nixpkgs_names(flake: Any) -> None:
+    shell = flake("devShell")
+    assert shell["drvPath"].endswith("-shell.drv")
+    assert "import-linter" in shell["packages"]
+    assert "import-linter" not in shell["python"]
+    assert {"pytest", "mypy", "pydantic"} <= set(shell["python"])
+
+
+# Issue 24 (11): one module however often imported; pkgs.corral from the overlay.
+def test_the_module_may_be_imported_twice(flake: Any) -> None:
+    assert flake("importedTwice") == {"m": {"path": "m.gguf", "preload": False, "unlisted": False}}
+
+
+def test_the_overlay_adds_pkgs_corral(flake: Any) -> None:
+    assert flake("overlaid.pname") == "corral"
+    assert flake("overlaid.meta.mainProgram") == "corral"
+
+
+# Issue 24 (12): `nix run` starts the demo without running corral's test suite first.
+def test_the_demo_runs_corral_built_without_its_tests(flake: Any) -> None:
+    assert flake("demoCorral") == [{"pname": "corral", "doCheck": False}]
+    assert flake("defaultDoCheck") is None  # packages.default runs them

@@ -63,7 +63,18 @@ def test_an_alias_clash_fails_the_build_with_the_generators_message(build: Any) 
 
 def test_a_build_error_names_the_nix_option(build: Any) -> None:
     done = build(
-        '{ services.corral = { enable = true; models.a = { path = "/m/a.gguf"; ttl = -5; }; }; }'
+        '{ services.corral = { enable = true; models.a.path = "/m/a.gguf";'
+        " settings.maxBodyBytes = 0; settings.models.a.concurrency = 0;"
+        " settings.models.a.cocurrency = 1; settings.fooBar = 1; }; }"
     )
     assert done.returncode != 0
-    assert 'services.corral.models."a".ttl: must be >= 0, got -5' in done.stderr
+    # Issue 24 (10): a key given through settings is named where it was written.
+    assert "services.corral.settings.maxBodyBytes: must be > 0, got 0" in done.stderr
+    assert 'services.corral.settings.models."a".concurrency: must be > 0, got 0' in done.stderr
+    assert 'services.corral.settings.models."a".cocurrency: unknown key; did you mean' in (
+        done.stderr
+    )
+    # An unknown key's hint offers the names a NixOS user writes (camelCase).
+    unknown = next(line for line in done.stderr.splitlines() if "settings.fooBar" in line)
+    assert "known keys: host, port, llamaServer, modelsPath, defaultTTL," in unknown
+    assert "_" not in unknown.split("known keys: ")[1]

@@ -167,7 +167,9 @@ def test_null_acceleration_with_cuda_in_nixpkgs_config_renders_a_cuda_unit(
     real: Any, tmp_path: Path
 ) -> None:
     # Defect 3: a CPU unit (PrivateDevices=yes) would hide the GPU from the CUDA build.
-    cuda = type(real)(real.lib, real.corral_bin, pkgs_config="{ cudaSupport = true; }")
+    cuda = type(real)(
+        real.lib, real.corral_bin, pkgs_config="{ cudaSupport = true; allowUnfree = true; }"
+    )
     _, config, unit = generate(cuda, "{ services.corral.enable = true; }", tmp_path)
     lines = unit.splitlines()
     assert config["llama_server"].endswith("-llama-cpp-cuda/bin/llama-server")

@@ -7,6 +7,7 @@ writes, and scored with systemd-analyze like corral's own unit.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.generator.test_units import MAX_EXPOSURE, exposure, needs_analyze
+from tests.nix.conftest import writable_store
 
 pytestmark = pytest.mark.nix
 
@@ -39,7 +41,8 @@ def test_the_worker_evaluates_alone_and_is_installed(module: Any) -> None:
     settings = json.loads(module.value(WORKER, "config.systemd.packages.0.settingsFile.text"))
     assert settings["host"] == "192.168.1.20" and settings["port"] == 50052
     assert settings["devices"] == ["CUDA0"]
-    assert settings["rpcServer"].endswith("/bin/rpc-server")
+    # The binary's name is known once llama.cpp is built: the unit's build fills it in.
+    assert settings["rpcServer"] == "@rpcServer@"
 
 
 def test_the_worker_warns_that_it_needs_a_trusted_network(module: Any) -> None:
@@ -102,3 +105,52 @@ def test_the_workers_unit_scores_at_most_1_2(
     unit = tmp_path / "corral-rpc.service"
     assert "-H 192.168.1.20 -p 50052 -d CUDA0" in unit.read_text(encoding="utf-8")
     assert exposure(unit) <= MAX_EXPOSURE
+
+
+# Issue 24 (14): limited to the head, the worker's port is as closed as it can be.
+def test_the_worker_warning_is_silenced_by_ip_address_allow(module: Any) -> None:
+    head = WORKER.replace("};", 'ipAddressAllow = [ "192.168.1.10" ]; };', 1)
+    assert module.value(head, "warnings") == []
+    anyone = WORKER.replace("};", 'ipAddressAllow = [ "any" ]; };', 1)
+    assert len(module.value(anyone, "warnings")) == 1
+
+
+@pytest.fixture
+def build_worker(nix: Any, real: Any) -> Any:
+    """nix-build the worker's unit package with the real corral; the finished process."""
+    writable_store()
+
+    def run(configuration: str) -> Any:
+        return nix.run(
+            "nix-build", "--no-out-link",
+            "--option", "sandbox", "false",
+            "--option", "build-users-group", "",
+            "--option", "substituters", "",
+            *real.args(configuration, "config.systemd.packages.0"),
+        )  # fmt: skip
+
+    return run
+
+
+# Issue 24 (5): nixpkgs' llama-cpp installs bin/llama-rpc-server, not bin/rpc-server.
+def test_the_workers_unit_runs_the_binary_llama_cpp_installs(build_worker: Any) -> None:
+    done = build_worker(WORKER)
+    assert done.returncode == 0, done.stderr
+    unit = Path(done.stdout.strip()) / "lib" / "systemd" / "system" / "corral-rpc.service"
+    exec_start = next(
+        line for line in unit.read_text(encoding="utf-8").splitlines() if "ExecStart=" in line
+    )
+    assert re.search(r"/nix/store/\w{32}-llama-cpp/bin/llama-rpc-server -H 192\.168", exec_start)
+
+
+def test_a_llama_cpp_without_a_worker_binary_fails_the_units_build(build_worker: Any) -> None:
+    without = WORKER.replace(
+        "{ services.corral.rpcWorker",
+        '{ pkgs, ... }: { services.corral.acceleration = "cpu";'
+        ' services.corral.llamaCpp.package = pkgs.writeText "llama-cpp-norpc" "";'
+        " services.corral.rpcWorker",
+    )
+    done = build_worker(without)
+    assert done.returncode != 0
+    assert "has none of llama-rpc-server, ggml-rpc-server, rpc-server" in done.stderr
+    assert "corral-rpc-worker.drv' failed" in done.stderr

@@ -112,3 +112,21 @@ def test_unknowable_cases_are_left_to_the_server(tmp_path: Path) -> None:
     custom = ModelConfig(name="x", cmd=["srv", "--port", "{port}"])
     assert chat_templates.tools_refusal(custom) is None
     assert chat_templates.tools_refusal(model(path=str(tmp_path / "absent.gguf"))) is None
+
+
+def test_render_runs_a_template_as_hugging_faces_tokenizers_do() -> None:
+    text = (
+        "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+        "{% if tools %}{{ tools[0] | tojson }}{% endif %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    tools = [{"name": "f", "description": "a <b> & c"}]
+    rendered = chat_templates.render(text, [{"role": "user", "content": "hi"}], tools, "<s>", "")
+    # json.dumps, not jinja2's HTML-safe tojson (which writes \\u003c for <).
+    assert rendered == '<s><|user|>hi{"name": "f", "description": "a <b> & c"}<|assistant|>'
+
+
+def test_render_raises_what_the_template_raises() -> None:
+    text = "{{ raise_exception('roles must alternate') }}"
+    with pytest.raises(ValueError, match="roles must alternate"):
+        chat_templates.render(text, [], None, "", "")

@@ -35,6 +35,10 @@ def test_a_taken_port_is_a_clear_error_and_nothing_is_reaped(tmp_path: Path) -> 
         )
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    # Issue 24 (12): which program is likely there, and how to move aside.
+    assert "the port is taken" in result.stderr
+    assert "Ollama and corral both use 11434" in result.stderr
+    assert "choose another port with --port or env PORT" in result.stderr
     assert "Traceback" not in result.stderr
 
 

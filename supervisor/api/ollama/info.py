@@ -57,6 +57,7 @@ async def ps(request: Request) -> Response:
             views.expires_at(pool, e),
             now,
             pool.footprints.need(e.config),
+            e.runs_on,
         )
         for e in pool.entries.values()
         if e.running()

@@ -31,9 +31,10 @@ from corral.supervisor.service import Service
 #: What each refused route says, in Ollama's error shape.
 INSTEAD = {
     "/api/delete": "corral does not delete models: remove the model from the config (or its "
-    "file from models_path) and reload (SIGHUP, or nixos-rebuild switch)",
+    "file from models_path) and reload (SIGHUP, or nixos-rebuild switch); corral never "
+    "changes Ollama's store (ollama_models): remove a model of it with `ollama rm`",
     "/api/copy": "corral does not copy models: give the model another name with `aliases`, "
-    "or a preset with `from:` in the config",
+    "or a preset with `from:` in the config; Ollama's store is copied in with `ollama cp`",
     "/api/create": "corral does not create models from a Modelfile: declare a preset in the "
     "config (`from:` with `parameters`, `system_prompt`, `chat_template`)",
     "/api/push": "corral does not push models; it serves local GGUF files",

@@ -20,6 +20,7 @@ from corral.supervisor.api.ollama.answers import now_text
 from corral.supervisor.api.ollama.requests import RENAMED
 from corral.supervisor.runtime.child import chat_templates
 from corral.supervisor.runtime.memory import gguf_info
+from corral.supervisor.runtime.memory.offload import RunsOn
 
 #: Go's largest Duration in seconds: Ollama's expiry for a model kept loaded for good, which
 #: clients (the ollama CLI among them) recognise and show as "Forever".
@@ -102,7 +103,18 @@ def digest(model: ModelConfig, facts: FileFacts) -> str:
 
 
 def tag_entry(model: ModelConfig, facts: FileFacts) -> dict[str, Any]:
-    """One model in ``/api/tags``."""
+    """One model in ``/api/tags``; a model of Ollama's store as Ollama lists it: its
+    manifest's digest, time and size (every layer), and the details of its config blob."""
+    store = model.ollama
+    if store is not None:
+        return {
+            "name": model.name,
+            "model": model.name,
+            "modified_at": now_text(store.modified),
+            "size": store.size,
+            "digest": store.digest,
+            "details": {**details(model), **store.details},
+        }
     return {
         "name": model.name,
         "model": model.name,
@@ -119,16 +131,23 @@ def ps_entry(
     expires_at: float | None,
     now: float,
     memory: Mapping[str, int] | None = None,
+    runs_on: RunsOn | None = None,
 ) -> dict[str, Any]:
     """One running model in ``/api/ps``; ``expires_at`` None means it never unloads.
 
-    ``size`` is the model's memory (bytes per device in ``memory``: declared, measured or
-    estimated) and ``size_vram`` its GPUs' part, as Ollama reports them. Unknown (a ``cmd``
-    without ``memory``): the file size, on the GPU unless no layer is offloaded.
+    ``size`` is the model's memory and ``size_vram`` its GPUs' part, as Ollama reports
+    them: what its child allocated per device (``runs_on``, read from its log), else bytes
+    per device in ``memory`` (declared, measured or estimated). Unknown (a ``cmd`` without
+    ``memory``): the file size, on the GPU unless no layer is offloaded. ``runs_on`` and
+    ``warning`` say where it really runs, and how that differs from what was asked.
     """
     entry = tag_entry(model, facts)
     del entry["modified_at"]
     entry["expires_at"] = now_text(now + FOREVER_S if expires_at is None else expires_at)
+    if runs_on is not None:
+        memory = runs_on.by_device
+        entry["runs_on"] = runs_on.devices
+        entry["warning"] = runs_on.warning
     if memory:
         entry["size"] = sum(memory.values())
         entry["size_vram"] = sum(b for device, b in memory.items() if device != "cpu")

@@ -17,18 +17,16 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from corral.generator import ollama_options
 from corral.supervisor.errors import BadRequest
 
 #: What GET /api/version reports: recent enough for clients that check for features.
 VERSION = "0.12.0"
 
-#: Options that set how llama-server is started; a request cannot change them.
-LOAD_TIME = frozenset(
-    {"num_ctx", "num_batch", "num_gpu", "main_gpu", "low_vram", "f16_kv", "logits_all"}
-    | {"vocab_only", "use_mmap", "use_mlock", "numa", "num_thread", "embedding_only"}
-)
-#: Ollama option names that llama-server spells differently; the rest pass through as they are.
-RENAMED = {"num_predict": "max_tokens", "num_keep": "n_keep"}
+#: Options that set how llama-server is started, and Ollama's names that llama-server spells
+#: differently: one mapping, the generator's, for requests, the store and Modelfiles.
+LOAD_TIME = ollama_options.LOAD_TIME
+RENAMED = ollama_options.RENAMED
 #: Ollama's ``think`` levels (gpt-oss), sent to llama-server as OpenAI's ``reasoning_effort``.
 THINK_LEVELS = ("high", "medium", "low")
 #: The first base64 characters of each image format's magic bytes.
@@ -48,14 +46,7 @@ def sampling(body: Mapping[str, Any]) -> dict[str, Any]:
     options = body.get("options") or {}
     if not isinstance(options, Mapping):
         raise BadRequest(f"options: must be an object, got {json.dumps(options)}")
-    out: dict[str, Any] = {}
-    for key, value in options.items():
-        if key in LOAD_TIME or value is None:
-            continue
-        if key == "num_predict" and isinstance(value, int | float) and value < 0:
-            continue  # -1 (no limit) and -2 (fill the context) are llama-server's default
-        name = str(key)
-        out[RENAMED.get(name, name)] = value
+    out = ollama_options.to_parameters(options)
     response_format = _format(body.get("format"))
     if response_format is not None:
         out["response_format"] = response_format

@@ -4,14 +4,21 @@ Owns the Jinja templates corral ships for llama.cpp's built-in template names (`
 ``chatml``), and the rule that says whether a model can call tools. A built-in name runs
 llama-server with ``--no-jinja``, and without Jinja llama-server refuses every request with
 ``tools`` (a 500); so for the names it has a file for, corral runs the Jinja version instead,
-which renders the same turns and formats tools. It does not build the command line
-(``command``) or read GGUF headers (``gguf_info``).
+which renders the same turns and formats tools. It also renders a template the way Hugging
+Face's tokenizers do (jinja2), for ``corral check --probe`` to compare with llama-server's
+rendering. It does not build the command line (``command``) or read GGUF headers
+(``gguf_info``).
 """
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from corral.generator.model_settings import ModelConfig
 from corral.supervisor.runtime.memory import gguf_info
@@ -78,7 +85,7 @@ def tools_refusal(model: ModelConfig) -> str | None:
         return None
     if text is None:
         reason = source
-    elif not _READS_TOOLS.search(text):
+    elif not reads_tools(text):
         reason = f"{source} formats no tools"
     else:
         return None
@@ -86,3 +93,41 @@ def tools_refusal(model: ModelConfig) -> str | None:
         f"{reason}; set chat_template to a Jinja template file that formats tools "
         f"(corral ships one for each of: {', '.join(shipped())})"
     )
+
+
+def reads_tools(text: str) -> bool:
+    """True when the Jinja template ``text`` formats the ``tools`` it is given."""
+    return _READS_TOOLS.search(text) is not None
+
+
+def render(
+    text: str,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    bos_token: str,
+    eos_token: str,
+) -> str:
+    """The prompt ``text`` makes of ``messages`` (and ``tools``), with the generation prompt,
+    rendered as Hugging Face's ``apply_chat_template`` does; raises jinja2's errors."""
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    # jinja2's own tojson escapes <, > and & for HTML; templates expect json.dumps.
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    context: dict[str, Any] = {
+        "messages": messages,
+        "bos_token": bos_token,
+        "eos_token": eos_token,
+        "add_generation_prompt": True,
+    }
+    if tools:
+        context["tools"] = tools
+    return env.from_string(text).render(**context)
+
+
+def _tojson(value: Any, indent: int | None = None, ensure_ascii: bool = False) -> str:
+    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii)
+
+
+def _raise(message: str) -> None:
+    raise ValueError(message)

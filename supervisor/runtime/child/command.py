@@ -63,7 +63,8 @@ def build_argv(model: ModelConfig, llama_server: str, port: int, learn: bool = F
     """The child's argv: llama-server with this model on ``port``, or the model's ``cmd``.
 
     ``learn``: log at verbosity 4, the only level at which llama-server prints the buffer
-    sizes ``learned`` measures a load by (the model's own ``args`` come after, and win).
+    sizes and the layers offloaded, which ``learned`` measures a load by and ``offload``
+    reads where it runs from (the model's own ``args`` come after, and win).
     """
     if model.cmd is not None:
         # str.replace, not str.format: a cmd may hold other braces (JSON, shell ${VAR}).

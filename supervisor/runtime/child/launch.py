@@ -18,6 +18,7 @@ from corral.supervisor.runtime.child import command
 from corral.supervisor.runtime.child.process import ChildProcess
 from corral.supervisor.runtime.child.readiness import LLAMA_SERVER_READY_LINE
 from corral.supervisor.runtime.child.states import ExitHook
+from corral.supervisor.runtime.memory import offload
 
 
 class Launcher:
@@ -35,8 +36,9 @@ class Launcher:
         key = command.child_key(model)
         env = command.build_env(model, os.environ, self.owner, key)
 
-        # Budgets in force: learn each load's real size (verbosity 4 adds ~200 lines a load).
-        learn = bool(self.config.devices)
+        # Verbosity 4 where a GPU is in play: only then does llama-server say where the model
+        # went (layers offloaded, buffers per device), read after the load.
+        learn = offload.watched(model, bool(self.config.devices))
 
         def argv(port: int) -> list[str]:
             return command.build_argv(model, binary, port, learn)

@@ -1,9 +1,10 @@
 """A child's output: read without pause, its recent lines kept for errors and ``/logs``.
 
 Owns the ring buffer of a child's last lines (stdout and stderr, interleaved as written),
-how many were ever written (so a failed load can quote only its own), the buffer-size lines
-it logged while loading (kept as they arrive: at ``--log-verbosity 4`` a load writes ~200
-lines, and requests push them out of the ring; ``learned`` reads them), and their debug log.
+how many were ever written (so a failed load can quote only its own), the lines that say
+where a load went (buffer sizes, layers offloaded, "no usable GPU found"; kept as they
+arrive: at ``--log-verbosity 4`` a load writes ~200 lines, and requests push them out of
+the ring; ``learned`` and ``offload`` read them), and their debug log.
 It also says when the child writes the line that it serves (``ready_line``, ``heard``), so
 that a load waits for that line instead of polling. It does not run the child (``process``).
 """
@@ -14,6 +15,8 @@ import asyncio
 import logging
 import time
 from collections import deque
+
+from corral.supervisor.runtime.memory import offload
 
 MAX_LINE = 8192
 log = logging.getLogger("corral")
@@ -33,6 +36,11 @@ class Output:
         self._lines: deque[str] = deque(maxlen=size)
         self._buffers: deque[str] = deque(maxlen=64)
 
+    def begin(self) -> None:
+        """A new process starts: what the last one said about its load no longer holds."""
+        self._buffers.clear()
+        self.heard.clear()
+
     def tail(self, n: int) -> list[str]:
         """The last ``n`` lines."""
         return list(self._lines)[-n:] if n > 0 else []
@@ -43,7 +51,8 @@ class Output:
         return self.tail(new), self.total
 
     def buffer_lines(self) -> list[str]:
-        """The buffer-size lines, however far back."""
+        """The lines that say where the load went (buffer sizes, layers offloaded, no
+        usable GPU), however far back."""
         return list(self._buffers)
 
     async def drain(self, stream: asyncio.StreamReader) -> None:
@@ -64,7 +73,7 @@ class Output:
         line = raw.decode("utf-8", "replace").rstrip("\r")
         self._lines.append(line)
         self.total += 1
-        if " buffer size =" in line:
+        if offload.keeps(line):
             self._buffers.append(line)
         if self.ready_line is not None and self.ready_line in line and not self.heard.is_set():
             self.heard_at = time.monotonic()

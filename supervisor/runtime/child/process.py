@@ -199,7 +199,7 @@ class ChildProcess:
     async def _spawn(self, argv: list[str], port: int) -> None:
         loop = asyncio.get_running_loop()
         self._spawned = loop.time()
-        self._output.heard.clear()
+        self._output.begin()
         self._stop_asked.clear()
         exited: asyncio.Future[int] = loop.create_future()
         try:

@@ -145,7 +145,8 @@ class Child(Protocol):
         ...
 
     def buffer_lines(self) -> list[str]:
-        """The buffer-size lines it logged while loading (``learned`` reads them)."""
+        """The lines it logged while loading that say where it went: buffer sizes, layers
+        offloaded, no usable GPU (``learned`` and ``offload`` read them)."""
         ...
 
 

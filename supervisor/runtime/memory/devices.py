@@ -13,6 +13,8 @@ or declare the budgets, so that the two agree.
 
 from __future__ import annotations
 
+import functools
+import glob
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -26,6 +28,14 @@ _log = logging.getLogger(__name__)
 
 CPU = "cpu"
 MEMINFO = Path("/proc/meminfo")
+#: Device nodes of a GPU llama.cpp could use: NVIDIA's, ROCm's, any DRM render node (Vulkan).
+GPU_NODES = ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dri/renderD*")
+
+
+@functools.cache
+def gpu_here() -> bool:
+    """Whether this machine has a GPU device node (looked for once per process)."""
+    return any(glob.glob(pattern) for pattern in GPU_NODES)
 
 
 def budgets(config: Config, detected: Mapping[str, int]) -> dict[str, int]:
@@ -50,7 +60,7 @@ def detect(meminfo: str | None = None, nvml: Any = None) -> dict[str, int]:
     cpu = available_memory(meminfo)
     if cpu is not None:
         found[CPU] = cpu
-    found.update(gpu_memory(nvml if nvml is not None else _import_nvml()))
+    found.update(gpu_memory(nvml if nvml is not None else import_nvml()))
     return found
 
 
@@ -121,7 +131,7 @@ def gpu_shares(model: ModelConfig, budget: Mapping[str, int]) -> dict[str, float
     return {name: budget[name] / total for name in visible}
 
 
-def _import_nvml() -> Any:
+def import_nvml() -> Any:
     try:
         import pynvml  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
