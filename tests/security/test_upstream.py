@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,16 +79,23 @@ def test_upstream_writes_true_lets_them_through(tmp_path: Path) -> None:
 
 
 async def test_a_second_answer_after_the_declared_length_adds_no_header() -> None:
+    closed = asyncio.Event()
+
     async def child(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-            b"HTTP/1.1 302 Found\r\nSet-Cookie: s=1\r\nLocation: http://evil\r\n"
-            b"Content-Length: 0\r\n\r\n"
-        )
-        await writer.drain()
-        await reader.read()  # until corral closes
-        writer.close()
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                b"HTTP/1.1 302 Found\r\nSet-Cookie: s=1\r\nLocation: http://evil\r\n"
+                b"Content-Length: 0\r\n\r\n"
+            )
+            await writer.drain()
+            await reader.read()  # until corral closes
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            closed.set()
 
     server = await asyncio.start_server(child, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -105,6 +113,7 @@ async def test_a_second_answer_after_the_declared_length_adds_no_header() -> Non
         if answer is not None:
             answer.close()  # the child's handler waits for it
         pool.close()
+        await asyncio.wait_for(closed.wait(), 10)  # the handler's socket too, on this loop
         server.close()
         await server.wait_closed()
 
