@@ -24,8 +24,10 @@ nothing of routes, keys or bodies (``origins``, ``auth``, ``limits``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import socket
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -41,6 +43,10 @@ MAX_HEADERS = 100
 MAX_URL_BYTES = 8 * 1024
 #: Seconds a refused client has to read its answer.
 LINGER_S = 1.0
+#: The kernel's send buffer for a client's socket (Linux doubles it). Until it is full,
+#: nothing tells corral that the client reads nothing (``pause_writing``); left to grow (up
+#: to 4 MB), it hid a stalled reader of a real model's stream for over 200 s.
+SEND_BUFFER = 64 * 1024
 #: Refused connections left open to linger at once; past that they close at once, so a
 #: flood of refusals cannot hold file descriptors either.
 MAX_LINGERING = 64
@@ -79,6 +85,10 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         self._admitted = True
         self.shared.admitted += 1
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         self._arm(config.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
