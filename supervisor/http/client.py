@@ -95,20 +95,17 @@ class Answer(asyncio.Protocol):
         self._heard = time.monotonic()
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            if not isinstance(exc.__context__, _Extra):
-                self._fail(Broken(f"its answer is not valid HTTP/1.1: {exc}"))
-                return
-            # What follows the answer was never asked for: none of it is kept, and the
-            # connection, out of step with its requests now, is never reused.
-            self._reusable = False
-            if self.transport is not None:
-                self.transport.close()
-            return
         except httptools.HttpParserUpgrade:
             self._fail(Broken("it switched protocols, which corral does not relay"))
             return
         except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, _Extra):
+                # What follows the answer was never asked for: none of it is kept, and the
+                # connection, out of step with its requests now, is never reused.
+                self._reusable = False
+                if self.transport is not None:
+                    self.transport.close()
+                return
             if self._head_bytes > MAX_HEAD_BYTES:  # on_header stopped the parser
                 self._fail(Broken(f"its answer's head is over {MAX_HEAD_BYTES} bytes"))
             else:
