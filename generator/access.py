@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator
@@ -74,6 +75,28 @@ def _check_key(value: str) -> str:
             {"value": repr(value)},
         )
     return value
+
+
+class KeyFileError(ValueError):
+    """A key file that cannot be read, or holds no key; says which."""
+
+
+def read_key_file(path: Path) -> list[str]:
+    """The keys in ``path``, one a line (blank lines and the spaces around a key ignored).
+
+    The one reading of a key file, for ``serve``, ``check`` and the peers' files. A file with
+    no key in it is an error: read as "no keys", it would open the service to everyone.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise KeyFileError(f"{path} is not UTF-8 text: {exc.reason}") from exc
+    keys = [line.strip() for line in text.splitlines() if line.strip()]
+    if not keys:
+        raise KeyFileError(f"{path} holds no key (only empty lines)")
+    return keys
 
 
 #: An API key: some text with no surrounding spaces.

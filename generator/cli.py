@@ -7,6 +7,7 @@ adds ``serve`` to this same group; this module imports nothing from it.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from corral.generator import dump, idle_exit, loader
+from corral.generator.access import KeyFileError, read_key_file
 from corral.generator.keys import spellings
 from corral.generator.lazy_group import LazyGroup
 from corral.generator.model_settings import ModelConfig
@@ -199,6 +201,7 @@ def check(ctx: click.Context, config_file: Path, fit: bool, probe: bool, only: s
         raise click.UsageError("--probe needs llama-server: run it as `corral check`")
     if only is not None and not probe:
         raise click.UsageError("--model goes with --probe")
+    key_file_check(config)
     click.echo(
         f"{config_file}: ok, {len(config.models)} model(s), listening on "
         f"{config.host}:{config.port}"
@@ -232,6 +235,28 @@ def check(ctx: click.Context, config_file: Path, fit: bool, probe: bool, only: s
 def _say(lines: list[str]) -> None:
     for line in lines:
         click.echo(line, err=line.startswith(("warning:", "error:")))
+
+
+def key_file_check(config: Config) -> None:
+    """``api_key_file`` read as ``serve`` reads it: one with no key in it fails the check.
+    One that is not there (yet), or not readable here (a systemd credential), is a warning:
+    ``serve`` reads it where it runs."""
+    path = config.api_key_file
+    if path is None:
+        return
+    if not path.exists():
+        click.echo(
+            f"warning: api_key_file: {path} does not exist (yet); serve refuses to "
+            "start without it",
+            err=True,
+        )
+        return
+    try:
+        read_key_file(path)
+    except KeyFileError as exc:
+        if not path.is_file() or os.access(path, os.R_OK):
+            fail(ConfigError([f"api_key_file: {exc}"]))
+        click.echo(f"warning: api_key_file: {exc}; serve must be able to read it", err=True)
 
 
 def summary(model: ModelConfig, config: Config) -> str:

@@ -106,6 +106,10 @@ def parse(text: str) -> ModelSource:
         raise SourceSyntaxError(f"{text!r} is not hf:owner/repo[:QUANT] or hf:owner/repo/x.gguf")
     if "://" in text:
         if urlsplit(text).scheme in ("https", "http"):
+            name = _url_name(text)
+            problem = file_name_problem(name)
+            if problem is not None:
+                raise SourceSyntaxError(f"{text!r}: its file name {name!r} {problem}")
             return Url(text)
         raise SourceSyntaxError(f"{text!r}: only https:// URLs; must be one of {FORMS}")
     name = text[len(OLLAMA_PREFIX) :] if text.startswith(OLLAMA_PREFIX) else text
@@ -145,7 +149,31 @@ def stem(source: ModelSource) -> str:
         return f"{name}-{source.quant}" if source.quant else name
     if isinstance(source, HubFile):
         return PurePosixPath(source.file).name.removesuffix(GGUF)
-    return unquote(PurePosixPath(urlsplit(source.url).path).name).removesuffix(GGUF)
+    return _url_name(source.url).removesuffix(GGUF)
+
+
+def _url_name(url: str) -> str:
+    # Decoded after the split: `%2f` is a `/` in the name, not between segments.
+    return unquote(PurePosixPath(urlsplit(url).path).name)
+
+
+#: What ``file_name_problem`` says of a name with control characters.
+CONTROL = "has control characters (NUL?)"
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why a download may not be saved under ``name`` in a models folder, or None.
+
+    The one rule for every way a name comes in: a URL's last segment once decoded (config
+    ``source``, ``/api/pull``, ``corral pull``), ``--name``, a registry's file list. A ``/``
+    that appears only once ``%2f`` is decoded would write outside the folder and make
+    folders on the way (``%2e%2e%2fx.gguf``).
+    """
+    if any(ord(c) < 32 or c == "\x7f" for c in name):
+        return CONTROL
+    if "/" in name or "\\" in name or name in ("", ".", ".."):
+        return "is not one file name in the models folder (a / or \\, or . or ..)"
+    return None
 
 
 def split_name(base: str, index: int, count: int) -> str:

@@ -122,6 +122,22 @@ class Config(Strict):
     header_timeout: float = Field(
         default=10.0, gt=0, description="Seconds a connection may take to send a request's head."
     )
+    max_receiving_bytes: ByteSize = Field(
+        default=128 * 1024**2,
+        description=(
+            "Request bodies being received at once, over all connections (default 128MiB); "
+            "past it 503 with Retry-After. One body is always let in."
+        ),
+    )
+    upstream_timeout: float = Field(
+        default=1800.0,
+        gt=0,
+        description=(
+            "Seconds a model's server may send nothing while a request waits on it (its answer's "
+            "head, then each gap in a stream); past it 504, or a streamed answer ends, and the "
+            "connection closes (llama-server stops). A non-streamed answer must be whole within it."
+        ),
+    )
     allowed_origins: list[Origin] = Field(
         default_factory=lambda: list(DEFAULT_ORIGINS),
         description="Browser origins (Origin header) allowed in, * as wildcard; others get 403.",

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from corral.supervisor.api import admin, observe, openai, router, status_page, upstream
 from corral.supervisor.api.ollama import routes as ollama
@@ -60,8 +61,43 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("request error: %s %s: unexpected", request.method, request.url.path)
-    message = f"internal error: {type(exc).__name__}"
+    cause = exc.__cause__ if isinstance(exc, Escaped) else exc
+    message = f"internal error: {type(cause).__name__}"
     return error_response(500, message, "server_error", path=request.url.path)
+
+
+#: Every error a route raises, and the answer it becomes.
+EXCEPTION_HANDLERS = {
+    ServeError: _serve_error,
+    HTTPException: _http_error,
+    ClientDisconnect: _client_gone,
+    Exception: _unexpected,
+}
+
+
+class Escaped(Exception):
+    """What a route let escape that is no ``Exception``, carried to ``_unexpected``."""
+
+
+class LastResort:
+    """ASGI middleware, outside corral's own: starlette answers only an ``Exception`` with a
+    handler, and uvicorn answers anything else with a text/plain 500 that no client of either
+    API reads. A ``CancelledError`` that is not this request's own (a load cancelled under
+    it) or a group of them becomes an ``Escaped``, answered in the path's shape."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except (asyncio.CancelledError, BaseExceptionGroup) as exc:
+            if isinstance(exc, Exception):
+                raise  # an ExceptionGroup: the handlers take it
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise  # this request's own cancellation: nobody is there to answer
+            raise Escaped(type(exc).__name__) from exc
 
 
 class Watch(Protocol):
@@ -100,6 +136,7 @@ def build_app(service: Service, watch: Watch | None = None) -> Starlette:
             *router.routes(),
         ],
         middleware=[
+            Middleware(LastResort),
             # First: a refused page must not get as far as a limit, a key check or a route.
             Middleware(BrowserChecks, config=lambda: service.config),
             Middleware(Limits, config=lambda: service.config),
@@ -113,12 +150,7 @@ def build_app(service: Service, watch: Watch | None = None) -> Starlette:
                 exchanged=ollama.MODEL_PATHS,
             ),
         ],
-        exception_handlers={
-            ServeError: _serve_error,
-            HTTPException: _http_error,
-            ClientDisconnect: _client_gone,
-            Exception: _unexpected,
-        },
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.service = service

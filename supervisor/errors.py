@@ -96,6 +96,16 @@ class QueueBytesFull(ServeError):
         )
 
 
+class BodiesFull(ServeError):
+    """Bodies being received hold ``max_receiving_bytes`` already."""
+
+    status = 503
+    kind = "overloaded_error"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
 class StartFailed(ServeError):
     """The model's llama-server did not become ready; carries its last log lines."""
 
@@ -118,6 +128,13 @@ class UpstreamFailed(ServeError):
 
     status = 502
     kind = "upstream_error"
+
+
+class UpstreamTimeout(ServeError):
+    """The child sent nothing for ``upstream_timeout`` seconds."""
+
+    status = 504
+    kind = "upstream_timeout"
 
 
 class ChildError(ServeError):

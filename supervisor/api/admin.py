@@ -14,6 +14,9 @@ from corral.supervisor.errors import BadRequest
 from corral.supervisor.runtime import views
 from corral.supervisor.service import Service
 
+#: Digits a ``lines`` count may have.
+MAX_DIGITS = 9
+
 
 async def running(request: Request) -> JSONResponse:
     return JSONResponse({"running": views.running(Service.of(request).pool)})
@@ -30,9 +33,11 @@ async def logs(request: Request) -> PlainTextResponse:
     """The model's last llama-server log lines (its stderr ring buffer)."""
     entry = Service.of(request).pool.resolve(request.path_params["model"])
     count = request.query_params.get("lines", "200")
-    # isdigit() alone takes "²" and other digits that int() refuses.
-    if not (count.isascii() and count.isdigit()):
-        raise BadRequest(f"`lines` must be a whole number, got {count!r}")
+    # isdigit() alone takes "²" and other digits that int() refuses; and int() refuses more
+    # than 4,300 digits (a ValueError, so a 500): no log holds a billion lines anyway.
+    if not (count.isascii() and count.isdigit() and len(count) <= MAX_DIGITS):
+        shown = count if len(count) <= 20 else f"{count[:20]}... ({len(count)} characters)"
+        raise BadRequest(f"`lines` must be a whole number below 10^{MAX_DIGITS}, got {shown!r}")
     lines = entry.child.stderr_tail(int(count)) if entry.child else []
     return PlainTextResponse("\n".join(lines) + ("\n" if lines else ""))
 

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from corral.supervisor.http import auth
 from corral.supervisor.runtime import views
 from corral.supervisor.runtime.events import Event
 from corral.supervisor.runtime.metrics import CONTENT_TYPE
@@ -42,10 +43,21 @@ def sse(event: Event) -> bytes:
     return f"id: {event['id']}\nevent: {event['kind']}\ndata: {data}\n\n".encode()
 
 
+def sse_lines(line: str) -> str:
+    """One log line as one event: each piece between CRs is a ``data:`` field of its own.
+
+    EventSource ends a line at CR as at LF, so a CR inside a ``data:`` (a child echoing a
+    client's grammar) would start a field of the client's choosing: ``event: crashed``.
+    """
+    return "".join(f"data: {part}\n" for part in line.removesuffix("\r").split("\r")) + "\n"
+
+
 async def events(request: Request) -> StreamingResponse:
     """Server-sent events: the recent history (not queue changes), then each new one; queue
-    changes at most every ``QUEUE_EVERY`` seconds, the latest per model."""
-    bus = Service.of(request).pool.events
+    changes at most every ``QUEUE_EVERY`` seconds, the latest per model. A reload that
+    revokes the follower's key ends the stream."""
+    svc = Service.of(request)
+    bus = svc.pool.events
 
     async def stream() -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
@@ -66,6 +78,8 @@ async def events(request: Request) -> StreamingResponse:
                     else:
                         yield b": heartbeat\n\n"
                     continue
+                if event["kind"] == "reloaded" and not auth.still_allowed(request.scope, svc.keys):
+                    return  # its key was revoked: it learns nothing more
                 if event["kind"] == "queue":
                     if not held:
                         due = loop.time() + QUEUE_EVERY
@@ -82,6 +96,7 @@ async def log_stream(request: Request) -> StreamingResponse:
     """A model's log as server-sent events, one line per ``data:``; the last 50 lines first.
 
     A new child (the model loaded again) starts a new log: its lines follow the old ones.
+    A reload that revokes the follower's key ends the stream.
     """
     svc = Service.of(request)
     name = svc.pool.resolve(request.path_params["model"]).name  # a 404 for an unknown model
@@ -89,7 +104,12 @@ async def log_stream(request: Request) -> StreamingResponse:
     async def stream() -> AsyncIterator[bytes]:
         child, mark, quiet = None, 0, 0.0
         first = True
+        keys = svc.keys
         while True:
+            if svc.keys is not keys:  # a reload: is its key still one?
+                keys = svc.keys
+                if not auth.still_allowed(request.scope, keys):
+                    return
             entry = svc.pool.entries.get(name)
             if entry is None:
                 return  # a reload removed the model
@@ -104,7 +124,7 @@ async def log_stream(request: Request) -> StreamingResponse:
             first = False
             if lines:
                 quiet = 0.0
-                yield "".join(f"data: {line}\n\n" for line in lines).encode()
+                yield "".join(sse_lines(line) for line in lines).encode()
             else:
                 quiet += LOG_POLL
                 if quiet >= HEARTBEAT:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from corral.generator.access import KeyFileError, read_key_file
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
 from corral.supervisor.errors import BadRequest, Unauthorized
@@ -32,6 +33,9 @@ OPEN_PATHS = frozenset({"/health"})
 #: The headers a key may come in; each may appear once.
 KEY_HEADERS = (b"authorization", b"x-api-key")
 
+
+#: Where ``RequireKey`` leaves the key a request was let in with (``still_allowed``).
+KEY_SCOPE = "corral.key"
 
 #: The path that ``metrics_allow`` opens.
 METRICS_PATH = "/metrics"
@@ -49,18 +53,9 @@ class Keys:
         keys = list(config.api_keys)
         if config.api_key_file is not None:
             try:
-                text = config.api_key_file.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError(
-                    [f"api_key_file: cannot read {config.api_key_file}: {exc.strerror}"]
-                ) from exc
-            in_file = [line.strip() for line in text.splitlines() if line.strip()]
-            if not in_file:
-                # Read as "no keys", an empty file would open the service to everyone.
-                raise ConfigError(
-                    [f"api_key_file: {config.api_key_file} holds no key (only empty lines)"]
-                )
-            keys += in_file
+                keys += read_key_file(config.api_key_file)
+            except KeyFileError as exc:
+                raise ConfigError([f"api_key_file: {exc}"]) from exc
         networks = tuple(ipaddress.ip_network(n) for n in config.metrics_allow)
         return cls(tuple(k.encode() for k in keys), networks)
 
@@ -86,6 +81,16 @@ class Keys:
         for key in self.keys:
             matched |= hmac.compare_digest(key, presented)
         return matched
+
+
+def still_allowed(scope: Scope, keys: Keys) -> bool:
+    """Whether a request let in before would be let in by ``keys`` (a reload's): a stream
+    that outlives the reload that revoked its key must end."""
+    if not keys.required or scope["path"] in OPEN_PATHS:
+        return True
+    if scope["path"] == METRICS_PATH and keys.may_scrape(scope.get("client")):
+        return True
+    return keys.accepts(scope.get(KEY_SCOPE))
 
 
 def presented_key(headers: dict[bytes, bytes]) -> bytes | None:
@@ -127,7 +132,9 @@ class RequireKey:
             await response(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if keys.accepts(presented_key(headers)):
+        presented = presented_key(headers)
+        if keys.accepts(presented):
+            scope[KEY_SCOPE] = presented
             await self.app(scope, receive, send)
             return
         # A browser asks its user for the key (any user name, the key as the password).

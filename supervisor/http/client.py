@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Protocol, cast
 
@@ -36,6 +38,17 @@ class Broken(ConnectionError):
     """The child broke the exchange: closed early, or sent what is not HTTP."""
 
 
+class Silent(Broken):
+    """The child sent nothing for the request's ``silence`` seconds (``upstream_timeout``)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"it sent nothing for {seconds:g} s (upstream_timeout)")
+
+
+class _Extra(Exception):
+    """Raised in a parser callback: the child began a second answer to one request."""
+
+
 class Keeper(Protocol):
     """Where a finished answer's connection goes back (``client_pool.Pool``)."""
 
@@ -54,8 +67,10 @@ class Answer(asyncio.Protocol):
         self.idle_since = 0.0
         self._begin("GET")
 
-    def _begin(self, method: str) -> None:
+    def _begin(self, method: str, silence: float = math.inf) -> None:
         self.status = 0
+        self._silence = silence
+        self._heard = time.monotonic()  # the child's last byte, or the request's start
         self.headers: list[tuple[bytes, bytes]] = []
         self._method = method
         self._parser = httptools.HttpResponseParser(self)
@@ -79,12 +94,20 @@ class Answer(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        self._heard = time.monotonic()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(Broken("it switched protocols, which corral does not relay"))
             return
         except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, _Extra):
+                # What follows the answer was never asked for: none of it is kept, and the
+                # connection, out of step with its requests now, is never reused.
+                self._reusable = False
+                if self.transport is not None:
+                    self.transport.close()
+                return
             if self._head_bytes > MAX_HEAD_BYTES:  # on_header stopped the parser
                 self._fail(Broken(f"its answer's head is over {MAX_HEAD_BYTES} bytes"))
             else:
@@ -119,6 +142,11 @@ class Answer(asyncio.Protocol):
         pass
 
     # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self._head_done:
+            # One request, one answer: a second one's headers would join the first's.
+            raise _Extra
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
@@ -201,9 +229,10 @@ class Answer(asyncio.Protocol):
 
     # Within
 
-    async def start(self, method: str, head: bytes, body: bytes) -> None:
-        """Send a request and wait for its answer's status and headers."""
-        self._begin(method)
+    async def start(self, method: str, head: bytes, body: bytes, silence: float = math.inf) -> None:
+        """Send a request and wait for its answer's status and headers; ``silence``: the
+        seconds the child may send nothing, then or later (``Silent`` past them)."""
+        self._begin(method, silence)
         assert self.transport is not None
         if len(body) < 65536:
             self.transport.write(head + body)  # one write: head and a small body together
@@ -228,9 +257,17 @@ class Answer(asyncio.Protocol):
         self._notify()
 
     async def _wait(self) -> None:
+        # Only while nothing is held for the client: the child's socket is read, so the
+        # silence is the child's own.
         self._wake = asyncio.get_running_loop().create_future()
+        left = self._heard + self._silence - time.monotonic()
         try:
-            await self._wake
+            async with asyncio.timeout(None if left == math.inf else left):
+                await self._wake
+        except TimeoutError:
+            error = Silent(self._silence)
+            self._fail(error)
+            raise error from None
         finally:
             self._wake = None
 

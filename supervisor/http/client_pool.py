@@ -9,9 +9,10 @@ connection when a reused one closes unanswered. It does not speak HTTP on a conn
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
-from corral.supervisor.http.client import Answer, Broken
+from corral.supervisor.http.client import Answer, Broken, Silent
 
 #: Idle kept-alive connections are not reused after this: llama-server (cpp-httplib) closes
 #: them after 5 s, and reusing one as it closes would lose the request.
@@ -26,36 +27,41 @@ class Pool:
         self._idle: dict[int, list[Answer]] = {}
         self.opened = 0  # connections made, for the tests of reuse
 
-    async def request(self, method: str, port: int, head: bytes, body: bytes) -> Answer:
+    async def request(
+        self, method: str, port: int, head: bytes, body: bytes, silence: float = math.inf
+    ) -> Answer:
         """Send a request to ``127.0.0.1:port``; the answer with its status and headers in.
 
         A reused connection that the child closed before any byte of an answer is tried once
         more on a fresh one, whatever the method: llama-server closes a kept-alive connection
         after each streamed answer, a moment after its last chunk, and a request sent in that
-        moment was never read. (A fresh connection closed unanswered is a crash: no retry.)
+        moment was never read. (A fresh connection closed unanswered is a crash: no retry;
+        nor is a child silent for ``silence`` seconds: it got the request.)
         """
         answer = self._take(port)
         if answer is not None:
             try:
-                await answer.start(method, head, body)
+                await answer.start(method, head, body, silence)
                 return answer
             except Broken as exc:
                 answer.close()
-                if answer.got_bytes:
+                if answer.got_bytes or isinstance(exc, Silent):
                     raise
                 try:
-                    return await self._fresh(port, method, head, body)
+                    return await self._fresh(port, method, head, body, silence)
                 except OSError:
                     raise exc from None  # what happened first: it closed, it may have crashed
             except BaseException:
                 answer.close()  # cancelled (the client hung up): the child must see it too
                 raise
-        return await self._fresh(port, method, head, body)
+        return await self._fresh(port, method, head, body, silence)
 
-    async def _fresh(self, port: int, method: str, head: bytes, body: bytes) -> Answer:
+    async def _fresh(
+        self, port: int, method: str, head: bytes, body: bytes, silence: float
+    ) -> Answer:
         answer = await self._connect(port)
         try:
-            await answer.start(method, head, body)
+            await answer.start(method, head, body, silence)
         except BaseException:
             answer.close()
             raise

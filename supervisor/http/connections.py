@@ -7,7 +7,12 @@ header block took corral from 58 MB to 1.8 GB, before any key was checked):
 - a head (request line and headers) over ``MAX_HEAD_BYTES`` is a 431 before the parser
   buffers it; more than ``MAX_HEADERS`` headers is a 431, a URL over ``MAX_URL_BYTES`` a 414;
 - a head not complete within ``header_timeout`` (a socket that sends nothing, or half a
-  head) is closed, so slowloris sockets don't pile up;
+  head) is closed, so slowloris sockets don't pile up; so is a connection whose answer has
+  gone out while the client still sends (a body the route never read, line breaks between
+  requests): uvicorn cancels its keep-alive timer on any byte and never arms it again;
+- a client that has read nothing of its answer for ``client_timeout`` (the socket's buffer
+  stays full) is dropped: its request ends as a hang-up does, which frees its place and stops
+  the child's generation;
 - a connection over ``max_connections`` (idle keep-alive ones count) gets a 503 and is closed,
   so the sockets held, and so the file descriptors, stay bounded.
 
@@ -21,8 +26,10 @@ nothing of routes, keys or bodies (``origins``, ``auth``, ``limits``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import ClassVar
@@ -39,6 +46,10 @@ MAX_HEADERS = 100
 MAX_URL_BYTES = 8 * 1024
 #: Seconds a refused client has to read its answer.
 LINGER_S = 1.0
+#: The kernel's send buffer for a client's socket (Linux doubles it). Until it is full,
+#: nothing tells corral that the client reads nothing (``pause_writing``); left to grow (up
+#: to 4 MB), it hid a stalled reader of a real model's stream for over 200 s.
+SEND_BUFFER = 64 * 1024
 #: Refused connections left open to linger at once; past that they close at once, so a
 #: flood of refusals cannot hold file descriptors either.
 MAX_LINGERING = 64
@@ -77,6 +88,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._pending: tuple[int, str] | None = None
         self._last_request = False
+        self._stall: asyncio.TimerHandle | None = None
         config = self.shared.settings()
         if self.shared.admitted >= config.max_connections:
             busy = f"{config.max_connections} connections open (max_connections); retry later"
@@ -84,10 +96,15 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         self._admitted = True
         self.shared.admitted += 1
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         self._arm(config.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._unstall()
         if self._admitted:
             self.shared.admitted -= 1
         if self._lingers:
@@ -172,6 +189,23 @@ class GuardedProtocol(HttpToolsProtocol):
         self._in_head = True  # what comes next on this connection is the next request's head
         super().on_message_complete()
 
+    # uvicorn's hooks: the answer sent, the client's socket full or drained again
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._deadline is None and not self.transport.is_closing():
+            self._arm(self.shared.settings().header_timeout)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._stall is None:
+            seconds = self.shared.settings().client_timeout
+            self._stall = self.loop.call_later(seconds, self._stalled, seconds)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._unstall()
+
     # Effects
 
     def _arm(self, seconds: float) -> None:
@@ -183,9 +217,35 @@ class GuardedProtocol(HttpToolsProtocol):
             self._deadline = None
 
     def _head_too_slow(self) -> None:
+        """No request in progress, and none came whole within ``header_timeout``."""
         self._deadline = None
-        if self._in_head and not self.transport.is_closing():
-            self.transport.close()
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            return  # a request is served: its own limits apply (client_timeout, the stall)
+        idle = cycle is not None and self._in_head and self._head_bytes == 0
+        if idle and self.timeout_keep_alive_task is not None:
+            return  # nothing sent since the answer: uvicorn's keep-alive timer runs
+        self.transport.close()
+
+    def _stalled(self, seconds: float) -> None:
+        self._stall = None
+        if self.transport.is_closing():
+            return
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        log.info(
+            "%s read nothing of its answer for client_timeout (%g s): connection dropped",
+            client,
+            seconds,
+        )
+        # abort, not close: close would wait for the buffer to drain, which it never does.
+        self.transport.abort()
+
+    def _unstall(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
 
     def _refuse(self, status: int, message: str, kind: str, extra: bytes = b"") -> None:
         self._refused = True

@@ -14,13 +14,20 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from corral.supervisor.errors import BadRequest, UpstreamFailed, error_body, speaks_anthropic
+from corral.supervisor.errors import (
+    BadRequest,
+    UpstreamFailed,
+    UpstreamTimeout,
+    error_body,
+    speaks_anthropic,
+)
 from corral.supervisor.http import client, client_pool, lazy, peer_client
 from corral.supervisor.http.headers import answer_headers, forwarded_raw
 from corral.supervisor.http.transform import Transform
@@ -61,9 +68,11 @@ class Upstream:
     """The client side of every child (``client_pool.Pool``) and peer (one httpx client);
     connections reused across requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, silence: float = math.inf) -> None:
         self._peers: httpx.AsyncClient | None = None
         self.children = client_pool.Pool()
+        #: Seconds a child may send nothing while a request waits on it (upstream_timeout).
+        self.silence = silence
 
     def _peer_client(self) -> httpx.AsyncClient:
         if self._peers is None or self._peers.is_closed:
@@ -92,7 +101,9 @@ class Upstream:
         except ValueError as exc:
             raise BadRequest(f"model {model!r}: cannot forward this request: {exc}") from exc
         try:
-            return await self.children.request(method, port, head, body)
+            return await self.children.request(method, port, head, body, self.silence)
+        except client.Silent as exc:
+            raise UpstreamTimeout(f"model {model!r}: {exc}; is it hung?") from exc
         except client.Broken as exc:
             raise UpstreamFailed(f"model {model!r}: {exc} (it may have crashed)") from exc
         except OSError as exc:

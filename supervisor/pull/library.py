@@ -87,6 +87,11 @@ def fetch(
     """Download every file of ``plan`` into ``folder``, each checked against its sha256."""
     pulled = []
     for remote in plan.files:
+        problem = model_source.file_name_problem(remote.name)
+        if problem is not None:  # a registry's listing, or a name the plan was given
+            raise model_source.SourceSyntaxError(
+                f"{remote.url}: file name {remote.name!r} {problem}"
+            )
         origin = url_sources.Source(remote.url, remote.name, remote.headers)
         pulled.append(
             download.pull(

@@ -16,6 +16,8 @@ from pathlib import PurePosixPath
 from types import ModuleType
 from urllib.parse import unquote, urlsplit
 
+from corral.generator import model_source
+
 #: Hosts that may be reached over plain http: only this machine, where no one can tamper.
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 HF_PREFIX = "hf:"
@@ -71,11 +73,14 @@ def file_name(source: Source, name: str | None) -> str:
     models_path unserved, and a name with a ``/`` would land outside it.
     """
     chosen = name if name is not None else source.filename
-    if any(ord(c) < 32 or c == "\x7f" for c in chosen):
+    problem = model_source.file_name_problem(chosen)
+    if problem == model_source.CONTROL:
         where = "--name" if name is not None else source.url
-        raise SourceError(f"{where}: the file name {chosen!r} has control characters (NUL?)")
-    if "/" not in chosen and chosen.endswith(SUFFIX) and len(chosen) > len(SUFFIX):
+        raise SourceError(f"{where}: the file name {chosen!r} {problem}")
+    if problem is None and chosen.endswith(SUFFIX) and len(chosen) > len(SUFFIX):
         return chosen
+    if problem is not None and name is None:
+        raise SourceError(f"{source.url}: its file name {chosen!r} {problem}; pass --name")
     if name is not None:
         raise SourceError(f"--name: must be a file name ending in {SUFFIX}, got {name!r}")
     raise SourceError(

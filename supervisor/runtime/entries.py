@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from corral.generator.model_settings import ModelConfig
@@ -86,3 +87,27 @@ class Lease:
     def port(self) -> int:
         """The child's port on 127.0.0.1 (``base_url``'s)."""
         return int(self.base_url.rpartition(":")[2])
+
+
+def reloaded(
+    old: Mapping[str, Entry], models: Iterable[ModelConfig], keep: frozenset[str]
+) -> tuple[dict[str, Entry], list[Entry]]:
+    """A reload's entries, and the old ones to retire: an entry the plan keeps is carried
+    over as it is, any other is new (and shares a running child of an equal launch key); an
+    old entry retires when it was replaced and still holds (or is loading) a child that no
+    kept entry uses."""
+    new = {m.name: old[m.name] if m.name in keep else Entry(m) for m in models}
+    kept_children = {id(e.child) for e in new.values() if e.child is not None}
+    # A child still used by a kept preset stays; the changed entry lets go of it.
+    retiring = [
+        e
+        for name, e in old.items()
+        if new.get(name) is not e
+        and (e.running() or e.claimed)
+        and id(e.child) not in kept_children
+    ]
+    for entry in new.values():
+        if entry.child is None:
+            shared = [e.child for e in new.values() if e.key == entry.key and e.running()]
+            entry.child = shared[0] if shared else None
+    return new, retiring

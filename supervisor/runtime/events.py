@@ -32,6 +32,7 @@ KINDS = {
     "warning": "a load ran otherwise than its config asked (the CPU for the GPU): text",
     "queue": "requests in flight or waiting changed: in_flight, queued",
     "lagged": "this follower fell behind and lost the oldest events",
+    "reloaded": "the config was read again (SIGHUP, or a pull added a model); model is empty",
 }
 #: Events a new follower gets first (queue changes are not kept: they go stale at once).
 HISTORY = 100

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 
 from corral.generator.model_settings import ModelConfig
 from corral.generator.settings import Config
@@ -32,7 +32,7 @@ from corral.supervisor.errors import Overloaded, StartFailed, UnknownModel
 from corral.supervisor.runtime import checks, loads, scheduler, ttl
 from corral.supervisor.runtime.child.launch import Launcher
 from corral.supervisor.runtime.child.states import Child, ChildFactory
-from corral.supervisor.runtime.entries import Entry, Lease
+from corral.supervisor.runtime.entries import Entry, Lease, reloaded
 from corral.supervisor.runtime.events import EventBus
 from corral.supervisor.runtime.footprints import Footprints
 from corral.supervisor.runtime.memory import devices
@@ -144,9 +144,15 @@ class Pool:
                 # rest, unless nobody else waits for it and no preload asked for it.
                 await asyncio.shield(task)
             except asyncio.CancelledError:
-                if entry.waiting <= 1 and not entry.preloading and not task.done():
-                    task.cancel()
-                raise
+                current = asyncio.current_task()
+                if current is None or current.cancelling():  # this request hung up
+                    if entry.waiting <= 1 and not entry.preloading and not task.done():
+                        task.cancel()
+                    raise
+                # The load was cancelled under this request: its only other waiter hung up
+                # while it stopped (a child's stop takes a while), and this one came in
+                # meanwhile. It still wants the model: the loop starts a new load.
+                continue
         return True
 
     def budget(self, entry: Entry) -> scheduler.Budget | None:
@@ -233,16 +239,17 @@ class Pool:
     def _warn(self, models: list[ModelConfig], gpu: bool = False) -> None:
         """Log what is wrong with ``models``; with ``gpu``, a real llama-server's too."""
         gpu = gpu and isinstance(self._spawn, Launcher)
-        task = asyncio.create_task(checks.log_warnings(self.config, models, gpu))
-        self._preloads.add(task)
-        task.add_done_callback(self._preloads.discard)
+        self._in_background(checks.log_warnings(self.config, models, gpu))
 
     def _preload_all(self) -> None:
         for entry in self.entries.values():
             if entry.config.preload and not entry.running():
-                task = asyncio.create_task(self._preload(entry))
-                self._preloads.add(task)
-                task.add_done_callback(self._preloads.discard)
+                self._in_background(self._preload(entry))
+
+    def _in_background(self, work: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(work)
+        self._preloads.add(task)  # kept until it ends: the loop holds only a weak reference
+        task.add_done_callback(self._preloads.discard)
 
     async def _preload(self, entry: Entry) -> None:
         try:
@@ -254,20 +261,7 @@ class Pool:
         """Apply a new config at once; models the plan keeps go on running, and the children
         of the others stop once their requests finish (returns then)."""
         old = self.entries
-        new = {m.name: old[m.name] if m.name in plan.keep else Entry(m) for m in config.models}
-        kept_children = {id(e.child) for e in new.values() if e.child is not None}
-        # A child still used by a kept preset stays; the changed entry lets go of it.
-        retiring = [
-            e
-            for name, e in old.items()
-            if new.get(name) is not e
-            and (e.running() or e.claimed)
-            and id(e.child) not in kept_children
-        ]
-        for entry in new.values():
-            if entry.child is None:
-                shared = [e.child for e in new.values() if e.key == entry.key and e.running()]
-                entry.child = shared[0] if shared else None
+        new, retiring = reloaded(old, config.models, plan.keep)
         self.entries, self.config = new, config
         self.footprints = Footprints(config, self._detected)
         self.placement = scheduler.Placement.from_config(config, self.footprints.in_force)

@@ -9,8 +9,10 @@ succeeds. The seed is printed on failure; CORRAL_FAULT_SEED replays one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
+import re
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,3 +167,24 @@ def test_children_killed_at_random_points(server: CorralServer) -> None:
     assert_no_orphans(server)
     log = server.log()
     assert "reason=crash" in log and "during load" in log, "both kinds of death were seen"
+
+
+def test_a_grandchild_that_left_the_process_group_is_killed_at_unload(tmp_path: Path) -> None:
+    """Issue 26: a `cmd` child that setsid's a daemon; a group signal misses it."""
+    config = {"models": [{"name": "m", "cmd": fake_cmd("m", "--setsid-grandchild")}]}
+    pid = 0
+    try:
+        with CorralServer(config, tmp_path) as server:
+            assert completion(server, "m").status_code == 200
+            child_log = httpx.get(f"{server.url}/logs/m").text
+            found = re.search(r"setsid grandchild pid=(\d+)", child_log)
+            assert found, child_log
+            pid = int(found[1])
+            assert not pids_gone([pid])
+            assert httpx.post(f"{server.url}/unload", timeout=30).status_code == 200
+            wait_until(lambda: pids_gone([pid]), 10, "the setsid grandchild to be killed")
+            assert "which left its process group" in server.log()
+    finally:
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

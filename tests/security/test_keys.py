@@ -8,8 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from corral.generator import loader
+from corral.generator.cli import cli
 from corral.generator.problems import ConfigError
 from corral.generator.settings import Config
 from corral.supervisor.http.auth import Keys
@@ -68,3 +70,22 @@ def test_a_key_header_sent_twice_is_400(keyed: CorralServer, name: str) -> None:
     answer = httpx.get(f"{keyed.url}/v1/models", headers=[(name, value), (name, value)])
     assert answer.status_code == 400
     assert f"the {name.lower()} header was sent more than once" in answer.text
+
+
+def test_check_refuses_a_key_file_of_blank_lines_as_serve_does(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("\n   \n\t\n", encoding="utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"api_key_file: {keys}\nmodels: []\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["check", str(config)])
+    assert result.exit_code == 2, result.output
+    assert f"api_key_file: {keys} holds no key (only empty lines)" in result.stderr
+    assert "ok" not in result.stdout
+
+
+def test_check_only_warns_of_a_key_file_not_there_yet(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"api_key_file: {tmp_path / 'missing'}\nmodels: []\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["check", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "api_key_file: " in result.stderr and "does not exist (yet)" in result.stderr

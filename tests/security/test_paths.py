@@ -8,7 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from corral.generator import model_source
 from corral.supervisor.http.scrub import HidePaths
+from corral.supervisor.pull import library, sources
 from tests.support import CorralServer, demo_model
 
 MODEL = Path("/home/someone/models/m.gguf")
@@ -67,3 +69,34 @@ def test_props_and_answers_through_corral_hide_the_models_folder(
         assert streamed.status_code == 200
         assert "data: [DONE]" in streamed.text
         assert folder not in streamed.text
+
+
+# Issue 26, item 2: one file-name rule for every way a download's name comes in.
+
+ESCAPING = ["%2e%2e%2fescaped.gguf", "%2e%2e%2fnewdir%2fdeep%2fpwn.gguf", "..%5cwin.gguf", "%2e%2e"]
+
+
+@pytest.mark.parametrize("tail", ESCAPING)
+def test_a_url_whose_decoded_name_leaves_the_folder_is_no_source(tail: str) -> None:
+    with pytest.raises(model_source.SourceSyntaxError, match="is not one file name"):
+        library.resolve(f"http://127.0.0.1:1/x/{tail}")
+
+
+def test_corral_pull_and_the_library_read_names_alike() -> None:
+    url = "http://127.0.0.1:1/x/%2e%2e%2fescaped.gguf"
+    with pytest.raises(sources.SourceError, match="is not one file name"):
+        sources.file_name(sources.parse(url), None)
+
+
+def test_api_pull_writes_nothing_outside_models_path(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    config = {"auto_pull": True, "models_path": str(models), "models": []}
+    with CorralServer(config, tmp_path) as server:
+        for tail in ESCAPING[:2]:
+            body = {"model": f"http://127.0.0.1:1/x/{tail}", "stream": False}
+            answer = httpx.post(f"{server.url}/api/pull", json=body, timeout=30)
+            assert answer.status_code == 400, answer.text
+            assert "is not one file name in the models folder" in answer.json()["error"]
+    assert not (tmp_path / "newdir").exists()
+    assert not list(tmp_path.glob("escaped.gguf*"))

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from corral.generator import model_source
 from corral.generator.settings import Config
 from corral.supervisor.errors import BadRequest
 from corral.supervisor.http import lazy
@@ -83,6 +84,11 @@ async def pull(request: Request) -> Response:
             404, f"model {name!r}: its file {model.path} is missing, and it has no `source`"
         )
     else:
+        if model is None:
+            try:
+                model_source.parse(name)  # a source that is no source is the client's error
+            except model_source.SourceSyntaxError as exc:
+                return _error(400, str(exc))
         folder = _folder(config, model.path if model else None)
         if folder is None:
             return _error(400, "no models_path in the config: nowhere to save the download")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from corral.generator.access import KeyFileError, read_key_file
 from corral.generator.remote import PeerConfig
 from corral.generator.settings import Config
 
@@ -66,12 +67,7 @@ def _peer(name: str, peer: PeerConfig) -> Peer:
     if peer.api_key_file is None:
         return Peer(name, peer.url)
     try:
-        lines = peer.api_key_file.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        error = f"peers.{name}.api_key_file: cannot read {peer.api_key_file}: {exc.strerror}"
-        return Peer(name, peer.url, key_error=error)
-    key = next((line.strip() for line in lines if line.strip()), "")
-    if not key:
-        error = f"peers.{name}.api_key_file: {peer.api_key_file} holds no key"
-        return Peer(name, peer.url, key_error=error)
+        key = read_key_file(peer.api_key_file)[0]
+    except KeyFileError as exc:
+        return Peer(name, peer.url, key_error=f"peers.{name}.api_key_file: {exc}")
     return Peer(name, peer.url, f"Bearer {key}")

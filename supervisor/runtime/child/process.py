@@ -16,11 +16,12 @@ import contextlib
 import logging
 import os
 import re
+import secrets
 import signal
 import time
 from collections.abc import Callable, Mapping
 
-from corral.supervisor.runtime.child import readiness
+from corral.supervisor.runtime.child import readiness, strays
 from corral.supervisor.runtime.child.health import free_port
 from corral.supervisor.runtime.child.leader import LeaderProtocol
 from corral.supervisor.runtime.child.output import Output
@@ -51,7 +52,9 @@ class ChildProcess:
         self.name = name
         self.api_key = api_key  # what the child demands (its env has it), sent by the proxy
         self._argv_for_port = argv_for_port
-        self._env = dict(env)
+        # The spawn's mark: what left the process group is found by it (strays.kill_escaped).
+        self._token = secrets.token_hex(8)
+        self._env = {**env, strays.SPAWN_MARKER: self._token}
         self._health_timeout = health_timeout
         self._on_exit = on_exit
         # With a ready line, readiness is the line then one /health; without (a ``cmd``
@@ -246,9 +249,16 @@ class ChildProcess:
             await self._exited
         if self._reader_task is not None:
             await asyncio.wait({self._reader_task}, timeout=1.0)
+        await self._kill_escaped()
         if self._transport is not None and not self._transport.is_closing():
             # A grandchild that left the group still holds the pipe: stop reading it.
             self._transport.close()
+
+    async def _kill_escaped(self) -> None:
+        # In a thread: it reads every process's environment (about 10 ms for 300).
+        pids = await asyncio.to_thread(strays.kill_escaped, self._token)
+        if pids:
+            log.warning("stop %s: killed %s, which left its process group", self.name, pids)
 
     def _on_leader_exit(self, exited: asyncio.Future[int], code: int) -> None:
         exited.set_result(code)
@@ -256,6 +266,7 @@ class ChildProcess:
             return  # expected: a stop, or a failed start that _run_start reports itself
         # The leader is gone, but a grandchild could still hold the port and the pipe.
         self._signal(signal.SIGKILL)
+        asyncio.get_running_loop().run_in_executor(None, strays.kill_escaped, self._token)
         log.warning("stop %s reason=crash pid=%s code=%d", self.name, self.pid, code)
         self._move(ProcessState.FAILED)
         if self._on_exit is not None:

@@ -29,6 +29,10 @@ MARKER = "CORRAL_CHILD"
 #: it has lost its parent.
 PARENT_MARKER = "CORRAL_PARENT"
 
+#: One spawn's own mark (a random token), which its descendants inherit: a stop finds by it
+#: the processes that left the child's process group (``setsid``).
+SPAWN_MARKER = "CORRAL_SPAWN"
+
 _PR_SET_PDEATHSIG = 1
 log = logging.getLogger("corral")
 
@@ -105,6 +109,24 @@ def _is_stray(proc: psutil.Process, owner: str) -> bool:
         return proc.ppid() == 1
     except (psutil.AccessDenied, psutil.NoSuchProcess):
         return False
+
+
+def kill_escaped(token: str) -> list[int]:
+    """SIGKILL every process marked ``CORRAL_SPAWN=<token>``; return their pids.
+
+    A child's stop signals its process group, which a grandchild leaves with ``setsid`` (a
+    ``cmd`` wrapper that daemonises its server). Its environment still carries the mark,
+    unless it cleared it (``env -i``): such a process, or another user's, stays; under
+    systemd, the unit's cgroup still ends it when corral stops.
+    """
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            if proc.pid != os.getpid() and proc.environ().get(SPAWN_MARKER) == token:
+                found.append(proc)
+    for proc in found:
+        _send(proc, signal.SIGKILL)
+    return sorted(p.pid for p in found)
 
 
 def _send(proc: psutil.Process, sig: signal.Signals) -> None:
