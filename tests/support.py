@@ -43,6 +43,21 @@ def demo_model_file() -> Path:
     return target
 
 
+#: The tool the client suites offer the demo model (a base model: shown calls first).
+WEATHER: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
 def demo_model(name: str = "gemma-3-270m", **extra: object) -> dict[str, object]:
     """A config entry for the demo file (in the ``models_dir`` fixture's folder), with the
     chat template it needs."""

@@ -23,24 +23,12 @@ import openai
 import pydantic
 import pytest
 
-from tests.support import CorralServer, demo_model, npm_modules
+from tests.support import WEATHER, CorralServer, demo_model, npm_modules
 
 pytestmark = pytest.mark.e2e
 
 NAME = "gemma-3-270m"
 README = Path(__file__).parents[2] / "README.md"
-WEATHER: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 
 
 #: What this suite's corral serves (tests/e2e/conftest.py's ``server``).

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,41 +16,22 @@ import ollama
 import openai
 import pytest
 
-from tests.support import CorralServer, demo_model, npm_modules
+from tests.support import WEATHER, CorralServer, demo_model, npm_modules
 
 pytestmark = pytest.mark.e2e
 
 NAME = "gemma-3-270m"
 NO_POOL = "gemma-no-pool"  # --embeddings without --pooling: llama-server pools with none
-WEATHER: Any = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
+
+
+#: What this suite's corral serves (tests/e2e/conftest.py's ``server``).
+SETTINGS = {
+    "default_ttl": 0,
+    "models": [
+        demo_model(NAME, parameters={"max_tokens": 64}),
+        demo_model(NO_POOL, args=["--embeddings"]),
+    ],
 }
-
-
-@pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, models_dir: Path, llama_server: str
-) -> Iterator[CorralServer]:
-    settings = {
-        "models_path": str(models_dir),
-        "llama_server": llama_server,
-        "default_ttl": 0,
-        "models": [
-            demo_model(NAME, parameters={"max_tokens": 64}),
-            demo_model(NO_POOL, args=["--embeddings"]),
-        ],
-    }
-    with CorralServer(settings, tmp_path_factory.mktemp("clients-more-e2e")) as running:
-        yield running
 
 
 def test_anthropic_sdk_messages_models_and_errors(server: CorralServer) -> None:
