@@ -70,6 +70,8 @@ def test_every_option_reaches_config_yaml_under_its_own_key(real: Any, tmp_path:
         "client_timeout": 60.0,
         "header_timeout": 10.0,
         "max_queued_bytes": 256 * 1024 * 1024,
+        "max_receiving_bytes": 128 * 1024 * 1024,
+        "upstream_timeout": 1800.0,
         "upstream_writes": False,
         "auto_pull": False,
         "devices": {"gpu0": {"memory": 24 * 1024**3}, "cpu": {"memory": 16 * 1024**3}},
