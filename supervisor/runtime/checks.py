@@ -25,6 +25,9 @@ from corral.supervisor.runtime.memory import devices, gguf_info
 
 log = logging.getLogger("corral")
 
+#: Seconds from ``corral serve``'s start to its warnings (``pool``): a first request, as a
+#: socket-activated start has, has begun its load by then, and the checks wait for it.
+AFTER_START_S = 1.0
 #: The built-in template to suggest for a GGUF without one, by its architecture's prefix.
 _SUGGESTED = {"gemma": "gemma", "qwen": "chatml"}
 #: NVIDIA's device nodes: a GPU this machine has even where NVML is not installed.

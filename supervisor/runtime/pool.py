@@ -62,6 +62,7 @@ class Pool:
         self._retiring: set[Entry] = set()  # replaced by a reload, still draining
         self._ttl_loop = TtlLoop(self)
         self._preloads: set[asyncio.Task[None]] = set()  # and warnings being logged
+        self._start_checks: asyncio.Task[None] | None = None
         self.events = EventBus()
 
     def resolve(self, name: object) -> Entry:
@@ -234,12 +235,16 @@ class Pool:
     def start_background(self) -> None:
         self._ttl_loop.start()
         self._preload_all()
-        self._warn(self.config.models, gpu=True)
+        self._start_checks = asyncio.create_task(self._warn_after_first_loads())
 
-    def _warn(self, models: list[ModelConfig], gpu: bool = False) -> None:
-        """Log what is wrong with ``models``; with ``gpu``, a real llama-server's too."""
-        gpu = gpu and isinstance(self._spawn, Launcher)
-        self._in_background(checks.log_warnings(self.config, models, gpu))
+    async def _warn_after_first_loads(self) -> None:
+        """The start's warnings once the loads begun meanwhile end: ``--list-devices``
+        competed with a socket-activated start's first load (+120 ms to its answer)."""
+        await asyncio.sleep(checks.AFTER_START_S)
+        loading = [e.load_task for e in self.entries.values() if e.load_task is not None]
+        await asyncio.wait(loading) if loading else None
+        real = isinstance(self._spawn, Launcher)  # a real llama-server: its backends too
+        await checks.log_warnings(self.config, self.config.models, gpu=real)
 
     def _preload_all(self) -> None:
         for entry in self.entries.values():
@@ -269,7 +274,8 @@ class Pool:
             self._spawn = Launcher(config, self.owner)
         self._retiring.update(retiring)
         self._preload_all()
-        self._warn([m for m in config.models if m.name not in plan.keep])  # new or changed
+        changed = [m for m in config.models if m.name not in plan.keep]
+        self._in_background(checks.log_warnings(config, changed, gpu=False))
         self._ttl_loop.wake()
         try:
             await self.retire(retiring, "reload")
@@ -279,6 +285,8 @@ class Pool:
         log.info("reloaded config: %d models, kept running: %s", len(new), kept or "none")
 
     async def shutdown(self) -> None:
+        if self._start_checks is not None:  # still waiting for the first loads
+            self._start_checks.cancel()
         await self._ttl_loop.stop()
         await asyncio.gather(*(child.stop("shutdown") for child in self._children()))
 
