@@ -154,3 +154,23 @@ def corral_bin() -> Path:
             pytest.skip("the corral console script is not installed (pip install -e .)")
         found = Path(found_on_path)
     return found
+
+
+@pytest.fixture
+def build(nix: Nix, module: ModuleEval, corral_bin: Path) -> Any:
+    """nix-build an attribute of the harness with the real corral; the finished process."""
+    writable_store()
+
+    def run(configuration: str | Path, attr: str = "generated") -> Any:
+        real = type(module)(module.lib, str(corral_bin))
+        # The stubs call the corral outside the store, so: no sandbox, and build as root
+        # (the dev venv's interpreter may sit in /root, which build users cannot enter).
+        return nix.run(
+            "nix-build", "--no-out-link",
+            "--option", "sandbox", "false",
+            "--option", "build-users-group", "",
+            "--option", "substituters", "",
+            *real.args(configuration, attr),
+        )  # fmt: skip
+
+    return run

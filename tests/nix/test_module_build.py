@@ -13,31 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.nix.conftest import writable_store
-
 pytestmark = pytest.mark.nix
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-@pytest.fixture
-def build(nix: Any, module: Any, corral_bin: Path) -> Any:
-    """nix-build an attribute of the harness; returns the finished process."""
-    writable_store()
-
-    def run(configuration: str | Path, attr: str = "generated") -> Any:
-        real = type(module)(module.lib, str(corral_bin))
-        # The stubs call the corral outside the store, so: no sandbox, and build as root
-        # (the dev venv's interpreter may sit in /root, which build users cannot enter).
-        return nix.run(
-            "nix-build", "--no-out-link",
-            "--option", "sandbox", "false",
-            "--option", "build-users-group", "",
-            "--option", "substituters", "",
-            *real.args(configuration, attr),
-        )  # fmt: skip
-
-    return run
 
 
 def test_the_generated_config_and_unit_are_laid_out_for_nixos(build: Any) -> None:

@@ -7,12 +7,9 @@ build of it reports a mistake without building llama.cpp or a model.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.nix.conftest import writable_store
 
 pytestmark = pytest.mark.nix
 
@@ -92,24 +89,6 @@ def test_the_settings_check_needs_corral_alone(module: Any) -> None:
     # What it spares: the real settings name llama.cpp and the model, and wait for both.
     assert {"llama-cpp-cuda", "m.gguf"} <= set(inputs["generated"]["settings"])
     assert "corral-settings-checked" in inputs["generated"]["own"]
-
-
-@pytest.fixture
-def build(nix: Any, module: Any, corral_bin: Path) -> Any:
-    """nix-build an attribute of the harness with the real corral (test_module_build's way)."""
-    writable_store()
-
-    def run(configuration: str, attr: str) -> Any:
-        real = type(module)(module.lib, str(corral_bin))
-        return nix.run(
-            "nix-build", "--no-out-link",
-            "--option", "sandbox", "false",
-            "--option", "build-users-group", "",
-            "--option", "substituters", "",
-            *real.args(configuration, attr),
-        )  # fmt: skip
-
-    return run
 
 
 def test_a_mistake_fails_the_check_before_the_model_is_fetched(build: Any) -> None:

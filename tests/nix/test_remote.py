@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from tests.generator.test_units import MAX_EXPOSURE, exposure, needs_analyze
-from tests.nix.conftest import writable_store
 
 pytestmark = pytest.mark.nix
 
@@ -116,20 +115,9 @@ def test_the_worker_warning_is_silenced_by_ip_address_allow(module: Any) -> None
 
 
 @pytest.fixture
-def build_worker(nix: Any, real: Any) -> Any:
+def build_worker(build: Any) -> Any:
     """nix-build the worker's unit package with the real corral; the finished process."""
-    writable_store()
-
-    def run(configuration: str) -> Any:
-        return nix.run(
-            "nix-build", "--no-out-link",
-            "--option", "sandbox", "false",
-            "--option", "build-users-group", "",
-            "--option", "substituters", "",
-            *real.args(configuration, "config.systemd.packages.0"),
-        )  # fmt: skip
-
-    return run
+    return lambda configuration: build(configuration, "config.systemd.packages.0")
 
 
 # Issue 24 (5): nixpkgs' llama-cpp installs bin/llama-rpc-server, not bin/rpc-server.
