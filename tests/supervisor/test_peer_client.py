@@ -12,9 +12,8 @@ import errno
 import gzip
 import http.client
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,7 +22,7 @@ import pytest
 
 from corral.supervisor.errors import UpstreamFailed
 from corral.supervisor.http import peer_client
-from tests.support import CorralServer, fake_cmd, free_port, wait_until
+from tests.support import CorralServer, fake_cmd, free_port, http_server, wait_until
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -59,12 +58,8 @@ class Recorder(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def recorder() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_server(Recorder) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

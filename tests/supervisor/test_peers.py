@@ -7,9 +7,8 @@ that plays a third peer, so a test can see exactly which key crossed.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,7 +20,7 @@ import pytest
 from corral.generator.loader import validate
 from corral.supervisor.http.peers.router import decide
 from corral.supervisor.http.peers.table import PeerTable
-from tests.support import CorralServer, fake_cmd, wait_until
+from tests.support import CorralServer, fake_cmd, http_server, wait_until
 
 A_KEY, B_KEY, C_KEY = "key-for-a", "key-for-b", "key-for-c"
 
@@ -47,12 +46,8 @@ class Recorder(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def recorder() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_server(Recorder) as url:
+        yield url
 
 
 def key_file(tmp: Path, name: str, key: str) -> str:
