@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -281,3 +282,13 @@ def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def node_client(script: Path, modules: Path, *args: str) -> Any:
+    """What a JS client script (run by node with ``modules`` and ``args``) printed as JSON;
+    the test fails with its stderr when it exits non-zero."""
+    done = subprocess.run(
+        ["node", str(script), str(modules), *args], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

@@ -23,7 +23,7 @@ import openai
 import pydantic
 import pytest
 
-from tests.support import WEATHER, CorralServer, demo_model, npm_modules
+from tests.support import WEATHER, CorralServer, demo_model, node_client, npm_modules
 
 pytestmark = pytest.mark.e2e
 
@@ -255,14 +255,7 @@ def ollama_js() -> Path:
 
 def test_ollama_js_client(server: CorralServer, ollama_js: Path) -> None:
     script = Path(__file__).with_name("ollama_js_client.mjs")
-    done = subprocess.run(
-        ["node", str(script), str(ollama_js), server.url, NAME],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    got = json.loads(done.stdout)
+    got = node_client(script, ollama_js, server.url, NAME)
     assert NAME in got["list"] and NAME in got["ps"]
     assert got["show"] == {"family": "gemma3", "capabilities": ["completion", "embedding", "tools"]}
     assert got["chat"]["done"] is True and 0 < got["chat"]["eval_count"] <= 8

@@ -6,7 +6,6 @@ the router's /props."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import ollama
 import openai
 import pytest
 
-from tests.support import WEATHER, CorralServer, demo_model, npm_modules
+from tests.support import WEATHER, CorralServer, demo_model, node_client, npm_modules
 
 pytestmark = pytest.mark.e2e
 
@@ -61,14 +60,7 @@ def test_anthropic_sdk_messages_models_and_errors(server: CorralServer) -> None:
 def test_openai_js_client_with_tools(server: CorralServer) -> None:
     modules = npm_modules("openai", "openai@^5")
     script = Path(__file__).with_name("openai_js_client.mjs")
-    done = subprocess.run(
-        ["node", str(script), str(modules), server.url, NAME],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    got = json.loads(done.stdout)
+    got = node_client(script, modules, server.url, NAME)
     for answer in (got["whole"], got["streamed"]):
         # finish_reason may be "length": the model goes on to a second call that the limit
         # cuts (the README's client notes: the AI SDK then runs no tool).
