@@ -8,6 +8,7 @@ import types
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from corral.generator.model_settings import ModelConfig
 from corral.generator.problems import ConfigError
@@ -37,6 +38,8 @@ def test_seed_model_argv() -> None:
         "40123",
         "-c",
         "32768",
+        "--alias",
+        "qwen2.5-coder:32b",
         "-ngl",
         "35",
     ]
@@ -92,6 +95,39 @@ def test_learning_logs_the_buffer_sizes_and_the_models_own_args_still_win() -> N
 def test_cmd_gets_its_port_and_keeps_other_braces() -> None:
     custom = ModelConfig(name="x", cmd=["srv", "--listen=:{port}", "--meta={}", "{port}"])
     assert command.build_argv(custom, BIN, 5555) == ["srv", "--listen=:5555", "--meta={}", "5555"]
+
+
+def test_the_child_answers_by_the_models_name() -> None:
+    # llama-server writes its alias in every answer's `model`: no rewrite of what it sends.
+    argv = command.build_argv(model(name="org/m:q4"), BIN, 1)
+    assert argv[argv.index("--alias") + 1] == "org/m:q4" and argv.count("--alias") == 1
+    assert command.alias(model(name="org/m:q4")) == "org/m:q4"
+
+
+@pytest.mark.parametrize(
+    "own",
+    [
+        {"args": ["--alias", "mine"]},
+        {"args": ["-a", "mine"]},
+        {"args": ["-t", "4", "-a mine"]},
+        {"env": {"LLAMA_ARG_ALIAS": "mine"}},  # an --alias would override it
+    ],
+)
+def test_a_users_own_alias_wins_and_corral_adds_none(own: dict[str, object]) -> None:
+    m = model(**own)
+    assert command.alias(m) is None
+    assert command.build_argv(m, BIN, 1).count("--alias") == m.args.count("--alias")
+
+
+def test_no_name_holds_the_comma_that_splits_llama_servers_alias_list() -> None:
+    with pytest.raises(ValidationError, match="pattern"):
+        model(name="a,b")
+
+
+def test_a_cmd_gets_no_alias() -> None:
+    custom = ModelConfig(name="x", cmd=["srv", "{port}"])
+    assert command.alias(custom) is None
+    assert "--alias" not in command.build_argv(custom, BIN, 1)
 
 
 def test_env_has_base_model_env_and_markers() -> None:

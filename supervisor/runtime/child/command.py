@@ -8,6 +8,7 @@ does not pick ports (``process`` does, and calls back into ``build_argv`` per at
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Mapping
@@ -32,6 +33,10 @@ _INSTALL_HINT = (
 #: ``/proc/<pid>/environ`` is the child's user's (and root's) alone. Children listen on
 #: 127.0.0.1 ports any local user can see, so without it they could bypass corral's keys.
 KEY_ENV = "LLAMA_API_KEY"
+
+#: llama-server's flags and environment variable for the name its answers carry (``model``).
+ALIAS_FLAGS = ("--alias", "-a")
+ALIAS_ENV = "LLAMA_ARG_ALIAS"
 
 
 def resolve_llama_server(configured: str | None) -> str:
@@ -83,6 +88,9 @@ def build_argv(model: ModelConfig, llama_server: str, port: int, learn: bool = F
         "-c",
         str(model.context_size),
     ]
+    name = alias(model)
+    if name is not None:
+        argv += ["--alias", name]
     if model.gpu_layers is not None:
         argv += ["-ngl", str(model.gpu_layers)]
     if model.rpc:
@@ -92,6 +100,22 @@ def build_argv(model: ModelConfig, llama_server: str, port: int, learn: bool = F
     if learn:
         argv += ["--log-verbosity", "4"]
     return [*argv, *model.args]
+
+
+def alias(model: ModelConfig) -> str | None:
+    """The ``--alias`` corral gives the model's llama-server: its name, which the child then
+    writes in every answer's ``model``, so that ``http.model_field`` need not rewrite it.
+
+    None where corral gives none, and the answers must be rewritten: a ``cmd`` (corral does
+    not know its flags), or a model whose own ``args`` or ``env`` set the alias (the user's
+    wins; llama-server would let corral's flag override their ``LLAMA_ARG_ALIAS``). A name
+    never holds the comma that splits llama-server's alias list (``fields.NAME_PATTERN``).
+    """
+    if model.cmd is not None or ALIAS_ENV in model.env:
+        return None
+    # Split as settings' owned-args check does: `-a x` in one item counts too.
+    flags = {re.split(r"[=\s]", arg.strip(), maxsplit=1)[0] for arg in model.args}
+    return None if flags.intersection(ALIAS_FLAGS) else model.name
 
 
 def _template_args(chat_template: str | None) -> list[str]:
