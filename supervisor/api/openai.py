@@ -6,16 +6,17 @@ Owns reading a request's JSON (400 when it is not an object with a ``model``), r
 ``tools`` for a model whose template cannot format them (400, before anything loads),
 applying the model's defaults and a client's ``keep_alive`` (an extra field, as on Ollama's
 API, removed before forwarding), and sending the request down the service's one exchange
-path, with the answer's ``model`` rewritten to the name the client asked for. A streaming
-chat request to a model with ``send_loading_state`` that is not loaded gets the load's
-progress first (``http.loading_state``). It does not start or stop anything itself
-(``runtime.pool``).
+path, with the answer's ``model`` rewritten to the name the client asked for where the child
+names it otherwise (``answer_transform``). A streaming chat request to a model with
+``send_loading_state`` that is not loaded gets the load's progress first
+(``http.loading_state``). It does not start or stop anything itself (``runtime.pool``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -25,12 +26,11 @@ from starlette.routing import BaseRoute, Route
 from corral.supervisor.api import llama_meta
 from corral.supervisor.api.ollama.answers import now_text
 from corral.supervisor.errors import BadRequest, ChildError, child_message, speaks_anthropic
-from corral.supervisor.http import keep_alive, scrub
+from corral.supervisor.http import keep_alive, model_field, scrub
 from corral.supervisor.http.defaults import apply_defaults
 from corral.supervisor.http.json_body import read_json
 from corral.supervisor.http.loading_state import OpenAIFraming, ProgressThenAnswer
-from corral.supervisor.http.model_field import ModelField
-from corral.supervisor.http.transform import chain
+from corral.supervisor.http.transform import Transform, chain
 from corral.supervisor.runtime import views
 from corral.supervisor.runtime.child import chat_templates, embeddings
 from corral.supervisor.runtime.entries import Entry
@@ -82,10 +82,7 @@ async def routed(request: Request) -> Response:
             svc.pool.set_keep_alive(entry, keep)
 
     method, path, headers = request.method, request.url.path, request.headers
-    # The answer names the model as the client did, not as llama-server does (its file path),
-    # and any other mention of that path becomes the file's name.
     asked = payload["model"] if isinstance(payload["model"], str) else entry.name
-    rewrite = chain(ModelField(asked), scrub.hiding(entry.config.path))
     streaming = payload.get("stream") is True
 
     async def answer() -> Response:
@@ -96,6 +93,8 @@ async def routed(request: Request) -> Response:
                 # their own (the app writes it for this path).
                 content = await ex.read(upstream)
                 raise ChildError(upstream.status, child_message(upstream.status, content))
+            answers_as = ex.lease.answers_as if ex.lease is not None else None  # a peer: None
+            rewrite = answer_transform(path, asked, answers_as, entry.config.path)
             if streaming:
                 return ex.relay(upstream, rewrite)
             return await ex.whole(upstream, rewrite)
@@ -105,6 +104,17 @@ async def routed(request: Request) -> Response:
         framing = OpenAIFraming(asked)
         return ProgressThenAnswer(answer, svc.pool.events.follow, entry.name, framing)
     return await answer()
+
+
+def answer_transform(
+    path: str, asked: str, answers_as: str | None, model_path: Path | None
+) -> Transform | None:
+    """What a routed answer passes through on its way: its ``model`` made the name the client
+    asked for where the child's differs (an alias, a preset sharing another's child, a name
+    corral did not give it) or a Responses object lacks one (``model_field.needed``), and any
+    mention of the model's path made the file's name (``scrub``: always)."""
+    named = model_field.ModelField(asked) if model_field.needed(path, asked, answers_as) else None
+    return chain(named, scrub.hiding(model_path))
 
 
 def model_entry(svc: Service, entry: Entry, meta: dict[str, Any] | None) -> dict[str, object]:

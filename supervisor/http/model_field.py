@@ -3,14 +3,16 @@
 llama-server fills ``model`` with its own idea of the model (the GGUF's path, or its
 ``--alias``), in whole answers and in every stream chunk. A client that asked for
 ``gemma-3-270m`` must read ``gemma-3-270m`` back: some (Open WebUI, LangChain's callbacks)
-key their bookkeeping by it.
+key their bookkeeping by it. corral starts each llama-server with ``--alias <its name>``
+(``command.alias``), so an answer to a client that asked by that name is right as it comes.
 
 Owns ``ModelField``, a ``transform.Transform`` that rewrites every ``"model": "<text>"`` pair of
 an answer (JSON, or SSE's ``data:`` lines) and leaves every other byte alone, and adds the
 pair to a Responses object that lacks it: llama-server's ``response.created`` and
 ``response.in_progress`` events carry ``{"id", "object": "response", "status"}`` only, and
-the OpenAI SDK's ``event.response.model`` reads None. It does not pick the name
-(``api.openai`` passes what the client sent).
+the OpenAI SDK's ``event.response.model`` reads None. Owns ``needed`` too, which says when
+that rewrite has anything to do. It does not pick the name (``api.openai`` passes what the
+client sent).
 
 Why a byte rewrite, not ``json.loads`` and ``dumps``: a chunk without ``"model"`` passes
 with one substring search, and one with it costs one regex substitution. Inside a JSON
@@ -31,6 +33,18 @@ _KEY = b'"model"'
 #: A Responses object's own marker (quotes inside JSON strings are escaped: always a key).
 _RESPONSE = re.compile(rb'"object"\s*:\s*"response"')
 _OBJECT = b'"object"'
+#: Where llama-server's answers hold a Responses object without ``model`` (see above).
+RESPONSES = "/v1/responses"
+
+
+def needed(path: str, asked: str, answers_as: str | None) -> bool:
+    """Whether an answer on ``path`` needs ``ModelField(asked)``, from a child whose answers
+    name the model ``answers_as`` (``Entry.answers_as``; None: not known, as for a ``cmd``).
+
+    Skipped, the chunks of a streamed chat pass with no search at all: the child already says
+    what the client asked, unless the client asked by an alias or a preset's name.
+    """
+    return answers_as != asked or path == RESPONSES
 
 
 class ModelField:

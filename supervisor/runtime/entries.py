@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from corral.generator.model_settings import ModelConfig
-from corral.supervisor.runtime.child.command import LaunchKey, launch_key
+from corral.supervisor.runtime.child.command import LaunchKey, alias, launch_key
 from corral.supervisor.runtime.child.states import Child, ProcessState
 from corral.supervisor.runtime.memory.offload import RunsOn
 from corral.supervisor.runtime.ttl import Ttl
@@ -74,6 +74,15 @@ class Entry:
             ProcessState.READY,
         )
 
+    def answers_as(self) -> str | None:
+        """The name its child writes in answers' ``model``: the ``--alias`` corral gave it,
+        which is the name of the entry that started it (the launcher names a child after its
+        model), not always this one's: presets share a child. None where corral gave none
+        (``command.alias``: the same for every entry of one launch key)."""
+        if self.child is None or alias(self.config) is None:
+            return None
+        return self.child.name
+
 
 @dataclass(frozen=True)
 class Lease:
@@ -82,6 +91,8 @@ class Lease:
     model: ModelConfig
     base_url: str
     api_key: str | None = None
+    #: The name the child's answers carry (``Entry.answers_as``); None: not known.
+    answers_as: str | None = None
 
     @property
     def port(self) -> int:

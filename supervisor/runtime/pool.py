@@ -94,7 +94,7 @@ class Pool:
         entry.idle.clear()
         self._queue_changed(entry)
         try:
-            yield Lease(entry.config, entry.child.base_url, entry.child.api_key)
+            yield Lease(entry.config, entry.child.base_url, entry.child.api_key, entry.answers_as())
         finally:
             entry.gate.release()
             entry.in_flight -= 1

@@ -44,6 +44,8 @@ SETTINGS = {
         ),
         # A built-in name corral has no Jinja for: never started, tools refused.
         demo_model("gemma-llama3", chat_template="llama3"),
+        # A preset: it shares the first one's child, whose answers carry that one's name.
+        {"name": "demo-terse", "from": NAME, "parameters": {"max_tokens": 8}, "unlisted": True},
     ],
 }
 
@@ -79,9 +81,10 @@ def test_openai_tool_call_made_by_the_model_and_parsed_by_the_client(oai: openai
     assert isinstance(arguments, dict) and isinstance(arguments["city"], str)
 
 
-@pytest.mark.parametrize("asked", [NAME, "demo"])
+@pytest.mark.parametrize("asked", [NAME, "demo", "demo-terse"])
 def test_openai_answers_name_the_model_as_asked(oai: openai.OpenAI, asked: str) -> None:
-    # llama-server's own answers name its GGUF file; the client reads back what it asked for.
+    # The child names the model as the entry that started it (its --alias) and nothing rewrites
+    # that; an alias or a preset is rewritten: the client reads back what it asked for.
     hello: Any = [{"role": "user", "content": "Say hello."}]
     whole = oai.chat.completions.create(model=asked, messages=hello, max_tokens=4)
     assert whole.model == asked
@@ -201,6 +204,17 @@ def test_router_endpoints_with_curl(server: CorralServer) -> None:
     assert curl("-X", "POST", f"{server.url}/models/unload", "-d", body) == {"success": True}
     listed = {m["id"]: m for m in curl(f"{server.url}/models")["data"]}
     assert listed[NAME]["status"]["value"] == "unloaded"
+
+
+def test_the_child_is_started_with_the_name_of_the_model_that_starts_it(
+    server: CorralServer,
+) -> None:
+    # Its --alias: llama-server then names the model so in every answer (and in /props).
+    for name in ("demo-terse", NAME):  # a preset shares the child: the one that starts it
+        body = json.dumps({"model": name})
+        assert curl("-X", "POST", f"{server.url}/models/unload", "-d", body) == {"success": True}
+        assert curl("-X", "POST", f"{server.url}/models/load", "-d", body) == {"success": True}
+        assert curl(f"{server.url}/upstream/{NAME}/props")["model_alias"] == name
 
 
 def test_anthropic_messages_with_curl(server: CorralServer) -> None:

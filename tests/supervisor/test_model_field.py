@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from corral.supervisor.api import openai as openai_routes
+from corral.supervisor.http import model_field
 from corral.supervisor.http.model_field import ModelField
+from corral.supervisor.http.scrub import HidePaths
 from tests.support import CorralServer, fake_cmd
 
 PATH = "/var/lib/corral/models/chat-q4_k_m.gguf"
@@ -65,6 +69,31 @@ def test_a_responses_object_without_the_field_gets_it() -> None:
     first, second = (json.loads(e.removeprefix(b"data: ")) for e in out.split(b"\n\n")[:2])
     assert first["response"] == {"id": "r", "object": "response", "model": "m"}
     assert second["response"] == {"object": "response", "model": "m"}
+
+
+@pytest.mark.parametrize(
+    ("path", "asked", "answers_as", "rewritten"),
+    [
+        ("/v1/chat/completions", "chat", "chat", False),  # the child's --alias: right as sent
+        ("/v1/completions", "chat", "chat", False),
+        ("/v1/chat/completions", "c", "chat", True),  # an alias
+        ("/v1/chat/completions", "pirate", "chat", True),  # a preset on another's child
+        ("/v1/chat/completions", "chat", None, True),  # a cmd, a user's own --alias, a peer
+        ("/v1/responses", "chat", "chat", True),  # its opening events name no model
+    ],
+)
+def test_the_rewrite_runs_only_where_the_child_names_the_model_otherwise(
+    path: str, asked: str, answers_as: str | None, rewritten: bool
+) -> None:
+    assert model_field.needed(path, asked, answers_as) is rewritten
+    # What the route sends the answer through: the path always hidden, `model` only if needed.
+    transform = openai_routes.answer_transform(path, asked, answers_as, Path(PATH))
+    chunk = b'data: {"model":"unchanged","settings":{"m":"' + PATH.encode() + b'"}}\n\n'
+    assert transform is not None
+    out = transform.feed(chunk) + transform.close(broken=False)
+    model = asked if rewritten else "unchanged"
+    assert out == f'data: {{"model":"{model}","settings":{{"m":"chat-q4_k_m.gguf"}}}}\n\n'.encode()
+    assert isinstance(transform, HidePaths) is not rewritten  # no ModelField in the way
 
 
 @pytest.fixture(scope="module")

@@ -254,3 +254,23 @@ async def test_presets_of_one_file_share_a_child_and_never_evict_each_other(
     await use(pool, "pirate")
     assert world.events == ["start base"]
     assert running(pool) == ["base", "pirate"]
+
+
+async def test_a_lease_says_the_name_its_childs_answers_carry(make_pool: Any) -> None:
+    """The child's ``--alias`` is the name of the entry that started it: a preset that shares
+    the child gets another name back, and a name corral did not give is not known (None)."""
+    cfg = validate(
+        {
+            "models": [
+                {"name": "base", "path": "m.gguf"},
+                {"name": "pirate", "from": "base", "system_prompt": "Arr."},
+                {"name": "own", "path": "o.gguf", "args": ["--alias", "mine"]},
+                {"name": "custom", "cmd": ["srv", "{port}"]},
+            ]
+        }
+    )
+    pool = make_pool(cfg)
+    cases = [("pirate", "pirate"), ("base", "pirate"), ("own", None), ("custom", None)]
+    for asked, answers_as in cases:
+        async with pool.lease(asked) as lease:
+            assert lease.answers_as == answers_as, asked
