@@ -100,6 +100,12 @@ class LastResort:
             raise Escaped(type(exc).__name__) from exc
 
 
+#: The middlewares corral serves through, each of which looks at an answer's start alone and
+#: passes its body messages on untouched: the relay may write a body past them
+#: (``http.direct_body``). One that needs the body passes ``direct_body.without(scope)`` on.
+BODY_BLIND = (LastResort, BrowserChecks, Limits, RequireKey, PeerRouter)
+
+
 class Watch(Protocol):
     """A task that lives as long as the service (``idle_exit.IdleExit``)."""
 

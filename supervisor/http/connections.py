@@ -38,6 +38,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from corral.generator.settings import Config
 from corral.supervisor.errors import error_body
+from corral.supervisor.http import direct_body
 
 log = logging.getLogger("corral")
 
@@ -176,6 +177,9 @@ class GuardedProtocol(HttpToolsProtocol):
             self._refuse(*self._pending, "invalid_request_error")
             return
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle.scope is self.scope:  # not an upgrade
+            # The relay's lane for a streamed body (``direct_body``).
+            self.scope["extensions"] = {direct_body.KEY: direct_body.offer(self.cycle)}
         if self._last_request:
             self.cycle.keep_alive = False  # answered, then closed: the server is stopping
 

@@ -1,7 +1,10 @@
-"""Which headers cross to a child or a peer, and which of their answer's come back.
+"""Which headers cross to a child or a peer, and which of their answer's come back; the
+request head written to a child.
 
 Owns the drop lists (hop-by-hop headers, corral's own credentials and cookies) and the
-filters over them, on the raw header pairs where it can (no dict per request). It sends
+filters over them, on the raw header pairs where it can (no dict per request), and the
+request line and headers that ``client`` sends (a line break that would smuggle a second
+request is refused there). It sends
 nothing (``proxy`` does) and decides no credential (``proxy.Upstream`` passes the child's
 key, ``peers.forward`` the peer's).
 """
@@ -70,3 +73,27 @@ def first_value(pairs: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | No
 def answer_headers(pairs: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """An answer's headers less this hop's and those uvicorn sets itself."""
     return [(k, v) for k, v in pairs if k not in _DROP_RESPONSE]
+
+
+#: Requests that carry no body unless they have one (no ``content-length: 0`` sent).
+BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def request_head(
+    method: str, path: str, port: int, headers: Iterable[tuple[bytes, bytes]], length: int
+) -> bytes:
+    """The request line and headers; ``headers`` already filtered, names in lower case.
+
+    A CR or LF that reached a path or a value would end the line early and smuggle a second
+    request to the child: such a request is refused (``ValueError``).
+    """
+    lines = [f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n".encode("latin-1")]
+    lines.extend(name + b": " + value + b"\r\n" for name, value in headers)
+    if length or method not in BODILESS:
+        lines.append(b"content-length: %d\r\n" % length)
+    lines.append(b"\r\n")
+    head = b"".join(lines)
+    breaks = len(lines) + 1
+    if head.count(b"\n") != breaks or head.count(b"\r") != breaks or " " in path:
+        raise ValueError("a line break or space in the request's path or headers")
+    return head

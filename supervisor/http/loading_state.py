@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from corral.supervisor.errors import ClientGone, ServeError, error_body
+from corral.supervisor.http import direct_body
 
 Follow = Callable[[], AbstractAsyncContextManager["asyncio.Queue[dict[str, Any]]"]]
 
@@ -139,7 +140,8 @@ class ProgressThenAnswer(Response):
                 answer.cancel()
                 with contextlib.suppress(BaseException):
                     await answer
-        await response(scope, receive, self._joined(send))
+        # ``_joined`` holds an error's body to wrap it: it must see every body message.
+        await response(direct_body.without(scope), receive, self._joined(send))
 
     async def _progress(self, answer: asyncio.Future[Response], send: Send) -> None:
         async with self._follow() as queue:

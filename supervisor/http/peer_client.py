@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING, ClassVar
 
@@ -125,6 +125,10 @@ class PeerAnswer:
 
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.iter_any()])
+
+    def divert(self, sink: Callable[[bytes], bool]) -> bool:
+        """httpx reads a peer's body only when asked (``iter_any``): nothing to divert."""
+        return False
 
     def release(self) -> None:
         """Done with the answer: httpx put the connection back when the body ended."""

@@ -28,8 +28,8 @@ from corral.supervisor.errors import (
     error_body,
     speaks_anthropic,
 )
-from corral.supervisor.http import client, client_pool, lazy, peer_client
-from corral.supervisor.http.headers import answer_headers, forwarded_raw
+from corral.supervisor.http import client, client_pool, direct_body, lazy, peer_client
+from corral.supervisor.http.headers import answer_headers, forwarded_raw, request_head
 from corral.supervisor.http.transform import Transform
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ class Answer(Protocol):
     def header(self, name: bytes) -> bytes | None: ...
 
     def iter_any(self) -> AsyncIterator[bytes]: ...
+
+    def divert(self, sink: Callable[[bytes], bool]) -> bool: ...
 
     async def read(self) -> bytes: ...
 
@@ -97,7 +99,7 @@ class Upstream:
     ) -> Answer:
         """Send a request to the child on ``port``; ``auth``: its key's ``Authorization``."""
         try:
-            head = client.request_head(method, path, port, forwarded_raw(headers, auth), len(body))
+            head = request_head(method, path, port, forwarded_raw(headers, auth), len(body))
         except ValueError as exc:
             raise BadRequest(f"model {model!r}: cannot forward this request: {exc}") from exc
         try:
@@ -182,6 +184,9 @@ class Relay(Response):
             await send(
                 {"type": "http.response.start", "status": self.upstream.status, "headers": headers}
             )
+            direct = direct_body.lane(scope)
+            if direct is not None and direct.ready():
+                self.upstream.divert(self._writer(direct))
             pump = asyncio.ensure_future(self._pump(send, scope["path"]))
             watch = asyncio.ensure_future(until_disconnect(receive))
             await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -197,6 +202,22 @@ class Relay(Response):
             else:
                 self.upstream.close()
             await self.on_done()
+
+    def _writer(self, direct: direct_body.DirectBody) -> Callable[[bytes], bool]:
+        """What the child's connection calls with each body piece as it is read: the piece,
+        transformed, written to the client at once; False while the client is not keeping up
+        (the piece then waits for ``_pump``)."""
+        transform = self.transform
+
+        def write(chunk: bytes) -> bool:
+            if not direct.writable():
+                return False
+            out = chunk if transform is None else transform.feed(chunk)
+            if out:
+                direct.write(out)
+            return True
+
+        return write
 
     async def _pump(self, send: Send, path: str) -> bool:
         """Copy (or transform) body chunks; True when the child's answer ended properly."""

@@ -22,14 +22,19 @@ class HidePaths:
 
     def __init__(self, paths: Iterable[Path]) -> None:
         self._pairs: list[tuple[bytes, bytes]] = []
+        names: set[bytes] = set()
         for path in paths:
+            names.update((path.name.encode(), _escaped(Path(path.name)).encode()))
             for old, new in ((str(path), path.name), (_escaped(path), _escaped(Path(path.name)))):
                 pair = (old.encode(), new.encode())
                 if pair not in self._pairs:
                     self._pairs.append(pair)
+        self._names = tuple(names)
         self._held = b""
 
     def feed(self, chunk: bytes) -> bytes:
+        if not self._held and chunk.endswith(b"\n"):  # a streamed event, whole: no copies
+            return self._replace(chunk)
         data = self._held + chunk
         cut = data.rfind(b"\n") + 1
         self._held = data[cut:]
@@ -40,6 +45,11 @@ class HidePaths:
         return self._replace(held)
 
     def _replace(self, data: bytes) -> bytes:
+        for name in self._names:
+            if name in data:
+                break
+        else:
+            return data  # each form of a path ends in its file's name (a form of it): none here
         for old, new in self._pairs:
             data = data.replace(old, new)
         return data

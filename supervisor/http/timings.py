@@ -8,6 +8,7 @@ flat object of numbers). It does not count anything itself: ``on_timings`` does.
 
 from __future__ import annotations
 
+import collections
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,14 +53,26 @@ class WatchTimings:
 
     def __init__(self, on_timings: Callable[[Timings], None]) -> None:
         self._on_timings = on_timings
-        self._tail = b""
+        # The last pieces, at least TAIL bytes of them once there are: kept, not joined,
+        # so that a streamed token costs an append rather than a copy of the whole tail.
+        self._pieces: collections.deque[bytes] = collections.deque()
+        self._held = 0
 
     def feed(self, chunk: bytes) -> bytes:
-        self._tail = (self._tail + chunk)[-TAIL:]
+        pieces = self._pieces
+        pieces.append(chunk)
+        self._held += len(chunk)
+        while self._held - len(pieces[0]) >= TAIL:
+            self._held -= len(pieces.popleft())
         return chunk
 
+    @property
+    def tail(self) -> bytes:
+        """The answer's last TAIL bytes (all of it, if shorter)."""
+        return b"".join(self._pieces)[-TAIL:]
+
     def close(self, broken: bool) -> bytes:
-        found = None if broken else parse(self._tail)
+        found = None if broken else parse(self.tail)
         if found is not None:
             self._on_timings(found)
         return b""

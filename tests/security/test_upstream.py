@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from corral.supervisor.api.upstream import candidates
-from corral.supervisor.http import client, client_pool
+from corral.supervisor.http import client_pool
+from corral.supervisor.http.headers import request_head
 from tests.support import CorralServer, fake_cmd, wait_until
 
 CONFIG = {
@@ -102,7 +103,7 @@ async def test_a_second_answer_after_the_declared_length_adds_no_header() -> Non
     pool = client_pool.Pool()
     answer = None
     try:
-        answer = await pool.request("GET", port, client.request_head("GET", "/", port, [], 0), b"")
+        answer = await pool.request("GET", port, request_head("GET", "/", port, [], 0), b"")
         assert answer.status == 200
         assert await answer.read() == b"ok"
         names = [name for name, _ in answer.headers]

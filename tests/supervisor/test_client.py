@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from corral.supervisor.http import client, client_pool
-from corral.supervisor.http.headers import forwarded_raw
+from corral.supervisor.http.headers import forwarded_raw, request_head
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]]
 
@@ -73,7 +73,7 @@ def head(method: str, port: int, body: bytes = b"", extra: bytes = b"") -> bytes
     headers = [(b"content-type", b"application/json")]
     if extra:
         headers.append(tuple(extra.split(b": ", 1)))  # type: ignore[arg-type]
-    return client.request_head(method, "/v1/completions", port, headers, len(body))
+    return request_head(method, "/v1/completions", port, headers, len(body))
 
 
 OK = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}'
@@ -222,7 +222,7 @@ async def test_a_reused_connection_is_not_retried_once_an_answer_began() -> None
         first = await ask(pool, server)
         await first.read()
         first.release()
-        head = client.request_head("POST", "/second", server.port, [], 0)
+        head = request_head("POST", "/second", server.port, [], 0)
         answer = await pool.request("POST", server.port, head, b"")
         with pytest.raises(client.Broken, match="mid-answer"):
             await answer.read()
@@ -334,7 +334,7 @@ def test_a_request_that_would_split_its_lines_is_refused(
     path: str, headers: list[tuple[bytes, bytes]]
 ) -> None:
     with pytest.raises(ValueError, match="line break or space"):
-        client.request_head("GET", path, 1, headers, 0)
+        request_head("GET", path, 1, headers, 0)
 
 
 async def test_a_closed_port_is_an_oserror() -> None:
@@ -344,7 +344,7 @@ async def test_a_closed_port_is_an_oserror() -> None:
     await listening.wait_closed()
     pool = client_pool.Pool()
     with pytest.raises(OSError):
-        await pool.request("GET", port, client.request_head("GET", "/", port, [], 0), b"")
+        await pool.request("GET", port, request_head("GET", "/", port, [], 0), b"")
 
 
 async def test_a_stopped_childs_port_leaves_nothing_in_the_pool() -> None:
@@ -381,7 +381,7 @@ async def test_a_request_cancelled_while_waiting_closes_its_connection(reused: b
             first = await ask(pool, server)
             await first.read()
             first.release()
-        head = client.request_head("POST", "/hang", server.port, [], 0)
+        head = request_head("POST", "/hang", server.port, [], 0)
         task = asyncio.ensure_future(pool.request("POST", server.port, head, b""))
         await asyncio.sleep(0.1)
         task.cancel()

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corral.generator.settings import Config
 from corral.supervisor.errors import ServeError, UpstreamFailed
-from corral.supervisor.http import proxy
+from corral.supervisor.http import direct_body, proxy
 from corral.supervisor.http.peers import lists
 from corral.supervisor.http.peers.forward import forward
 from corral.supervisor.http.peers.table import PeerTable, Route
@@ -128,7 +128,7 @@ class PeerRouter:
             else:
                 chunks.append(message.get("body", b""))
 
-        await self.app(scope, receive, keep)
+        await self.app(direct_body.without(scope), receive, keep)  # ``keep`` needs the body
         body = b"".join(chunks)
         path = scope["path"]
         if start.get("status") == 200:
