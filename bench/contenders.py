@@ -286,3 +286,32 @@ class FakeCorral(Corral):
 
     def config(self) -> dict[str, object]:
         return {"default_ttl": 0, "models": [{"name": FAKE, "cmd": fake_argv("{port}")}]}
+
+
+def streamer_argv(port: str) -> list[str]:
+    """``bench.streamer``: streams tokens as fast as it can, so only the relay costs time."""
+    return [sys.executable, str(REPO / "bench" / "streamer.py"), port]
+
+
+class StreamDirect(Contender):
+    """The streamer asked directly: what the relay-rate row's clients can take in at most."""
+
+    model = FAKE
+
+    def __init__(self, setup: Setup, name: str = "direct-stream") -> None:
+        super().__init__(setup, name)
+
+    def argv(self) -> list[str]:
+        return streamer_argv(str(self.port))
+
+
+class StreamCorral(Corral):
+    """corral in front of the streamer (a ``cmd`` model, no TTL)."""
+
+    model = FAKE
+
+    def __init__(self, setup: Setup, name: str = "corral-stream") -> None:
+        super().__init__(setup, name)
+
+    def config(self) -> dict[str, object]:
+        return {"default_ttl": 0, "models": [{"name": FAKE, "cmd": streamer_argv("{port}")}]}

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import psutil
-
 from bench import procs
 from bench.client import Load, RequestFailed, hammer, long_stream, one_token
 from bench.contenders import MODEL_A, Contender
@@ -106,15 +104,13 @@ def stream(contenders: Sequence[Contender], rounds: int, tokens: int) -> tuple[S
         for c in rotated(contenders, turn):
             c.ready(MODEL_A)
             assert c.proc is not None
-            own = psutil.Process(c.proc.pid)  # the contender, not its children
-            before = own.cpu_times()
+            before = procs.cpu_seconds(c.proc.pid)  # the contender, not its children
             got = c.conn.stream(long_stream(MODEL_A, tokens))
-            after = own.cpu_times()
+            spent = procs.cpu_seconds(c.proc.pid) - before
             if got.tokens != tokens:
                 raise RuntimeError(f"stream {c.name}: {got.tokens} tokens, asked for {tokens}")
             rates[c.name].append(got.tokens / got.total)
             if _runs_a_child(c):  # direct's own CPU is the generation itself
-                spent = after.user + after.system - before.user - before.system
                 cpu.setdefault(c.name, []).append(1e6 * spent / got.tokens)
             log.info("stream %d/%d %s: %.1f tokens/s", turn + 1, rounds, c.name, rates[c.name][-1])
     return rates, cpu

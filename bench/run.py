@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import measure, procs, report, summary
+from bench import measure, procs, relay_rate, report, summary
 from bench.client import Load
 from bench.contenders import (
     FAKE,
@@ -37,6 +37,8 @@ from bench.contenders import (
     FakeDirect,
     Router,
     Setup,
+    StreamCorral,
+    StreamDirect,
 )
 from bench.machine import describe, load
 
@@ -140,6 +142,14 @@ def measure_all(setup: Setup, plan: dict[str, int]) -> dict[str, Any]:
     found = measure.concurrency(fakes, FAKE, (16, 64), plan["burst"] * 10, plan["rounds"])
     raw["concurrency_fake"] = {n.removesuffix("-fake"): v for n, v in _loads(found).items()}
     for c in fakes:
+        c.stop()
+
+    streams: list[StreamDirect | StreamCorral] = [StreamDirect(setup), StreamCorral(setup)]
+    for c in streams:
+        c.start()
+    found_rates = relay_rate.measure(streams, relay_rate.CLIENTS, plan["rounds"])
+    raw["relay_rate"] = {n.removesuffix("-stream"): v for n, v in found_rates.items()}
+    for c in streams:
         c.stop()
 
     sleep = ("--sleep-idle-seconds", str(setup.ttl))

@@ -95,8 +95,8 @@ def rows(raw: Mapping[str, Any]) -> list[Row]:
     cpu = Row("stream: proxy CPU per streamed token", "us", ratios=False, digits=1)
     for name, samples in raw.get("stream_cpu", {}).items():
         cpu.values[name] = median(samples)
-    if "corral" in cpu.values:
-        cpu.target, cpu.met = "corral <= 100 us", cpu.values["corral"] <= 100
+    if "corral" in cpu.values and "router" in cpu.values:
+        cpu.target, cpu.met = "corral <= router", cpu.values["corral"] <= cpu.values["router"]
     out.insert(6, cpu)
     ready = raw.get("cold_ready_line")
     if ready:
@@ -109,8 +109,36 @@ def rows(raw: Mapping[str, Any]) -> list[Row]:
     swap.met = swap.values["corral"] <= swap.values["router"]
     for key, label in (("concurrency", "real model"), ("concurrency_fake", "fake upstream")):
         out += _load_rows(raw[key], label)
+    out += _relay_rows(raw.get("relay_rate", {}))
     out += _idle_rows(raw["idle"])
     return out
+
+
+#: Streamed tokens per second one corral relays in all (issue 30).
+RELAY_TARGET = 10_000
+
+
+def _relay_rows(rates: Mapping[str, Mapping[str, list[dict[str, Any]]]]) -> list[Row]:
+    """Per client count: tokens/s through corral and from the streamer directly; corral's CPU
+    per token relayed, where coalescing shows (several tokens waiting, one read, one write)."""
+    found: list[Row] = []
+    counts = sorted({int(n) for per in rates.values() for n in per})
+    for n in counts:
+        label = f"relay: {n} clients, fake upstream streaming at full speed"
+        rate = Row(f"{label}: tokens/s", "tokens/s", digits=0)
+        cpu = Row(f"{label}: corral CPU per token", "us", digits=1, ratios=False)
+        for name, per in rates.items():
+            runs = per.get(str(n), [])
+            if runs:
+                rate.values[name] = statistics.median(r["tokens_per_s"] for r in runs)
+                spent = [r["cpu_us_per_token"] for r in runs if r["cpu_us_per_token"] is not None]
+                if spent:
+                    cpu.values[name] = statistics.median(spent)
+        if "corral" in rate.values:
+            rate.target = f"corral >= {RELAY_TARGET:,} tokens/s"
+            rate.met = rate.values["corral"] >= RELAY_TARGET
+        found += [rate, cpu]
+    return found
 
 
 def added_ms(warm: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
