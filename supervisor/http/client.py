@@ -3,11 +3,10 @@
 Owns one connection to a child's ``127.0.0.1`` port: writing a request (its head is
 ``headers.request_head``) in one piece, and reading the answer with httptools (llhttp, the C
 parser uvicorn uses): status, headers, then the body as it comes, content-length, chunked or
-until close; or handing each body piece, as it is read, to the relay's writer (``divert``:
-the hot path, ``direct_body``). Measured here, this path costs a third of aiohttp's client
-per request. What it refuses: an answer head over ``MAX_HEAD_BYTES``, and a body past what
-``HIGH_WATER`` lets it hold while the client reads slowly (it stops reading from the child
-instead). Which connection a request uses (kept alive, idle ones closed
+until close (what becomes of each body piece, held or diverted, is ``answer_body``'s).
+Measured here, this path costs a third of aiohttp's client per request. What it refuses: an
+answer head over ``MAX_HEAD_BYTES``, a second answer to one request, and what is not
+HTTP/1.1. Which connection a request uses (kept alive, idle ones closed
 before llama-server's own 5 s keep-alive would close them under a request) is
 ``client_pool``'s. It knows nothing of models or routes (``proxy``); peers, which may be
 remote and TLS, go through httpx.
@@ -16,32 +15,19 @@ remote and TLS, go through httpx.
 from __future__ import annotations
 
 import asyncio
-import collections
 import math
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import Protocol, cast
 
 import httptools
 
+from corral.supervisor.http.answer_body import HIGH_WATER, Body, Broken, Silent
 from corral.supervisor.http.headers import first_value
+
+__all__ = ["HIGH_WATER", "MAX_HEAD_BYTES", "Answer", "Broken", "Keeper", "Silent"]
 
 #: An answer's head (status line and headers) larger than this is a broken child.
 MAX_HEAD_BYTES = 64 * 1024
-#: Body bytes held for a client that reads slower than the child writes; past this the
-#: child's socket is not read until the client has taken what is held.
-HIGH_WATER = 256 * 1024
-
-
-class Broken(ConnectionError):
-    """The child broke the exchange: closed early, or sent what is not HTTP."""
-
-
-class Silent(Broken):
-    """The child sent nothing for the request's ``silence`` seconds (``upstream_timeout``)."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"it sent nothing for {seconds:g} s (upstream_timeout)")
 
 
 class _Extra(Exception):
@@ -56,7 +42,7 @@ class Keeper(Protocol):
     def forget(self, answer: Answer) -> None: ...
 
 
-class Answer(asyncio.Protocol):
+class Answer(Body, asyncio.Protocol):
     """One connection, and the answer it is reading (one at a time: no pipelining)."""
 
     def __init__(self, pool: Keeper, port: int) -> None:
@@ -68,7 +54,6 @@ class Answer(asyncio.Protocol):
 
     def _begin(self, method: str, silence: float = math.inf) -> None:
         self.status = 0
-        self._silence = silence
         self._heard = time.monotonic()  # the child's last byte, or the request's start
         self.headers: list[tuple[bytes, bytes]] = []
         self._method = method
@@ -80,12 +65,7 @@ class Answer(asyncio.Protocol):
         self.got_bytes = False
         self._reusable = True
         self._error: Exception | None = None
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._held = 0
-        self._paused = False
-        self._wake: asyncio.Future[None] | None = None
-        self._sink: Callable[[bytes], bool] | None = None  # see ``divert``
-        self._sink_open = False  # not while bytes it refused are on their way through the relay
+        self._new_body(silence)
 
     # asyncio.Protocol
 
@@ -98,6 +78,8 @@ class Answer(asyncio.Protocol):
         self._heard = time.monotonic()
         try:
             self._parser.feed_data(data)
+            if self._out:
+                self._divert()
         except httptools.HttpParserUpgrade:
             self._fail(Broken("it switched protocols, which corral does not relay"))
             return
@@ -105,6 +87,8 @@ class Answer(asyncio.Protocol):
             if isinstance(exc.__context__, _Extra):
                 # What follows the answer was never asked for: none of it is kept, and the
                 # connection, out of step with its requests now, is never reused.
+                if self._out:
+                    self._divert()  # the answer's own end, read with it
                 self._reusable = False
                 if self.transport is not None:
                     self.transport.close()
@@ -172,21 +156,10 @@ class Answer(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self._complete:
             return
-        sink = self._sink
-        if self._sink_open and sink is not None:
-            try:
-                if sink(body):
-                    return
-            except Exception as exc:  # a transform's bug: the relay reports it as its own
-                self._fail(exc)
-                return
-            self._sink_open = False  # refused: held, in order, until the relay sent it
-        self._chunks.append(body)
-        self._held += len(body)
-        if self._held > HIGH_WATER and not self._paused and self.transport is not None:
-            self._paused = True
-            self.transport.pause_reading()
-        self._notify()
+        if self._sink_open:
+            self._out.append(body)  # to the sink once the read is parsed (``_divert``)
+            return
+        self._hold(body)
 
     def on_message_complete(self) -> None:
         if not self._head_done:
@@ -201,38 +174,6 @@ class Answer(asyncio.Protocol):
     def header(self, name: bytes) -> bytes | None:
         """The first value of ``name`` (lower case), or None."""
         return first_value(self.headers, name)
-
-    def divert(self, sink: Callable[[bytes], bool]) -> bool:
-        """Hand each body piece to ``sink`` as it is read, instead of holding it for
-        ``iter_any``; a piece ``sink`` refuses (False) is held after all, and so is all
-        that follows until ``iter_any`` has given it out. ``iter_any`` still ends the body
-        (or raises) as before. True: this connection can divert (``proxy.Answer``)."""
-        self._sink = sink
-        return True
-
-    async def iter_any(self) -> AsyncIterator[bytes]:
-        """The body as it arrives, each piece what is there when the last was taken
-        (with ``divert``: only what the sink refused)."""
-        while True:
-            if self._chunks:
-                data = b"".join(self._chunks)
-                self._chunks.clear()
-                self._held = 0
-                if self._paused and self.transport is not None:
-                    self._paused = False
-                    self.transport.resume_reading()
-                yield data
-            elif self._error is not None:
-                raise self._error
-            elif self._complete:
-                return
-            else:
-                # Whatever was held has gone out through the relay: the sink may take over.
-                self._sink_open = self._sink is not None
-                await self._wait()
-
-    async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self.iter_any()])
 
     def release(self) -> None:
         """Done with the answer: the connection goes back to the pool if it can be reused."""
@@ -268,32 +209,3 @@ class Answer(asyncio.Protocol):
     def _until_close(self) -> bool:
         length, encoding = self.header(b"content-length"), self.header(b"transfer-encoding")
         return length is None and encoding is None and self.status not in (204, 304)
-
-    def _fail(self, error: Exception) -> None:
-        self._error = error
-        if self.transport is not None:
-            self.transport.close()
-        self._notify()
-
-    async def _wait(self) -> None:
-        # Only while nothing is held for the client: the child's socket is read, so the silence
-        # is the child's own. Diverted bytes wake nobody: a passed deadline is checked again.
-        while True:
-            self._wake = asyncio.get_running_loop().create_future()
-            left = self._heard + self._silence - time.monotonic()
-            try:
-                async with asyncio.timeout(None if left == math.inf else left):
-                    await self._wake
-                return
-            except TimeoutError:
-                if time.monotonic() - self._heard < self._silence:
-                    continue
-                error = Silent(self._silence)
-                self._fail(error)
-                raise error from None
-            finally:
-                self._wake = None
-
-    def _notify(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)

@@ -86,8 +86,9 @@ async def test_diverted_pieces_reach_the_sink_as_read_and_iter_any_only_ends_the
         await asyncio.sleep(0.05)  # the relay waits before anything comes
         child.send(chunk(b"a"))
         await until(lambda: sink.got == [b"a"])
-        child.send(chunk(b"b") + chunk(b"c"))
+        child.send(chunk(b"b") + chunk(b"c"))  # two events waiting in the socket together
         await until(lambda: b"".join(sink.got) == b"abc")
+        assert sink.got == [b"a", b"bc"], "what one read brought leaves in one write"
         assert not rest.done(), "nothing woke the relay for the diverted pieces"
         child.send(END)
         assert await rest == b"", "iter_any gave out nothing the sink took"
