@@ -7,8 +7,11 @@ counted):
   (tests/fake_upstream.py, which answers at once), through corral and through the floor,
   ``bare_relay`` (uvicorn and corral's child client, nothing else), each in front of its own
   fake; with the latency each adds over its fake asked directly;
-- per streamed token: 256-token streams from the real llama-server and Gemma 3 270M, through
-  corral and through the floor in front of a second llama-server.
+- per streamed token: 900-token streams from the real llama-server and Gemma 3 270M (one
+  read and one write per token), through corral, llama.cpp's C++ router, the floor on
+  uvicorn and on granian (when installed), and ``splice_relay`` (bytes copied from socket
+  to socket, no HTTP: the limit of a Python relay), the others in front of one more
+  llama-server.
 
 With ``--spy``, py-spy (on PATH, or beside this Python) samples corral during the requests
 and the functions holding the most samples are printed: the profile behind what
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import re
 import shutil
 import statistics
@@ -28,26 +32,39 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
 from bench import procs
 from bench.client import Conn, long_stream, one_token
-from bench.contenders import FAKE, MODEL_A, Corral, FakeCorral, FakeDirect, Setup, ready_port
+from bench.contenders import (
+    FAKE,
+    MODEL_A,
+    Corral,
+    FakeCorral,
+    FakeDirect,
+    Router,
+    Setup,
+    ready_port,
+)
 from bench.run import DEMO, binary, models_folder
 
-TOKENS = 256
+TOKENS = 900  # one read and one write per token; 3 streams: 2,700 ticks' worth of tokens
 
 
-def cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
-
-
-def floor(work: Path, child_port: int, name: str) -> tuple[subprocess.Popen[bytes], Conn]:
-    """``bare_relay`` in front of ``child_port``."""
+def floor(
+    work: Path, child_port: int, name: str, server: str = "uvicorn"
+) -> tuple[subprocess.Popen[bytes], Conn]:
+    """``bare_relay`` on ``server`` (or ``splice_relay``: server "splice") in front of
+    ``child_port``."""
     port = procs.free_port()
-    argv = [sys.executable, "-m", "bench.bare_relay", str(port), str(child_port)]
-    proc = procs.spawn(argv, work / f"{name}.log")
+    env = None
+    if server == "granian":
+        granian = str(Path(sys.executable).with_name("granian"))
+        argv = [granian, "--interface", "asgi", "--loop", "uvloop", "--no-ws", "--port", str(port)]
+        argv += ["--log-level", "warning", "bench.bare_relay:app"]
+        env = {**os.environ, "BARE_RELAY_CHILD": str(child_port)}
+    else:
+        module = "bench.splice_relay" if server == "splice" else "bench.bare_relay"
+        argv = [sys.executable, "-m", module, str(port), str(child_port)]
+    proc = procs.spawn(argv, work / f"{name}.log", env)
     ready_port(port, proc, work / f"{name}.log", 60)
     return proc, Conn(f"http://127.0.0.1:{port}")
 
@@ -63,23 +80,33 @@ def per_request(proxy: Conn, pid: int, direct: Conn, count: int) -> tuple[float,
     straight: list[float] = []
     spent = 0.0
     for _ in range(count // 20):
-        before = cpu_seconds(pid)
+        before = procs.cpu_seconds(pid)
         through += [proxy.complete(body) for _ in range(20)]
-        spent += cpu_seconds(pid) - before
+        spent += procs.cpu_seconds(pid) - before
         straight += [direct.complete(body) for _ in range(20)]
     added = statistics.median(through) - statistics.median(straight)
     return 1e6 * spent / len(through), 1e3 * added
 
 
-def per_token(proxy: Conn, pid: int, rounds: int = 3) -> float:
-    """CPU microseconds of ``pid`` per token relayed, median of ``rounds`` streams."""
+def per_token(proxy: Conn, pid: int, rounds: int = 3, workers: bool = False) -> float:
+    """CPU microseconds of ``pid`` (children not counted: the router's and corral's
+    llama-servers generate, they relay nothing; ``workers``: granian's, which relay, are)
+    per token relayed, over ``rounds`` streams."""
+
+    def spent() -> float:
+        pids = [p.pid for p in procs.tree(pid)] if workers else [pid]
+        return sum(procs.cpu_seconds(one) for one in pids)
+
+    proxy.reset()
     proxy.stream(long_stream(MODEL_A, 8))
-    found = []
+    total, tokens = 0.0, 0
     for _ in range(rounds):
-        before = cpu_seconds(pid)
+        proxy.reset()  # llama-server's own keep-alive may have closed it
+        before = spent()
         got = proxy.stream(long_stream(MODEL_A, TOKENS))
-        found.append(1e6 * (cpu_seconds(pid) - before) / got.tokens)
-    return statistics.median(found)
+        total += spent() - before
+        tokens += got.tokens
+    return 1e6 * total / tokens
 
 
 def spy_top(pid: int, seconds: float, keep_busy: Conn, out: Path, shown: int = 25) -> str:
@@ -158,13 +185,25 @@ def main(argv: list[str] | None = None) -> int:
         argv = [setup.binary, "-m", model, "--port", str(llama_port), "-c", str(setup.context)]
         llama = procs.spawn(argv, work / "llama.log")
         ready_port(llama_port, llama, work / "llama.log", 120)
-        floor_proc, floor_conn = floor(work, llama_port, "floor-real")
         assert corral.proc is not None
-        print(f"per streamed token ({TOKENS}-token streams, real model):")
+        print(f"per streamed token ({TOKENS}-token streams, real model, 3 each):")
         print(f"  corral: {per_token(corral.conn, corral.proc.pid):.0f} us CPU")
-        print(
-            f"  floor (uvicorn + child client): {per_token(floor_conn, floor_proc.pid):.0f} us CPU"
-        )
+        corral.stop()
+        router = Router(setup)
+        router.start()
+        router.ready(MODEL_A)
+        assert router.proc is not None
+        print(f"  llama.cpp's router (C++): {per_token(router.conn, router.proc.pid):.0f} us CPU")
+        router.stop()
+        servers = ["uvicorn", "splice"]
+        if shutil.which("granian") or Path(sys.executable).with_name("granian").exists():
+            servers.insert(1, "granian")
+        for server in servers:
+            floor_proc, floor_conn = floor(work, llama_port, f"floor-real-{server}", server)
+            shown = "splice_relay (no HTTP)" if server == "splice" else f"floor on {server}"
+            cpu = per_token(floor_conn, floor_proc.pid, workers=server == "granian")
+            print(f"  {shown}: {cpu:.0f} us CPU")
+            procs.stop(floor_proc)
     finally:
         procs.stop_all()
     return 0
