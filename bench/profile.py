@@ -45,6 +45,7 @@ from bench.contenders import (
     ready_port,
 )
 from bench.run import DEMO, binary, models_folder
+from bench.summary import percentile
 
 TOKENS = 900  # one read and one write per token; 3 streams: 2,700 ticks' worth of tokens
 
@@ -69,9 +70,20 @@ def floor(
     return proc, Conn(f"http://127.0.0.1:{port}")
 
 
-def per_request(proxy: Conn, pid: int, direct: Conn, count: int) -> tuple[float, float]:
-    """(CPU microseconds of ``pid`` per request, p50 ms added over ``direct``), requests
-    alternating in blocks of 20 between the proxy and its upstream asked directly."""
+def per_request(
+    proxy: Conn, pid: int, direct: Conn, count: int, workers: bool = False
+) -> tuple[float, float, float]:
+    """(CPU microseconds of ``pid`` per request (``workers``: its tree's), p50 and p99 ms
+    added over ``direct``), requests alternating in blocks of 20 between the proxy and its
+    upstream asked directly."""
+
+    def cpu() -> float:
+        return (
+            sum(procs.cpu_seconds(p.pid) for p in procs.tree(pid))
+            if workers
+            else procs.cpu_seconds(pid)
+        )
+
     body = one_token(FAKE)
     for _ in range(50):
         proxy.complete(body)
@@ -80,12 +92,13 @@ def per_request(proxy: Conn, pid: int, direct: Conn, count: int) -> tuple[float,
     straight: list[float] = []
     spent = 0.0
     for _ in range(count // 20):
-        before = procs.cpu_seconds(pid)
+        before = cpu()
         through += [proxy.complete(body) for _ in range(20)]
-        spent += procs.cpu_seconds(pid) - before
+        spent += cpu() - before
         straight += [direct.complete(body) for _ in range(20)]
     added = statistics.median(through) - statistics.median(straight)
-    return 1e6 * spent / len(through), 1e3 * added
+    added99 = percentile(through, 99) - percentile(straight, 99)
+    return 1e6 * spent / len(through), 1e3 * added, 1e3 * added99
 
 
 def per_token(proxy: Conn, pid: int, rounds: int = 3, workers: bool = False) -> float:
@@ -145,6 +158,12 @@ def top_functions(collapsed: str, shown: int) -> str:
     return "\n".join(lines)
 
 
+def _servers() -> list[str]:
+    """The floors to measure: uvicorn, granian where installed, then splice_relay."""
+    granian = shutil.which("granian") or Path(sys.executable).with_name("granian").exists()
+    return ["uvicorn", *(["granian"] if granian else []), "splice"]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=2000, help="sequential requests each")
@@ -160,20 +179,22 @@ def main(argv: list[str] | None = None) -> int:
         assert fake_corral.proc is not None
         own_child = fake_corral.child()
         assert own_child is not None
-        floor_proc, floor_conn = floor(work, fake_direct.port, "floor-fake")
         corral_pid = fake_corral.proc.pid
-        cpu, added = per_request(fake_corral.conn, corral_pid, own_child, args.requests)
-        floor_cpu, floor_added = per_request(
-            floor_conn, floor_proc.pid, fake_direct.conn, args.requests
-        )
+        cpu, added, added99 = per_request(fake_corral.conn, corral_pid, own_child, args.requests)
         print(f"per request (fake upstream, {args.requests} sequential):")
-        print(f"  corral: {cpu:.0f} us CPU, adds {added:.3f} ms at p50")
-        print(
-            f"  floor (uvicorn + child client): {floor_cpu:.0f} us CPU, adds {floor_added:.3f} ms"
-        )
+        print(f"  corral: {cpu:.0f} us CPU, adds {added:.3f} ms at p50, {added99:.3f} at p99")
+        for server in _servers()[:-1]:  # splice_relay cannot route a request
+            floor_proc, floor_conn = floor(work, fake_direct.port, f"floor-fake-{server}", server)
+            cpu, added, added99 = per_request(
+                floor_conn, floor_proc.pid, fake_direct.conn, args.requests, server == "granian"
+            )
+            print(
+                f"  floor on {server} (+ child client): {cpu:.0f} us CPU, adds {added:.3f} ms"
+                f" at p50, {added99:.3f} at p99"
+            )
+            procs.stop(floor_proc)
         if args.spy:
             print(spy_top(corral_pid, 12, fake_corral.conn, work))
-        procs.stop(floor_proc)
         fake_corral.stop()
         fake_direct.stop()
 
@@ -195,10 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         assert router.proc is not None
         print(f"  llama.cpp's router (C++): {per_token(router.conn, router.proc.pid):.0f} us CPU")
         router.stop()
-        servers = ["uvicorn", "splice"]
-        if shutil.which("granian") or Path(sys.executable).with_name("granian").exists():
-            servers.insert(1, "granian")
-        for server in servers:
+        for server in _servers():
             floor_proc, floor_conn = floor(work, llama_port, f"floor-real-{server}", server)
             shown = "splice_relay (no HTTP)" if server == "splice" else f"floor on {server}"
             cpu = per_token(floor_conn, floor_proc.pid, workers=server == "granian")

@@ -136,12 +136,20 @@ with: [PROFILE.md](PROFILE.md), measured by `.venv/bin/python -m bench.profile -
 - stream: a 256-token streamed completion (`ignore_eos`, temperature 0, seed 42), tokens
   divided by the time from sending to the end of the stream; median of the rounds. Proxy
   CPU per token: the contender's own process's CPU time (user + system, not its children)
-  over the stream, divided by the tokens relayed.
+  over the stream, divided by the tokens relayed; the mean over the rounds (the kernel
+  counts it in 10 ms ticks: only the sum over many tokens is fine enough).
 - swap: A loaded, then a streamed request for B, until B's first token. For direct, by hand:
   stop A's server, spawn B's, wait for `/health`, ask.
 - concurrency: N clients each sending one-token completions back to back; errors are any
   answer but 200. The fake-upstream rows run tests/fake_upstream.py (answers at once)
   directly and behind corral, to isolate corral's own cost; router mode cannot run it.
+- relay: `bench/streamer.py`, a fake llama-server that streams 512-token chat answers as fast
+  as it can (a write per token, flow control honoured), asked by 1, 8 and 64 raw-socket
+  clients on uvloop for 3 s (after 0.5 s to warm up), directly and through corral (a `cmd`
+  model); tokens are the `data: {{` events that reached the clients; corral's CPU per token
+  is its own process's over the run. Tokens that wait in corral's socket together leave in
+  one write, so this row measures the relay where it coalesces, the stream row where it
+  cannot (one token per read).
 - idle: after one request, wait for the TTL to act (corral: `default_ttl`, then no child;
   direct and router: a second instance with `--sleep-idle-seconds`, until it logs that it
   sleeps), then the resident memory (sum over the process tree) and CPU over a window.
