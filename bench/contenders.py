@@ -315,3 +315,23 @@ class StreamCorral(Corral):
 
     def config(self) -> dict[str, object]:
         return {"default_ttl": 0, "models": [{"name": FAKE, "cmd": streamer_argv("{port}")}]}
+
+
+def floor(
+    work: Path, child_port: int, name: str, server: str = "uvicorn"
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``bare_relay`` on ``server`` (uvicorn or granian), or ``splice_relay`` (server
+    "splice"), in front of ``child_port``, ready: (process, port)."""
+    port = procs.free_port()
+    env = None
+    if server == "granian":
+        granian = str(Path(sys.executable).with_name("granian"))
+        argv = [granian, "--interface", "asgi", "--loop", "uvloop", "--no-ws", "--port", str(port)]
+        argv += ["--log-level", "warning", "bench.bare_relay:app"]
+        env = {**os.environ, "BARE_RELAY_CHILD": str(child_port)}
+    else:
+        module = "bench.splice_relay" if server == "splice" else "bench.bare_relay"
+        argv = [sys.executable, "-m", module, str(port), str(child_port)]
+    proc = procs.spawn(argv, work / f"{name}.log", env)
+    ready_port(port, proc, work / f"{name}.log", 60)
+    return proc, port

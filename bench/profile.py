@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import re
 import shutil
 import statistics
@@ -32,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import procs
+from bench import contenders, procs
 from bench.client import Conn, long_stream, one_token
 from bench.contenders import (
     FAKE,
@@ -53,20 +52,8 @@ TOKENS = 900  # one read and one write per token; 3 streams: 2,700 ticks' worth 
 def floor(
     work: Path, child_port: int, name: str, server: str = "uvicorn"
 ) -> tuple[subprocess.Popen[bytes], Conn]:
-    """``bare_relay`` on ``server`` (or ``splice_relay``: server "splice") in front of
-    ``child_port``."""
-    port = procs.free_port()
-    env = None
-    if server == "granian":
-        granian = str(Path(sys.executable).with_name("granian"))
-        argv = [granian, "--interface", "asgi", "--loop", "uvloop", "--no-ws", "--port", str(port)]
-        argv += ["--log-level", "warning", "bench.bare_relay:app"]
-        env = {**os.environ, "BARE_RELAY_CHILD": str(child_port)}
-    else:
-        module = "bench.splice_relay" if server == "splice" else "bench.bare_relay"
-        argv = [sys.executable, "-m", module, str(port), str(child_port)]
-    proc = procs.spawn(argv, work / f"{name}.log", env)
-    ready_port(port, proc, work / f"{name}.log", 60)
+    """``contenders.floor`` on ``server``, and a connection to it."""
+    proc, port = contenders.floor(work, child_port, name, server)
     return proc, Conn(f"http://127.0.0.1:{port}")
 
 

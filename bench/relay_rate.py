@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 import uvloop
 
 from bench import procs
-from bench.contenders import Setup, StreamCorral, StreamDirect, ready_port
+from bench.contenders import Setup, StreamCorral, StreamDirect, floor
 from bench.measure import rotated
 
 log = logging.getLogger("bench")
@@ -140,18 +139,7 @@ def measure(
 
 def floor_rates(server: str, child: int, work: Path) -> None:
     """The relay-rate row for ``bench.bare_relay`` on ``server``, in front of ``child``."""
-    port = procs.free_port()
-    env = None
-    if server == "granian":
-        granian = str(Path(sys.executable).with_name("granian"))
-        argv = [granian, "--interface", "asgi", "--loop", "uvloop", "--no-ws", "--port", str(port)]
-        argv += ["--log-level", "warning", "bench.bare_relay:app"]
-        env = {**os.environ, "BARE_RELAY_CHILD": str(child)}
-    else:
-        argv = [sys.executable, "-m", "bench.bare_relay", str(port), str(child)]
-    log_file = work / f"floor-{server}.log"
-    proc = procs.spawn(argv, log_file, env)
-    ready_port(port, proc, log_file, 60)
+    proc, port = floor(work, child, f"floor-{server}", server)
     for n in CLIENTS:
         rate(port, "fake", n, seconds=0.5)  # warm the connections
         # granian serves from a worker process: its CPU is the tree's.
