@@ -82,6 +82,12 @@ class DeviceConfig(Strict):
     )
 
 
+def arg_flag(arg: str) -> str:
+    """The flag one item of ``args`` sets: `--port=8080` and a whole `--port 8080` in one item
+    set it just as `--port` does."""
+    return re.split(r"[=\s]", arg.strip(), maxsplit=1)[0]
+
+
 class ModelConfig(Strict):
     """One servable model: a GGUF file run by llama-server, or a custom ``cmd``."""
 
@@ -210,8 +216,7 @@ class ModelConfig(Strict):
     @classmethod
     def _args_not_owned(cls, value: list[str]) -> list[str]:
         for arg in value:
-            # `--port=8080` and a whole `--port 8080` in one item set it just the same.
-            flag = re.split(r"[=\s]", arg.strip(), maxsplit=1)[0]
+            flag = arg_flag(arg)
             if flag in OWNED_ARGS:
                 raise PydanticCustomError(
                     "owned_arg",

@@ -8,13 +8,12 @@ does not pick ports (``process`` does, and calls back into ``build_argv`` per at
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from corral.generator.model_settings import ModelConfig
+from corral.generator.model_settings import ModelConfig, arg_flag
 from corral.generator.problems import ConfigError
 from corral.supervisor.runtime.child.chat_templates import is_template_file, shipped_file
 from corral.supervisor.runtime.child.strays import MARKER, PARENT_MARKER
@@ -113,8 +112,7 @@ def alias(model: ModelConfig) -> str | None:
     """
     if model.cmd is not None or ALIAS_ENV in model.env:
         return None
-    # Split as settings' owned-args check does: `-a x` in one item counts too.
-    flags = {re.split(r"[=\s]", arg.strip(), maxsplit=1)[0] for arg in model.args}
+    flags = {arg_flag(arg) for arg in model.args}  # `-a x` in one item counts too
     return None if flags.intersection(ALIAS_FLAGS) else model.name
 
 
