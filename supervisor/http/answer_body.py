@@ -51,13 +51,12 @@ class Body:
         self._sink_open = False  # not while bytes it refused are on their way through the relay
         self._out: list[bytes] = []  # the body of the read being parsed, for the sink
 
-    def divert(self, sink: Callable[[bytes], bool]) -> bool:
+    def divert(self, sink: Callable[[bytes], bool]) -> None:
         """Hand the body to ``sink`` as it is read (what one read brings, in one piece),
         instead of holding it for ``iter_any``; what ``sink`` refuses (False) is held after
         all, and so is all that follows until ``iter_any`` has given it out. ``iter_any``
-        still ends the body (or raises) as before. True: this connection can divert."""
+        still ends the body (or raises) as before."""
         self._sink = sink
-        return True
 
     async def iter_any(self) -> AsyncIterator[bytes]:
         """The body as it arrives, each piece what is there when the last was taken

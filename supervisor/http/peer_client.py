@@ -126,9 +126,9 @@ class PeerAnswer:
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.iter_any()])
 
-    def divert(self, sink: Callable[[bytes], bool]) -> bool:
-        """httpx reads a peer's body only when asked (``iter_any``): nothing to divert."""
-        return False
+    def divert(self, sink: Callable[[bytes], bool]) -> None:
+        """httpx reads a peer's body only when asked (``iter_any``): the body keeps coming
+        that way, and ``sink`` is never called."""
 
     def release(self) -> None:
         """Done with the answer: httpx put the connection back when the body ended."""

@@ -81,7 +81,7 @@ async def test_diverted_pieces_reach_the_sink_as_read_and_iter_any_only_ends_the
     child, sink = Child(), Sink()
     async with scripted(child.reply) as server:
         answer = await open_answer(server)
-        assert answer.divert(sink)
+        answer.divert(sink)
         rest = asyncio.ensure_future(answer.read())
         await asyncio.sleep(0.05)  # the relay waits before anything comes
         child.send(chunk(b"a"))
