@@ -62,6 +62,33 @@ WEATHER: Any = {
 }
 
 
+def weather_shots() -> list[dict[str, Any]]:
+    """Two shown calls of WEATHER in Ollama's message shape, then the question the model
+    answers with a third (a base model calls a tool only after seeing how)."""
+    messages: list[dict[str, Any]] = []
+    for city, weather in [("Rome", "sunny"), ("Oslo", "rain")]:
+        shot = {"function": {"name": "get_weather", "arguments": {"city": city}}}
+        messages += [
+            {"role": "user", "content": f"What is the weather in {city}?"},
+            {"role": "assistant", "content": "", "tool_calls": [shot]},
+            {"role": "tool", "content": weather, "tool_name": "get_weather"},
+        ]
+    messages.append({"role": "user", "content": "What is the weather in Paris?"})
+    return messages
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM ``proc`` if it still runs; SIGKILL after 20 s."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 def demo_model(name: str = "gemma-3-270m", **extra: object) -> dict[str, object]:
     """A config entry for the demo file (in the ``models_dir`` fixture's folder), with the
     chat template it needs."""
@@ -197,14 +224,8 @@ class CorralServer:
         self.proc.send_signal(sig)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def __enter__(self) -> CorralServer:
         return self.start()

@@ -23,7 +23,14 @@ import openai
 import pydantic
 import pytest
 
-from tests.support import WEATHER, CorralServer, demo_model, node_client, npm_modules
+from tests.support import (
+    WEATHER,
+    CorralServer,
+    demo_model,
+    node_client,
+    npm_modules,
+    weather_shots,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -96,15 +103,7 @@ def test_openai_answers_name_the_model_as_asked(oai: openai.OpenAI, asked: str) 
 
 
 def test_ollama_tool_call_and_capabilities(api: ollama.Client) -> None:
-    messages: list[dict[str, Any]] = []
-    for city, weather in [("Rome", "sunny"), ("Oslo", "rain")]:
-        shot = {"function": {"name": "get_weather", "arguments": {"city": city}}}
-        messages += [
-            {"role": "user", "content": f"What is the weather in {city}?"},
-            {"role": "assistant", "content": "", "tool_calls": [shot]},
-            {"role": "tool", "content": weather, "tool_name": "get_weather"},
-        ]
-    messages.append({"role": "user", "content": "What is the weather in Paris?"})
+    messages = weather_shots()
     answer = api.chat(NAME, messages=messages, tools=[WEATHER], options={"temperature": 0})
     calls = answer.message.tool_calls or []
     assert calls, f"no tool call: {answer.message.content!r}"

@@ -15,7 +15,14 @@ import ollama
 import openai
 import pytest
 
-from tests.support import WEATHER, CorralServer, demo_model, node_client, npm_modules
+from tests.support import (
+    WEATHER,
+    CorralServer,
+    demo_model,
+    node_client,
+    npm_modules,
+    weather_shots,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -72,15 +79,7 @@ def test_openai_js_client_with_tools(server: CorralServer) -> None:
 
 def test_a_tool_call_cut_by_num_predict_is_dropped_on_api_chat(server: CorralServer) -> None:
     # The sequence: two earlier calls, then the limit cuts the model's second call.
-    messages: list[dict[str, Any]] = []
-    for city, weather in [("Rome", "sunny"), ("Oslo", "rain")]:
-        shot = {"function": {"name": "get_weather", "arguments": {"city": city}}}
-        messages += [
-            {"role": "user", "content": f"What is the weather in {city}?"},
-            {"role": "assistant", "content": "", "tool_calls": [shot]},
-            {"role": "tool", "content": weather, "tool_name": "get_weather"},
-        ]
-    messages.append({"role": "user", "content": "What is the weather in Paris?"})
+    messages = weather_shots()
     options = {"num_predict": 48, "temperature": 0}
     with ollama.Client(host=server.url, timeout=120) as client:
         for stream in (False, True):

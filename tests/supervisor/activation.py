@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import corral_bin, free_port, wait_until
+from tests.support import corral_bin, free_port, stop_process, wait_until
 
 ACTIVATE = shutil.which("systemd-socket-activate")
 
@@ -68,13 +68,7 @@ class Activated:
             raise AssertionError(f"corral still runs after {timeout} s:\n{self.log()}") from None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
 
     def __enter__(self) -> Activated:
         self.wait_listening()
