@@ -22,6 +22,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO / "nixos-module" / "tests" / "eval.nix"
+#: flake.nix's outputs against a stand-in nixpkgs.
+FLAKE_HARNESS = REPO / "nixos-module" / "tests" / "flake-outputs.nix"
 #: Evaluations take well under a second; a build runs the real corral once.
 TIMEOUT_S = 120
 
@@ -174,3 +176,18 @@ def build(nix: Nix, module: ModuleEval, corral_bin: Path) -> Any:
         )  # fmt: skip
 
     return run
+
+
+@pytest.fixture
+def flake(nix: Nix, nixpkgs_lib: Path) -> Any:
+    """``flake(attr)``: an attribute of the harness's result, as JSON."""
+
+    def value(attr: str) -> Any:
+        done = nix.run(
+            "nix-instantiate", "--eval", "--strict", "--json", str(FLAKE_HARNESS),
+            "--arg", "lib", f"import {nixpkgs_lib}", "-A", attr,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{attr} does not evaluate:\n{done.stderr}"
+        return json.loads(done.stdout)
+
+    return value

@@ -11,7 +11,6 @@ test) is `nix flake check`'s.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import subprocess
 import tomllib
@@ -21,28 +20,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.nix.conftest import writable_store
+from tests.nix.conftest import FLAKE_HARNESS, writable_store
 from tests.support import DEMO_FILE, DEMO_SHA256, REPO, demo_model_file, free_port, wait_until
 
 pytestmark = pytest.mark.nix
 
-HARNESS = REPO / "nixos-module" / "tests" / "flake-outputs.nix"
 SYSTEM = "x86_64-linux"
-
-
-@pytest.fixture
-def flake(nix: Any, nixpkgs_lib: Path) -> Any:
-    """``flake(attr)``: an attribute of the harness's result, as JSON."""
-
-    def value(attr: str) -> Any:
-        done = nix.run(
-            "nix-instantiate", "--eval", "--strict", "--json", str(HARNESS),
-            "--arg", "lib", f"import {nixpkgs_lib}", "-A", attr,
-        )  # fmt: skip
-        assert done.returncode == 0, f"{attr} does not evaluate:\n{done.stderr}"
-        return json.loads(done.stdout)
-
-    return value
 
 
 def test_every_output_evaluates(flake: Any) -> None:
@@ -151,7 +134,7 @@ def demo_app(
 ) -> Path:
     """packages.demo built with the real corral and llama-server in the stubs' places."""
     done = nix.run(
-        "nix-build", "--no-out-link", str(HARNESS),
+        "nix-build", "--no-out-link", str(FLAKE_HARNESS),
         "--option", "sandbox", "false", "--option", "build-users-group", "",
         "--option", "substituters", "",
         "--arg", "lib", f"import {nixpkgs_lib}",

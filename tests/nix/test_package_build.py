@@ -21,12 +21,11 @@ from typing import Any
 
 import pytest
 
-from tests.nix.conftest import unavailable
+from tests.nix.conftest import FLAKE_HARNESS, unavailable
 from tests.support import REPO
 
 pytestmark = pytest.mark.nix
 
-HARNESS = REPO / "nixos-module" / "tests" / "flake-outputs.nix"
 #: nixpkgs' attributes that are not a PyPI name: the hook brings pytest.
 PYPI_NAMES = {"pytestCheckHook": "pytest"}
 
@@ -58,7 +57,7 @@ def test_the_nix_build_of_the_package_passes_its_checks(
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
-    harness = f"(import {HARNESS} {{ lib = import {nixpkgs_lib}; }})"
+    harness = f"(import {FLAKE_HARNESS} {{ lib = import {nixpkgs_lib}; }})"
     recipe = evaluate(f"{harness}.recipe")
     listing = tmp_path / "files.json"
     listing.write_text(json.dumps(checkout_files()), encoding="utf-8")

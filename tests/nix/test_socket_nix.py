@@ -3,13 +3,12 @@ it installs, and the units `corral generate` makes of it (nixos-module/socket.ni
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.nix.test_flake import HARNESS, SYSTEM
+from tests.nix.test_flake import SYSTEM
 from tests.nix.test_module_contract import generate
 
 pytestmark = pytest.mark.nix
@@ -48,19 +47,11 @@ def test_without_socket_activation_no_socket_is_generated(real: Any, tmp_path: P
     assert not (tmp_path / "corral.socket").exists()
 
 
-def test_the_vm_test_switches_to_a_socket_activated_machine(nix: Any, nixpkgs_lib: Path) -> None:
-    def value(attr: str) -> Any:
-        done = nix.run(
-            "nix-instantiate", "--eval", "--strict", "--json", str(HARNESS),
-            "--arg", "lib", f"import {nixpkgs_lib}", "-A", attr,
-        )  # fmt: skip
-        assert done.returncode == 0, f"{attr} does not evaluate:\n{done.stderr}"
-        return json.loads(done.stdout)
-
+def test_the_vm_test_switches_to_a_socket_activated_machine(flake: Any) -> None:
     vm = f"outputs.checks.{SYSTEM}.vm"
-    activated = value(f"{vm}.specialisations.activated")
+    activated = flake(f"{vm}.specialisations.activated")
     assert (activated["idleExit"], activated["service"]["socketActivation"]) == (5, True)
-    script = value(f"{vm}.testScript")
+    script = flake(f"{vm}.testScript")
     assert "specialisation/activated/bin/switch-to-configuration test" in script
     assert 'machine.wait_until_fails("systemctl is-active corral.service"' in script
     assert "ExecMainStatus" in script
