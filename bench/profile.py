@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import contenders, procs
+from bench import floors, procs
 from bench.client import Conn, long_stream, one_token
 from bench.contenders import (
     FAKE,
@@ -52,8 +52,8 @@ TOKENS = 900  # one read and one write per token; 3 streams: 2,700 ticks' worth 
 def floor(
     work: Path, child_port: int, name: str, server: str = "uvicorn"
 ) -> tuple[subprocess.Popen[bytes], Conn]:
-    """``contenders.floor`` on ``server``, and a connection to it."""
-    proc, port = contenders.floor(work, child_port, name, server)
+    """``floors.floor`` on ``server``, and a connection to it."""
+    proc, port = floors.floor(work, child_port, name, server)
     return proc, Conn(f"http://127.0.0.1:{port}")
 
 

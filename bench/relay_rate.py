@@ -2,7 +2,8 @@
 
 Owns the load: ``clients`` connections, each asking for one streamed chat completion after
 another from ``bench.streamer`` (which streams as fast as it can), for ``seconds``; the
-tokens counted are the events that reached the client. The client is raw asyncio sockets on
+tokens counted are the events that reached the client; and the row's two contenders, the
+streamer asked directly and corral in front of it. The client is raw asyncio sockets on
 uvloop that count ``data: {`` per read, so that the load generator costs as little as it can
 on the same two cores. Run alone, ``python -m bench.relay_rate`` measures corral (and the
 floor, ``bare_relay``) against the streamer asked directly, each the same way, and prints
@@ -25,7 +26,8 @@ from pathlib import Path
 import uvloop
 
 from bench import procs
-from bench.contenders import Setup, StreamCorral, StreamDirect, floor
+from bench.contenders import FAKE, REPO, Contender, Corral, Setup
+from bench.floors import floor
 from bench.measure import rotated
 
 log = logging.getLogger("bench")
@@ -33,6 +35,35 @@ log = logging.getLogger("bench")
 #: The event each token comes in; split across two reads at most by len(_MARK) - 1 bytes.
 _MARK = b"data: {"
 CLIENTS = (1, 8, 64)
+
+
+def streamer_argv(port: str) -> list[str]:
+    """``bench.streamer``: streams tokens as fast as it can, so only the relay costs time."""
+    return [sys.executable, str(REPO / "bench" / "streamer.py"), port]
+
+
+class StreamDirect(Contender):
+    """The streamer asked directly: what the relay-rate row's clients can take in at most."""
+
+    model = FAKE
+
+    def __init__(self, setup: Setup, name: str = "direct-stream") -> None:
+        super().__init__(setup, name)
+
+    def argv(self) -> list[str]:
+        return streamer_argv(str(self.port))
+
+
+class StreamCorral(Corral):
+    """corral in front of the streamer (a ``cmd`` model, no TTL)."""
+
+    model = FAKE
+
+    def __init__(self, setup: Setup, name: str = "corral-stream") -> None:
+        super().__init__(setup, name)
+
+    def config(self) -> dict[str, object]:
+        return {"default_ttl": 0, "models": [{"name": FAKE, "cmd": streamer_argv("{port}")}]}
 
 
 @dataclass

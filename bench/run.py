@@ -37,10 +37,9 @@ from bench.contenders import (
     FakeDirect,
     Router,
     Setup,
-    StreamCorral,
-    StreamDirect,
 )
 from bench.machine import describe, load
+from bench.relay_rate import StreamCorral, StreamDirect
 
 log = logging.getLogger("bench")
 
