@@ -15,14 +15,8 @@ import ollama
 import openai
 import pytest
 
-from tests.support import (
-    WEATHER,
-    CorralServer,
-    demo_model,
-    node_client,
-    npm_modules,
-    weather_shots,
-)
+from tests.e2e.tools import WEATHER, weather_shots
+from tests.support import CorralServer, demo_model, node_client, npm_modules
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ from corral.generator.loader import validate
 from corral.supervisor.app import BODY_BLIND, build_app
 from corral.supervisor.http import client, client_pool, direct_body, proxy
 from corral.supervisor.service import Service
-from tests.supervisor.test_client import Scripted, ask, scripted
+from tests.supervisor.test_client import Scripted, scripted
 from tests.support import CorralServer, fake_cmd
 
 CHUNKED = (
@@ -70,11 +70,8 @@ class Sink:
 
 
 async def open_answer(server: Scripted, silence: float = float("inf")) -> client.Answer:
-    pool = client_pool.Pool()
-    if silence == float("inf"):
-        return await ask(pool, server)
     head = b"POST /x HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 0\r\n\r\n"
-    return await pool.request("POST", server.port, head, b"", silence)
+    return await client_pool.Pool().request("POST", server.port, head, b"", silence)
 
 
 async def test_diverted_pieces_reach_the_sink_as_read_and_iter_any_only_ends_the_body() -> None:
@@ -135,11 +132,12 @@ async def test_diverted_bytes_keep_the_silence_deadline_moving() -> None:
         assert b"".join(sink.got) == b"012345"
 
 
+def broken(piece: bytes) -> bool:
+    raise ValueError("a transform's bug")
+
+
 async def test_a_sink_that_raises_breaks_the_answer_and_its_connection() -> None:
     child = Child()
-
-    def broken(piece: bytes) -> bool:
-        raise ValueError("a transform's bug")
 
     async with scripted(child.reply) as server:
         answer = await open_answer(server)
@@ -285,7 +283,7 @@ def test_a_slow_reader_gets_a_long_stream_whole_and_in_order(streaming: CorralSe
     text = _unchunked(received.split(b"\r\n\r\n", 1)[1]).decode()
     tokens = [line for line in text.split("\n\n") if line.startswith("data: {")]
     assert len(tokens) == 4000 + 1  # the fake's 4,000 tokens, then its last chunk
-    order = [int(t) for t in _numbers(text)]
+    order = [int(t) for t in re.findall(r'"content":\s*" t(\d+)"', text)]
     assert order == list(range(1, 4000)), "a token lost or out of order"
     assert text.rstrip().endswith("data: [DONE]")
 
@@ -300,7 +298,3 @@ def _unchunked(data: bytes) -> bytes:
             return b"".join(out)
         out.append(data[end + 2 : end + 2 + size])
         at = end + 2 + size + 2
-
-
-def _numbers(text: str) -> list[str]:
-    return re.findall(r'"content":\s*" t(\d+)"', text)
